@@ -1,0 +1,34 @@
+"""Errors that reach the user as one line and an exit code (never a traceback)."""
+
+
+class ReproError(Exception):
+    """A problem the user can fix; `str(err)` is the one line the CLI prints."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UnknownModelError(ReproError):
+    """A model id that is not in the manifest (exit code 2, like a usage error)."""
+
+    exit_code = 2
+
+
+class ManifestError(ReproError):
+    """model_zoo.yaml does not validate."""
+
+
+class CheckpointError(ReproError):
+    """A checkpoint file is unreadable, truncated or does not fit the model."""
+
+
+class DatasetError(ReproError):
+    """A dataset folder has the wrong layout or label encoding."""
+
+
+class FetchError(ReproError):
+    """A download or import failed; nothing partial was left in the cache."""
