@@ -1,0 +1,5 @@
+"""`python -m repro` is the same as the `repro` command."""
+
+from repro.cli import main
+
+main()

@@ -1,0 +1,196 @@
+"""The model zoo manifest (model_zoo.yaml): one validated entry per documented table row.
+
+The schema is strict (unknown fields are errors) so that a typo in the manifest fails loudly
+when it is loaded instead of silently changing a test protocol.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from repro.errors import ManifestError, UnknownModelError
+
+DEFAULT_PATH = Path(__file__).with_name("model_zoo.yaml")
+PROTOCOL_NAMES = ("single", "flip", "ms+flip")
+DATASET_NAMES = ("ade20k", "cityscapes", "cocostuff10k", "lip", "voc", "pascalcontext59", "vspw")
+
+Pair = Annotated[list[int], Field(min_length=2, max_length=2)]
+Triple = Annotated[list[float], Field(min_length=3, max_length=3)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resize(_Strict):
+    output_size: Pair
+    keep_ratio: bool
+
+
+class Normalize(_Strict):
+    mean: Triple
+    std: Triple
+
+
+class Protocol(_Strict):
+    """Upstream's test settings for one protocol of one config (sizes are (height, width))."""
+
+    upstream_block: str
+    resize: Resize
+    normalize: Normalize
+    mode: Literal["whole", "slide"]
+    crop_size: Pair | None
+    stride: Pair | None
+    scales: Annotated[list[float], Field(min_length=1)]
+    flip: bool
+    flip_pairs: list[Pair]
+    probs_before_resize: bool
+
+    @model_validator(mode="after")
+    def _slide_needs_window(self):
+        if self.mode == "slide" and (self.crop_size is None or self.stride is None):
+            raise ValueError("slide inference needs crop_size and stride")
+        return self
+
+
+class Schedule(_Strict):
+    lr: float
+    policy: str
+    batch_size: int
+    epochs: int
+
+
+class ModelEntry(_Strict):
+    id: str
+    aliases: list[str] = []
+    method: Literal["mcibi", "memorynetv2"]
+    document: str
+    section: str
+    table: str
+    segmentor: str
+    head: Literal["aspp", "ppm", "upernet", "fcn"]
+    backbone: str
+    backbone_id: str
+    pretrain: str | None
+    crop_size: Pair
+    schedule: Schedule
+    dataset: Literal[DATASET_NAMES]  # type: ignore[valid-type]
+    train_split: str
+    eval_split: str
+    num_classes: int = Field(gt=0)
+    upstream_config: str
+    documented: dict[Literal[PROTOCOL_NAMES], float | None]  # type: ignore[valid-type]
+    protocols: dict[Literal[PROTOCOL_NAMES], Protocol]  # type: ignore[valid-type]
+    weights: list[str]
+    config: list[str]
+    log: list[str]
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    eval: Literal["local", "server"]
+    notes: list[str] = []
+
+    @field_validator("documented")
+    @classmethod
+    def _documented_not_empty(cls, value):
+        if not value:
+            raise ValueError("must name at least one protocol")
+        return value
+
+    @model_validator(mode="after")
+    def _documented_protocols_have_settings(self):
+        missing = [p for p in self.documented if p not in self.protocols]
+        if missing:
+            raise ValueError(f"documented protocol(s) {', '.join(missing)} have no settings under 'protocols'")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        """The id and every alias."""
+        return [self.id, *self.aliases]
+
+
+class Manifest(_Strict):
+    schema_version: Literal[1]
+    models: list[ModelEntry]
+
+    @model_validator(mode="after")
+    def _unique_names(self):
+        seen: dict[str, str] = {}
+        for entry in self.models:
+            for name in entry.names:
+                if name in seen:
+                    raise ValueError(f"duplicate id or alias '{name}' (entries '{seen[name]}' and '{entry.id}')")
+                seen[name] = entry.id
+        return self
+
+    @property
+    def entries(self) -> list[ModelEntry]:
+        return self.models
+
+    def ids(self) -> list[str]:
+        return [e.id for e in self.models]
+
+    def get(self, name: str) -> ModelEntry:
+        """The entry whose id or alias is `name`; UnknownModelError with suggestions otherwise."""
+        for entry in self.models:
+            if name in entry.names:
+                return entry
+        raise UnknownModelError(unknown_model_message(name, self.models))
+
+
+def unknown_model_message(name: str, entries: list[ModelEntry]) -> str:
+    by_name = {n: e.id for e in entries for n in e.names}
+    close = difflib.get_close_matches(name, list(by_name), n=5, cutoff=0.6)
+    suggestions = list(dict.fromkeys(by_name[n] for n in close))[:3]
+    hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else "; run 'repro list' to see all ids"
+    return f"unknown model id '{name}'{hint}"
+
+
+def _describe(err: ValidationError, raw: dict) -> str:
+    """One line naming the entry and the field of the first validation error."""
+    first = err.errors()[0]
+    loc = list(first["loc"])
+    where = "manifest"
+    if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):
+        models = raw.get("models") or []
+        entry = models[loc[1]] if loc[1] < len(models) and isinstance(models[loc[1]], dict) else {}
+        where = f"entry '{entry.get('id', f'#{loc[1]}')}'"
+        loc = loc[2:]
+    field = ".".join(str(p) for p in loc) or "(entry)"
+    return f"{where}, field '{field}': {first['msg']}"
+
+
+def parse_manifest(text: str, source: str = "model_zoo.yaml") -> Manifest:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise ManifestError(f"{source}: not valid YAML{where}") from None
+    if not isinstance(raw, dict):
+        raise ManifestError(f"{source}: expected a mapping with 'schema_version' and 'models'")
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as err:
+        raise ManifestError(f"{source}: {_describe(err, raw)}") from None
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str, mtime_ns: int) -> Manifest:
+    return parse_manifest(Path(path).read_text(encoding="utf-8"), source=path)
+
+
+def load_manifest(path: str | os.PathLike | None = None) -> Manifest:
+    """Load and validate a manifest (the bundled one by default, or $REPRO_MANIFEST)."""
+    path = Path(path or os.environ.get("REPRO_MANIFEST") or DEFAULT_PATH)
+    try:
+        stat = path.stat()
+    except OSError:
+        raise ManifestError(f"manifest not found: {path}") from None
+    return _load_cached(str(path.resolve()), stat.st_mtime_ns)
