@@ -1,0 +1,128 @@
+"""ADE20k (SceneParsing, ADEChallengeData2016): 150 classes, evaluated on val (2000 images)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repro.datasets.base import (
+    DatasetLayout,
+    DatasetSpec,
+    Entry,
+    LabelRule,
+    Located,
+    list_files,
+    read_id_list,
+    reduce_zero_table,
+    require_dir,
+)
+from repro.errors import DatasetError
+from repro.paths import DATASET_FOLDERS
+
+CLASS_NAMES = (
+    'wall', 'building, edifice', 'sky', 'floor, flooring', 'tree', 'ceiling', 'road, route',
+    'bed', 'windowpane, window', 'grass', 'cabinet', 'sidewalk, pavement',
+    'person, individual, someone, somebody, mortal, soul', 'earth, ground', 'door, double door',
+    'table', 'mountain, mount', 'plant, flora, plant life',
+    'curtain, drape, drapery, mantle, pall', 'chair',
+    'car, auto, automobile, machine, motorcar', 'water', 'painting, picture',
+    'sofa, couch, lounge', 'shelf', 'house', 'sea', 'mirror', 'rug, carpet, carpeting', 'field',
+    'armchair', 'seat', 'fence, fencing', 'desk', 'rock, stone', 'wardrobe, closet, press',
+    'lamp', 'bathtub, bathing tub, bath, tub', 'railing, rail', 'cushion',
+    'base, pedestal, stand', 'box', 'column, pillar', 'signboard, sign',
+    'chest of drawers, chest, bureau, dresser', 'counter', 'sand', 'sink', 'skyscraper',
+    'fireplace, hearth, open fireplace', 'refrigerator, icebox', 'grandstand, covered stand',
+    'path', 'stairs, steps', 'runway', 'case, display case, showcase, vitrine',
+    'pool table, billiard table, snooker table', 'pillow', 'screen door, screen',
+    'stairway, staircase', 'river', 'bridge, span', 'bookcase', 'blind, screen',
+    'coffee table, cocktail table', 'toilet, can, commode, crapper, pot, potty, stool, throne',
+    'flower', 'book', 'hill', 'bench', 'countertop',
+    'stove, kitchen stove, range, kitchen range, cooking stove', 'palm, palm tree',
+    'kitchen island',
+    'computer, computing machine, computing device, data processor, electronic computer, information processing system',
+    'swivel chair', 'boat', 'bar', 'arcade machine', 'hovel, hut, hutch, shack, shanty',
+    'bus, autobus, coach, charabanc, double-decker, jitney, motorbus, motorcoach, omnibus, passenger vehicle',
+    'towel', 'light, light source', 'truck, motortruck', 'tower',
+    'chandelier, pendant, pendent', 'awning, sunshade, sunblind', 'streetlight, street lamp',
+    'booth, cubicle, stall, kiosk',
+    'television receiver, television, television set, tv, tv set, idiot box, boob tube, telly, goggle box',
+    'airplane, aeroplane, plane', 'dirt track', 'apparel, wearing apparel, dress, clothes',
+    'pole', 'land, ground, soil', 'bannister, banister, balustrade, balusters, handrail',
+    'escalator, moving staircase, moving stairway', 'ottoman, pouf, pouffe, puff, hassock',
+    'bottle', 'buffet, counter, sideboard', 'poster, posting, placard, notice, bill, card',
+    'stage', 'van', 'ship', 'fountain',
+    'conveyer belt, conveyor belt, conveyer, conveyor, transporter', 'canopy',
+    'washer, automatic washer, washing machine', 'plaything, toy',
+    'swimming pool, swimming bath, natatorium', 'stool', 'barrel, cask', 'basket, handbasket',
+    'waterfall, falls', 'tent, collapsible shelter', 'bag', 'minibike, motorbike', 'cradle',
+    'oven', 'ball', 'food, solid food', 'step, stair', 'tank, storage tank',
+    'trade name, brand name, brand, marque', 'microwave, microwave oven', 'pot, flowerpot',
+    'animal, animate being, beast, brute, creature, fauna', 'bicycle, bike, wheel, cycle',
+    'lake', 'dishwasher, dish washer, dishwashing machine',
+    'screen, silver screen, projection screen', 'blanket, cover', 'sculpture',
+    'hood, exhaust hood', 'sconce', 'vase', 'traffic light, traffic signal, stoplight', 'tray',
+    'ashcan, trash can, garbage can, wastebin, ash bin, ash-bin, ashbin, dustbin, trash barrel, trash bin',
+    'fan', 'pier, wharf, wharfage, dock', 'crt screen', 'plate', 'monitor, monitoring device',
+    'bulletin board, notice board', 'shower', 'radiator', 'glass, drinking glass', 'clock',
+    'flag',
+)
+
+SPEC = DatasetSpec(
+    name="ade20k",
+    title="ADE20k",
+    num_classes=150,
+    class_names=CLASS_NAMES,
+    folder=DATASET_FOLDERS["ade20k"],
+    splits={"val": 2000},
+    default_split="val",
+    label_encoding="cv2 grayscale PNG; 0 ignored, 1..150 -> 0..149 (reduce zero label)",
+)
+
+
+def _bad_value_hint(values) -> str:
+    return (
+        "ADEChallengeData2016 labels hold 0..150 only; values above 150 suggest the full ADE20K "
+        "dataset (not SceneParsing) or colour-coded masks: use ADEChallengeData2016.zip or upstream's ADE20k.tar.gz"
+    )
+
+
+RULE = LabelRule(reader="cv2", num_classes=150, table=reduce_zero_table(150), bad_value_hint=_bad_value_hint)
+
+# upstream's split name -> folder name under images/ and annotations/
+_SPLIT_FOLDERS = {"train": "training", "val": "validation", "test": "testing"}
+
+
+class ADE20kLayout(DatasetLayout):
+    """Packaged: <root>/ADEChallengeData2016/{images,annotations}/<folder>, id list
+    ADEChallengeData2016/<split>.txt. Official zip unpacked directly: root = ADEChallengeData2016."""
+
+    spec = SPEC
+    rule = RULE
+
+    def locate(self, root: Path, split: str) -> Located:
+        for base in (root / "ADEChallengeData2016", root):
+            if (base / "images").is_dir() and (base / "annotations").is_dir():
+                break
+        else:
+            raise DatasetError(
+                f"no ADE20k layout under {root}: expected ADEChallengeData2016/images and "
+                f"ADEChallengeData2016/annotations; pass the folder that ADE20k.tar.gz unpacks to "
+                f"(or the unpacked ADEChallengeData2016 folder) as the root"
+            )
+        folder = _SPLIT_FOLDERS[split]
+        fix = "re-extract ADEChallengeData2016.zip / ADE20k.tar.gz"
+        image_dir = require_dir(base / "images" / folder, f"ADE20k {split} images", fix)
+        ann_dir = base / "annotations" / folder
+        if SPEC.has_labels(split):
+            require_dir(ann_dir, f"ADE20k {split} annotations", fix)
+        notes = []
+        id_list = base / f"{split}.txt"
+        if id_list.is_file():
+            ids = read_id_list(id_list)
+        else:
+            ids = [name[: -len(".jpg")] for name in list_files(image_dir, ".jpg")]
+            notes.append(
+                f"ADE20k: no id list {id_list} (upstream's packaged archive has one); "
+                f"using the {len(ids)} .jpg files in {image_dir}, sorted"
+            )
+        entries = [Entry(i, image_dir / f"{i}.jpg", ann_dir / f"{i}.png") for i in ids]
+        return Located(entries, base, notes)

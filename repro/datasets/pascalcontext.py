@@ -1,0 +1,59 @@
+"""PASCAL-Context-59 (VOC 2010 images, 59 classes without background), evaluated on val (5105)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repro.datasets.base import DatasetLayout, DatasetSpec, LabelRule, Located, reduce_zero_table
+from repro.datasets.voc import find_voc_year, voc_entries
+from repro.paths import DATASET_FOLDERS
+
+CLASS_NAMES = (
+    'aeroplane', 'bag', 'bed', 'bedclothes', 'bench', 'bicycle', 'bird', 'boat', 'book',
+    'bottle', 'building', 'bus', 'cabinet', 'car', 'cat', 'ceiling', 'chair', 'cloth',
+    'computer', 'cow', 'cup', 'curtain', 'dog', 'door', 'fence', 'floor', 'flower', 'food',
+    'grass', 'ground', 'horse', 'keyboard', 'light', 'motorbike', 'mountain', 'mouse', 'person',
+    'plate', 'platform', 'pottedplant', 'road', 'rock', 'sheep', 'shelves', 'sidewalk', 'sign',
+    'sky', 'snow', 'sofa', 'table', 'track', 'train', 'tree', 'truck', 'tvmonitor', 'wall',
+    'water', 'window', 'wood',
+)
+
+SPEC = DatasetSpec(
+    name="pascalcontext59",
+    title="PASCAL-Context-59",
+    num_classes=59,
+    class_names=CLASS_NAMES,
+    folder=DATASET_FOLDERS["pascalcontext59"],
+    splits={"val": 5105},
+    default_split="val",
+    label_encoding="cv2 grayscale PNG; 0 (background) and 255 ignored, 1..59 -> 0..58",
+)
+
+
+def _bad_value_hint(values) -> str:
+    return (
+        "PASCAL-Context-59 labels hold 0..59 (0 = background) and 255; larger values suggest the "
+        "full 459-class labels: convert trainval_merged.json to the 59-class masks (mmsegmentation's "
+        "pascal_context converter) or use upstream's PascalContext archive"
+    )
+
+
+RULE = LabelRule(
+    reader="cv2", num_classes=59, table=reduce_zero_table(59, extra_ignored=(255,)), bad_value_hint=_bad_value_hint
+)
+
+
+class PascalContext59Layout(DatasetLayout):
+    """VOCdevkit/VOC2010/{JPEGImages,SegmentationClassContext},
+    ImageSets/SegmentationContext/<split>.txt (upstream's archive and the mmseg-converted layout)."""
+
+    spec = SPEC
+    rule = RULE
+    _archive = "upstream's PascalContext archive (or mmsegmentation's converted VOC2010 layout)"
+
+    def locate(self, root: Path, split: str) -> Located:
+        base = find_voc_year(root, "2010", "SegmentationClassContext", "PASCAL-Context", self._archive)
+        entries = voc_entries(
+            base, "SegmentationContext", "SegmentationClassContext", split, "PASCAL-Context", self._archive
+        )
+        return Located(entries, base)

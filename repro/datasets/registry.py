@@ -1,0 +1,74 @@
+"""The dataset registry: name -> spec and layout, and `open_dataset`."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+from repro.datasets import ade20k, cityscapes, cocostuff10k, lip, pascalcontext, voc, vspw
+from repro.datasets.base import DatasetLayout, DatasetSpec, EvalDataset, missing_file_problems, note_once
+from repro.errors import DatasetError
+from repro.paths import dataset_root
+
+LAYOUTS: dict[str, DatasetLayout] = {
+    "ade20k": ade20k.ADE20kLayout(),
+    "cityscapes": cityscapes.CityscapesLayout(),
+    "cocostuff10k": cocostuff10k.COCOStuff10kLayout(),
+    "lip": lip.LIPLayout(),
+    "voc": voc.VOCLayout(),
+    "pascalcontext59": pascalcontext.PascalContext59Layout(),
+    "vspw": vspw.VSPWLayout(),
+}
+
+DATASETS: dict[str, DatasetSpec] = {name: layout.spec for name, layout in LAYOUTS.items()}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The spec of a dataset name; a DatasetError (exit code 2) with suggestions otherwise."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name).lower(), list(DATASETS), n=2, cutoff=0.5)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise DatasetError(f"unknown dataset {name!r}; {hint}choose from {', '.join(DATASETS)}", exit_code=2) from None
+
+
+def resolve(
+    name: str, root: str | os.PathLike | None, split: str | None, *, must_exist: bool = True
+) -> tuple[DatasetSpec, Path, str]:
+    """(spec, dataset folder, split) with defaults filled in; unknown names raise (exit code 2)."""
+    spec = get_spec(name)
+    split = split or spec.default_split
+    if split not in spec.splits:
+        raise DatasetError(
+            f"{spec.title} has no evaluation split {split!r}; choose from {', '.join(spec.splits)}", exit_code=2
+        )
+    root_path = Path(root).expanduser() if root else dataset_root(name)
+    if must_exist and not root_path.is_dir():
+        raise DatasetError(
+            f"{spec.title} folder {root_path} does not exist; download the dataset (see `repro fetch --help`) "
+            f"or point --root (or $REPRO_DATA) at it"
+        )
+    return spec, root_path, split
+
+
+def open_dataset(name: str, root: str | os.PathLike | None = None, split: str | None = None) -> EvalDataset:
+    """One split of a dataset, checked for a complete layout (every image and label present).
+
+    `root` is the dataset folder (default: repro.paths.dataset_root(name)); `split` defaults to
+    the dataset's evaluation split. Raises DatasetError with one actionable line on a bad layout.
+    """
+    spec, root_path, split = resolve(name, root, split)
+    layout = LAYOUTS[name]
+    located = layout.locate(root_path, split)
+    if not located.entries:
+        raise DatasetError(
+            f"{spec.title} {split} split under {root_path} lists no images; re-extract the dataset archive"
+        )
+    problems = missing_file_problems(located, spec.has_labels(split), spec.title)
+    if problems:
+        raise DatasetError(problems[0])
+    for note in located.notes:  # e.g. a missing id list replaced by a folder listing
+        note_once(note)
+    return EvalDataset(spec, layout.rule, root_path, split, located)
