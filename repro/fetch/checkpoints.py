@@ -1,0 +1,413 @@
+"""Checkpoints: download (or import), verify, cache.
+
+Layout: `<cache>/checkpoints/<model id>/<file name from the URL>`, plus the lock file
+`<cache>/checkpoints.lock.json` (model id → {file, sha256, url, size}) that records the digest
+of every accepted file. A file is accepted when
+  1. its sha256 equals the manifest's `sha256` (when the manifest has one), else the digest the
+     lock recorded on first download (a different file later is an error unless `force`);
+  2. torch can read it (weights only) and its classifier and memory have the class count of the
+     manifest row: this catches documented links that point to another model's file.
+A rejected file is deleted and the next URL of the row is tried.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from repro.errors import CheckpointError, FetchError
+from repro.fetch.download import (
+    DownloadResult,
+    UrlFailed,
+    copy_to_part,
+    download_first_working,
+    exclusive,
+    file_name_from_url,
+    human_size,
+    make_progress,
+    mirror_url,
+    part_path_for,
+    quiet,
+    say,
+    sha256_of,
+)
+from repro.paths import cache_home, checkpoint_dir
+
+LOCK_FILE_NAME = "checkpoints.lock.json"
+
+# Class count → the dataset a checkpoint with that many classes was most likely trained on.
+DATASET_BY_CLASS_COUNT = {
+    150: "ADE20k",
+    19: "Cityscapes",
+    182: "COCO-Stuff-10k",
+    20: "LIP",
+    21: "PASCAL VOC",
+    59: "PASCAL-Context-59",
+    124: "VSPW",
+}
+# Final classifier of the decoder: MCIBI `decoder_stage2.<i>.weight`, MCIBI++ `decoder_cls.conv2.weight`.
+CLASSIFIER_PREFIXES = ("decoder_stage2.", "decoder_cls.")
+MEMORY_KEY = "memory_module.memory"
+WRAPPER_PREFIX = "module."
+
+
+# ------------------------------------------------------------------------------ lock file
+
+
+def lock_file_path() -> Path:
+    return cache_home() / LOCK_FILE_NAME
+
+
+def read_lock_file() -> dict[str, dict]:
+    path = lock_file_path()
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise FetchError(f"{path} is not valid JSON; fix or delete it (digests will be re-recorded)") from None
+    if not isinstance(data, dict):
+        raise FetchError(f"{path} does not hold a JSON object; fix or delete it")
+    return data
+
+
+def _write_lock_record(model_id: str, record: dict | None) -> None:
+    path = lock_file_path()
+    with exclusive("lock-file", LOCK_FILE_NAME):
+        data = read_lock_file()
+        if record is None:
+            data.pop(model_id, None)
+        else:
+            data[model_id] = record
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        temp.write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n", encoding="utf-8")
+        os.replace(temp, path)
+
+
+# ------------------------------------------------------------------------ content checks
+
+
+def _state_dict_of(obj) -> Mapping:
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
+        return obj["model"]
+    if isinstance(obj, Mapping):
+        return obj
+    raise CheckpointError("holds no state dict")
+
+
+def checkpoint_class_count(path: Path) -> int:
+    """The class count of an MCIBI / MCIBI++ checkpoint, read from its tensors' shapes.
+
+    Both the memory (`memory_module.memory`, first dim = classes) and the decoder's final
+    classifier (the last 4-D `.weight` under `decoder_stage2.` or `decoder_cls.`) must agree.
+    Raises CheckpointError when the file is unreadable or not such a checkpoint.
+    """
+    import torch
+
+    try:
+        try:  # mmap: a 1.3 GB checkpoint is not read into memory just to look at two shapes
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as err:
+            if "mmap" not in str(err).lower():
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy format
+    except Exception as err:  # torch raises many types for corrupt files
+        text = str(err).strip()
+        if "Unsupported global" in text:  # a pickle that needs code, not a corrupt file
+            raise CheckpointError("holds objects other than tensors (refused by weights_only loading)") from None
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        first = detail.group(1) if detail else (text.splitlines()[0] if text else type(err).__name__)
+        raise CheckpointError(f"is not a readable checkpoint (truncated or corrupt: {first[:160]})") from None
+
+    state_dict = _state_dict_of(obj)
+    memory_classes = None
+    classifier: tuple[str, int] | None = None
+    for raw_key, value in state_dict.items():
+        if not isinstance(raw_key, str) or not hasattr(value, "shape"):
+            continue
+        key = raw_key.removeprefix(WRAPPER_PREFIX)
+        if key == MEMORY_KEY and len(value.shape) >= 1:
+            memory_classes = int(value.shape[0])
+        elif key.startswith(CLASSIFIER_PREFIXES) and key.endswith(".weight") and len(value.shape) == 4:
+            classifier = (key, int(value.shape[0]))  # the last one in order is the classifier
+    if memory_classes is None and classifier is None:
+        raise CheckpointError(
+            f"has neither {MEMORY_KEY} nor a decoder_stage2/decoder_cls classifier: "
+            "not an MCIBI / MCIBI++ checkpoint"
+        )
+    if memory_classes is not None and classifier is not None and memory_classes != classifier[1]:
+        raise CheckpointError(
+            f"is inconsistent: {MEMORY_KEY} has {memory_classes} classes but {classifier[0]} has {classifier[1]}"
+        )
+    return memory_classes if memory_classes is not None else classifier[1]  # type: ignore[index]
+
+
+def describe_class_count(count: int) -> str:
+    dataset = DATASET_BY_CLASS_COUNT.get(count)
+    return f"{count} classes ({dataset}?)" if dataset else f"{count} classes"
+
+
+def _short(digest: str) -> str:
+    return digest[:12] + "…"
+
+
+def _verify(result: DownloadResult, entry, *, force: bool) -> None:
+    """Raise UrlFailed when the downloaded/imported file is not the row's checkpoint."""
+    if entry.sha256:
+        if result.sha256 != entry.sha256:
+            raise UrlFailed(
+                f"sha256 mismatch: expected {_short(entry.sha256)} (manifest), got {_short(result.sha256)}"
+            )
+    elif not force:
+        recorded = read_lock_file().get(entry.id)
+        if recorded and recorded.get("sha256") and recorded["sha256"] != result.sha256:
+            raise UrlFailed(
+                f"sha256 {_short(result.sha256)} differs from {_short(recorded['sha256'])} recorded "
+                f"in {LOCK_FILE_NAME} on first download (use --force to accept the new file)"
+            )
+    try:
+        classes = checkpoint_class_count(result.path)
+    except CheckpointError as err:
+        raise UrlFailed(str(err)) from None
+    if classes != entry.num_classes:
+        expected = DATASET_BY_CLASS_COUNT.get(entry.num_classes, entry.dataset)
+        raise UrlFailed(
+            f"wrong model: it has {describe_class_count(classes)}, "
+            f"this {expected} row needs {entry.num_classes}"
+        )
+
+
+# ----------------------------------------------------------------------------------- API
+
+
+def _entry(model_id: str):
+    from repro.manifest import load_manifest
+
+    return load_manifest().get(model_id)
+
+
+def _cached_file(entry, *, rehash: bool) -> Path | None:
+    """The recorded file of `entry` if it is on disk and still matches its record."""
+    record = read_lock_file().get(entry.id)
+    if not record or not record.get("file"):
+        return None
+    path = checkpoint_dir(entry.id) / record["file"]
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    if record.get("size") is not None and size != record["size"]:
+        return None
+    if entry.sha256 and record.get("sha256") != entry.sha256:
+        return None
+    if rehash and sha256_of(path) != record.get("sha256"):
+        return None
+    return path
+
+
+def checkpoint_path(model_id: str) -> Path | None:
+    """The cached, verified checkpoint of a model id or alias, or None when not fetched yet.
+
+    Cheap (no re-hash): the file must exist with the size and digest recorded when it was
+    accepted, and that digest must match the manifest's sha256 when it has one.
+    """
+    return _cached_file(_entry(model_id), rehash=False)
+
+
+def _record(entry, path: Path, result: DownloadResult, url: str) -> None:
+    _write_lock_record(
+        entry.id, {"file": path.name, "sha256": result.sha256, "url": url, "size": result.size}
+    )
+
+
+def _drop_other_files(folder: Path, keep: Path) -> None:
+    """Remove an older accepted file of the same row (a --force refetch under another name)."""
+    for other in folder.iterdir():
+        if other != keep and other.is_file() and not other.name.endswith(".part"):
+            other.unlink(missing_ok=True)
+
+
+def _adopt_unrecorded(entry, force: bool) -> Path | None:
+    """A complete file from an earlier run whose lock record was lost: verify and record it."""
+    folder = checkpoint_dir(entry.id)
+    for url in entry.weights:
+        candidate = folder / file_name_from_url(url)
+        if not candidate.is_file():
+            continue
+        result = DownloadResult(candidate, sha256_of(candidate), candidate.stat().st_size, url)
+        try:
+            _verify(result, entry, force=force)
+        except UrlFailed as failure:
+            say(f"{entry.id}: discarding cached {candidate.name} ({failure.reason})", always=True)
+            candidate.unlink(missing_ok=True)
+            continue
+        _record(entry, candidate, result, url)
+        return candidate
+    return None
+
+
+def fetch_checkpoint(
+    model_id: str,
+    *,
+    force: bool = False,
+    source: str | os.PathLike | None = None,
+    mirror: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Make the checkpoint of `model_id` (id or alias) available in the cache; return its path.
+
+    `source`: a local file (or an http(s) URL) to import instead of the manifest's URLs; it is
+    verified exactly like a download. `mirror` (or $REPRO_MIRROR) replaces the
+    `https://github.com/` base of GitHub release URLs. `force` re-downloads a cached file and
+    accepts a digest different from the one recorded in the lock file (never one different from
+    the manifest's sha256). Raises FetchError (one line) with every URL tried when all fail.
+    """
+    entry = _entry(model_id)
+    folder = checkpoint_dir(entry.id)
+    reporter = make_progress(progress)
+
+    with quiet(not progress), exclusive(entry.id, f"checkpoint {entry.id}"):
+        if source is None and not force:
+            cached = _cached_file(entry, rehash=True)
+            if cached is not None:
+                say(f"{entry.id}: cached and verified ({cached})")
+                return cached
+            adopted = _adopt_unrecorded(entry, force)
+            if adopted is not None:
+                say(f"{entry.id}: verified the file already in the cache ({adopted})")
+                return adopted
+
+        if source is not None and not re.match(r"^https?://", str(source)):
+            return _import_file(entry, Path(source).expanduser(), force=force, reporter=reporter)
+
+        if source is not None:
+            urls = [str(source)]
+            names = {urls[0]: file_name_from_url(urls[0])}
+        else:
+            if not entry.weights:
+                raise FetchError(
+                    f"{entry.id} has no published checkpoint link; if you have the file, run "
+                    f"`repro fetch {entry.id} --from FILE`"
+                )
+            urls = [mirror_url(url, mirror) for url in entry.weights]
+            names = {m: file_name_from_url(u) for m, u in zip(urls, entry.weights)}
+
+        say(f"{entry.id}: fetching checkpoint")
+        try:
+            path, result, _attempts = download_first_working(
+                urls,
+                lambda url: folder / names[url],
+                lambda result: _verify(result, entry, force=force),
+                what=f"checkpoint {entry.id}",
+                progress=reporter,
+            )
+        except FetchError:
+            _remove_if_empty(folder)
+            raise
+        _record(entry, path, result, result.url)
+        _drop_other_files(folder, path)
+        say(f"{entry.id}: {path} ({human_size(result.size)}, sha256 {result.sha256})")
+        return path
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def _import_file(entry, source: Path, *, force: bool, reporter) -> Path:
+    if not source.is_file():
+        raise FetchError(f"--from {source}: no such file")
+    folder = checkpoint_dir(entry.id)
+    dest = folder / source.name.removesuffix(".part")
+    part = part_path_for(dest)
+    try:
+        result = copy_to_part(source, part, progress=reporter)
+        _verify(result, entry, force=force)
+    except UrlFailed as failure:
+        part.unlink(missing_ok=True)
+        _remove_if_empty(folder)
+        raise FetchError(f"{source} is not the checkpoint of {entry.id}: {failure.reason}") from None
+    except BaseException:
+        part.unlink(missing_ok=True)
+        _remove_if_empty(folder)
+        raise
+    os.replace(part, dest)
+    result.path = dest
+    _record(entry, dest, result, source.resolve().as_uri())
+    _drop_other_files(folder, dest)
+    say(f"{entry.id}: imported {source} → {dest} (sha256 {result.sha256})")
+    return dest
+
+
+# --------------------------------------------------------------------------------- pinning
+
+
+def pin_manifest(out: str | os.PathLike, manifest_path: str | os.PathLike | None = None) -> dict[str, str]:
+    """Write a copy of the manifest with `sha256` filled in from the lock file; return id → digest.
+
+    The copy is edited line by line so that comments and layout survive; it is re-validated,
+    and every pinned digest is checked in the result.
+    """
+    from repro.manifest import DEFAULT_PATH, load_manifest, parse_manifest
+
+    source = Path(manifest_path or os.environ.get("REPRO_MANIFEST") or DEFAULT_PATH)
+    manifest = load_manifest(source)
+    text = source.read_text(encoding="utf-8")
+    known = {e.id: e.sha256 for e in manifest.entries}
+    pins: dict[str, str] = {}
+    for model_id, record in read_lock_file().items():
+        digest = record.get("sha256")
+        if model_id not in known or not digest:
+            continue
+        if known[model_id] and known[model_id] != digest:
+            raise FetchError(
+                f"{model_id}: the lock file's sha256 {_short(digest)} differs from the manifest's "
+                f"{_short(known[model_id])}; re-fetch it before pinning"
+            )
+        pins[model_id] = digest
+        text = _set_sha256(text, model_id, digest)
+
+    pinned = parse_manifest(text, source=str(out))
+    for entry in pinned.entries:
+        if entry.id in pins and entry.sha256 != pins[entry.id]:
+            raise FetchError(f"could not pin {entry.id} in {source}: unexpected manifest layout")
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    temp = out_path.with_name(out_path.name + ".tmp")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, out_path)
+    return {**{k: v for k, v in known.items() if v}, **pins}
+
+
+def _set_sha256(text: str, model_id: str, digest: str) -> str:
+    """Set `sha256:` in the YAML block of list item `- id: <model_id>` (added if absent)."""
+    lines = text.splitlines(keepends=True)
+    start_re = re.compile(rf"^(\s*)- id:\s*['\"]?{re.escape(model_id)}['\"]?\s*(#.*)?$")
+    for index, line in enumerate(lines):
+        match = start_re.match(line.rstrip("\n"))
+        if not match:
+            continue
+        indent = match.group(1) + "  "
+        end = index + 1
+        while end < len(lines):
+            stripped = lines[end].rstrip("\n")
+            if stripped.strip() and not stripped.startswith(indent) and not stripped.lstrip().startswith("#"):
+                break
+            end += 1
+        for inner in range(index + 1, end):
+            if re.match(rf"^{indent}sha256:", lines[inner]):
+                lines[inner] = f"{indent}sha256: {digest}\n"
+                return "".join(lines)
+        insert_at = end
+        while insert_at > index + 1 and not lines[insert_at - 1].strip():
+            insert_at -= 1
+        lines.insert(insert_at, f"{indent}sha256: {digest}\n")
+        return "".join(lines)
+    raise FetchError(f"could not find the entry '{model_id}' in the manifest text to pin it")

@@ -1,0 +1,595 @@
+"""Resumable, verified HTTP downloads.
+
+A file is streamed into `<name>.part` next to its destination while its sha256 is computed;
+only a complete, verified file is renamed into place (the caller does the rename once its own
+checks pass). Connection errors and 5xx answers before the body starts are retried by urllib3's
+`Retry`; a connection that drops mid-body is resumed with an HTTP Range request from the size
+of the `.part` (re-hashing what is already on disk), or restarted when the server ignores Range.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import urllib3
+from filelock import FileLock, Timeout
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from repro import __version__
+from repro.errors import FetchError
+from repro.paths import cache_home
+
+# Tunables (tests set the backoffs to 0 so that fault-injection runs take no time).
+CHUNK_SIZE = 1 << 20
+CONNECT_TIMEOUT_S = 20.0
+READ_TIMEOUT_S = 60.0
+HTTP_RETRIES = 4  # urllib3 retries of connection errors and 5xx before the body starts
+RETRY_BACKOFF_S = 1.0  # urllib3 backoff factor: 0, 2, 4, 8 s ... between those retries
+RESUME_ATTEMPTS = 8  # consecutive mid-body drops without progress before giving up on a URL
+RESUME_BACKOFF_S = 2.0  # first pause before a resume; doubles, capped at RESUME_BACKOFF_MAX_S
+RESUME_BACKOFF_MAX_S = 60.0
+DISK_MARGIN_BYTES = 100 * 1024 * 1024  # keep this much free beyond the file itself
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+GITHUB_BASE = "https://github.com/"
+
+
+# ----------------------------------------------------------------------------------- errors
+
+
+class UrlFailed(Exception):
+    """This URL cannot deliver the file; the caller moves on to the next one."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class DiskSpaceError(FetchError):
+    """Not enough free disk space (checked before writing)."""
+
+
+class DiskFullError(DiskSpaceError):
+    """The disk filled up while writing (the partial file has been removed)."""
+
+
+# ------------------------------------------------------------------------------- reporting
+
+
+_QUIET: ContextVar[bool] = ContextVar("repro_fetch_quiet", default=False)
+
+
+def say(message: str, *, always: bool = False) -> None:
+    """One status line on stderr (resolved at call time so test runners can capture it).
+
+    Status lines are dropped inside `quiet(True)`; warnings (`always=True`) never are.
+    """
+    if always or not _QUIET.get():
+        print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def quiet(enabled: bool) -> Iterator[None]:
+    """Silence status lines (not warnings) for the calls made inside the block."""
+    token = _QUIET.set(enabled)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+
+
+def human_size(num_bytes: float | None) -> str:
+    if num_bytes is None:
+        return "unknown size"
+    value = float(num_bytes)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(value) < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover
+
+
+class Progress:
+    """Byte progress of one transfer. Quiet base class: reports nothing."""
+
+    def start(self, label: str, total: int | None, done: int, verb: str = "downloading") -> None:  # noqa: B027
+        pass
+
+    def advance(self, num_bytes: int) -> None:  # noqa: B027
+        pass
+
+    def restart(self, done: int) -> None:  # noqa: B027
+        pass
+
+    def finish(self) -> None:  # noqa: B027
+        pass
+
+    def abort(self) -> None:  # noqa: B027
+        """The transfer failed or was interrupted: close the display without a 'done'."""
+
+
+class LineProgress(Progress):
+    """Non-interactive output (logs, CI): a start line, a line per 10 % of big files, an end line."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.done = 0
+        self.started_at = 0.0
+        self.next_tenth = 1
+        self.label = ""
+
+    def start(self, label: str, total: int | None, done: int, verb: str = "downloading") -> None:
+        self.label, self.total, self.done = label, total, done
+        self.started_at = time.monotonic()
+        self.next_tenth = 1
+        resumed = f", resuming at {human_size(done)}" if done else ""
+        say(f"{verb} {label} ({human_size(total)}{resumed})")
+
+    def advance(self, num_bytes: int) -> None:
+        self.done += num_bytes
+        if self.total and self.total > 50_000_000 and self.done * 10 >= self.next_tenth * self.total:
+            say(f"  {self.label}: {100 * self.done // self.total}% ({human_size(self.done)})")
+            while self.next_tenth * self.total <= self.done * 10:
+                self.next_tenth += 1
+
+    def restart(self, done: int) -> None:
+        self.done = done
+
+    def finish(self) -> None:
+        elapsed = max(time.monotonic() - self.started_at, 1e-6)
+        say(f"  {self.label}: done, {human_size(self.done)} in {elapsed:.1f} s")
+
+
+class RichProgress(Progress):
+    """Interactive bar on a terminal: bytes, speed and time left."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.progress import Progress as RichBar
+
+        self._bar = RichBar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._task = None
+
+    def start(self, label: str, total: int | None, done: int, verb: str = "downloading") -> None:
+        if self._task is None:
+            self._bar.start()
+            self._task = self._bar.add_task(label, total=total, completed=done)
+        else:
+            self._bar.update(self._task, total=total, completed=done)
+
+    def advance(self, num_bytes: int) -> None:
+        if self._task is not None:
+            self._bar.advance(self._task, num_bytes)
+
+    def restart(self, done: int) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=done)
+
+    def finish(self) -> None:
+        if self._task is not None:
+            self._bar.stop()
+            self._task = None
+
+    abort = finish
+
+
+def make_progress(enabled: bool) -> Progress:
+    """Rich bars when stderr is a terminal, plain lines otherwise, nothing when disabled."""
+    if not enabled:
+        return Progress()
+    if sys.stderr.isatty():
+        return RichProgress()
+    return LineProgress()
+
+
+@contextmanager
+def exclusive(name: str, what: str) -> Iterator[None]:
+    """Inter-process lock (<cache>/.locks/<name>.lock) so two runs never write the same files."""
+    folder = cache_home() / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / f"{name}.lock"))
+    try:
+        lock.acquire(timeout=1)
+    except Timeout:
+        say(f"waiting for another repro process that is fetching {what} ...", always=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+# ------------------------------------------------------------------------------------ URLs
+
+
+def mirror_url(url: str, mirror: str | None = None) -> str:
+    """Rewrite the `https://github.com/` base of a GitHub release URL to a mirror.
+
+    The mirror comes from the argument, else $REPRO_MIRROR; other URLs pass unchanged.
+    """
+    mirror = mirror or os.environ.get("REPRO_MIRROR") or None
+    if not mirror or not url.startswith(GITHUB_BASE) or "/releases/download/" not in url:
+        return url
+    return mirror.rstrip("/") + "/" + url[len(GITHUB_BASE) :]
+
+
+def file_name_from_url(url: str) -> str:
+    name = url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    if not name or name in (".", ".."):
+        raise FetchError(f"cannot derive a file name from the URL {url}")
+    return name
+
+
+# --------------------------------------------------------------------------------- session
+
+
+def make_session() -> requests.Session:
+    """A requests session whose adapter retries connection errors and 5xx with backoff."""
+    retry = Retry(
+        total=HTTP_RETRIES,
+        connect=HTTP_RETRIES,
+        read=HTTP_RETRIES,
+        status=HTTP_RETRIES,
+        backoff_factor=RETRY_BACKOFF_S,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"GET", "HEAD"}),
+        raise_on_status=False,  # hand back the last 5xx so the error can name the status
+        respect_retry_after_header=True,
+    )
+    adapter = HTTPAdapter(max_retries=retry)
+    session = requests.Session()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = f"repro/{__version__} (+python-requests)"
+    return session
+
+
+def short_reason(exc: BaseException) -> str:
+    """The innermost, human part of a requests/urllib3 exception chain."""
+    text = str(exc)
+    if "IncompleteRead" in text:
+        return "connection closed early"
+    for pattern in (
+        r"Failed to establish a new connection: \[Errno -?\d+\] ([^'\")]+)",
+        r"\[Errno -?\d+\] ([^'\")]+)",
+        r"(Read timed out)",
+        r"(Connection broken: [^'\")]+)",
+        r"(Max retries exceeded)",
+    ):
+        match = re.search(pattern, text)
+        if match:
+            return match.group(1).strip().rstrip(".")
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+# -------------------------------------------------------------------------------- download
+
+
+@dataclass
+class DownloadResult:
+    path: Path  # the completed `.part` file (not yet renamed)
+    sha256: str
+    size: int
+    url: str
+    notes: list[str] = field(default_factory=list)
+
+
+def part_path_for(dest: Path) -> Path:
+    return dest.with_name(dest.name + ".part")
+
+
+def _hash_existing(path: Path) -> tuple[hashlib._Hash, int]:
+    hasher = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            hasher.update(chunk)
+            size += len(chunk)
+    return hasher, size
+
+
+def _content_range(response: requests.Response) -> tuple[int, int | None] | None:
+    """(first byte, total size or None) of a 206 answer; None when the header is unusable."""
+    match = re.match(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", response.headers.get("Content-Range", ""))
+    if not match:
+        return None
+    total = None if match.group(3) == "*" else int(match.group(3))
+    return int(match.group(1)), total
+
+
+def _content_length(response: requests.Response) -> int | None:
+    value = response.headers.get("Content-Length")
+    if value is None or response.headers.get("Content-Encoding", "identity") != "identity":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def check_disk_space(folder: Path, needed: int | None, what: str) -> None:
+    """Fail before writing when `folder`'s file system cannot hold `needed` more bytes."""
+    if not needed:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if free < needed + DISK_MARGIN_BYTES:
+        raise DiskSpaceError(
+            f"not enough disk space for {what}: it needs {human_size(needed)} "
+            f"(+{human_size(DISK_MARGIN_BYTES)} margin) but {folder} has {human_size(free)} free; "
+            "free some space or point REPRO_HOME / --data-root elsewhere"
+        )
+
+
+def _is_disk_full(err: OSError) -> bool:
+    return err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+
+
+def disk_full_error(path: Path, err: OSError) -> DiskFullError:
+    return DiskFullError(
+        f"disk full while writing {path.name} in {path.parent} ({os.strerror(err.errno)}); "
+        "the partial file was removed: free some space and run the command again"
+    )
+
+
+def _write_chunk(handle, chunk: bytes) -> None:
+    """The one place bytes hit the disk (tests replace it to simulate a full disk)."""
+    handle.write(chunk)
+
+
+# What a read from the socket may raise when the connection breaks (all end in a resume);
+# socket errors and timeouts are OSErrors (writes are guarded separately).
+_NETWORK_ERRORS = (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError)
+
+
+def download_to_part(
+    url: str,
+    part: Path,
+    *,
+    session: requests.Session | None = None,
+    progress: Progress | None = None,
+    label: str | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DownloadResult:
+    """Stream `url` into `part`, resuming from what `part` already holds.
+
+    Raises `UrlFailed` when this URL cannot deliver (HTTP error, unreachable, keeps dropping),
+    `DiskFullError` / `FetchError` for local problems. The `.part` is left for the caller to
+    verify, rename or delete.
+    """
+    session = session or make_session()
+    progress = progress or Progress()
+    label = label or part.name.removesuffix(".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+
+    if part.exists():
+        hasher, offset = _hash_existing(part)  # resume: the digest must cover the old bytes too
+    else:
+        hasher, offset = hashlib.sha256(), 0
+    use_range = True
+    failures_in_a_row = 0
+    high_water = offset  # progress = getting further than ever (a restart from zero is not)
+    started = False
+
+    def reset() -> None:
+        nonlocal hasher, offset
+        with open(part, "wb"):
+            pass
+        hasher, offset = hashlib.sha256(), 0
+        progress.restart(0)
+
+    try:
+        while True:
+            headers = {"Range": f"bytes={offset}-"} if offset and use_range else {}
+            if offset and not use_range:
+                reset()
+            try:
+                response = session.get(
+                    url,
+                    headers={**headers, "Accept-Encoding": "identity"},  # byte offsets = file offsets
+                    stream=True,
+                    timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
+                )
+            except requests.exceptions.RequestException as err:
+                raise UrlFailed(f"cannot connect ({short_reason(err)})") from None
+
+            with response:
+                status = response.status_code
+                if status == 416 and offset:
+                    # What we hold is not a prefix of this file (it shrank or changed): start over.
+                    notes.append("server refused the resume offset; restarted from zero")
+                    reset()
+                    continue
+                if status >= 400:
+                    raise UrlFailed(f"HTTP {status} {response.reason or ''}".strip())
+                if status not in (200, 206):
+                    raise UrlFailed(f"unexpected HTTP {status}")
+
+                total: int | None
+                if status == 206:
+                    span = _content_range(response)
+                    if span is None or span[0] != offset:
+                        notes.append("server answered a wrong byte range; restarted without resume")
+                        use_range = False
+                        continue
+                    total = span[1]
+                else:
+                    if offset:
+                        # The server ignored Range and is sending the whole file: restart cleanly.
+                        notes.append("server does not support resuming (HTTP Range); restarted")
+                        say(f"  {label}: server does not support resume, restarting from zero", always=True)
+                        reset()
+                    length = _content_length(response)
+                    total = length
+
+                remaining = None if total is None else total - offset
+                check_disk_space(part.parent, remaining, label)
+                if not started:
+                    progress.start(label, total, offset)
+                    started = True
+                else:
+                    progress.restart(offset)
+
+                reason = ""
+                try:
+                    handle = open(part, "ab")
+                except OSError as err:
+                    raise FetchError(f"cannot write {part}: {err.strerror or err}") from None
+                with handle:
+                    while True:
+                        try:
+                            # read1: whatever arrived before a drop is kept, not lost in a buffer
+                            chunk = response.raw.read1(CHUNK_SIZE, decode_content=True)
+                        except _NETWORK_ERRORS as err:
+                            reason = short_reason(err)
+                            break
+                        if not chunk:
+                            break
+                        try:
+                            _write_chunk(handle, chunk)
+                        except OSError as err:
+                            if _is_disk_full(err):
+                                raise disk_full_error(part, err) from None
+                            raise FetchError(f"cannot write {part}: {err.strerror or err}") from None
+                        hasher.update(chunk)
+                        offset += len(chunk)
+                        progress.advance(len(chunk))
+                if not reason:
+                    if total is None or offset == total:
+                        progress.finish()
+                        return DownloadResult(part, hasher.hexdigest(), offset, url, notes)
+                    if offset > total:
+                        raise UrlFailed(f"server sent {offset} bytes, more than the {total} announced")
+                    reason = f"stream ended at byte {offset} of {total}"
+
+            # The connection dropped mid-body: resume from what is on disk.
+            failures_in_a_row = 1 if offset > high_water else failures_in_a_row + 1
+            high_water = max(high_water, offset)
+            if failures_in_a_row > RESUME_ATTEMPTS:
+                raise UrlFailed(
+                    f"connection kept dropping ({reason}) at byte {offset}"
+                    + (f" of {total}" if total else "")
+                )
+            notes.append(f"connection dropped at byte {offset} ({reason}); resumed")
+            say(f"  {label}: connection dropped at {human_size(offset)} ({reason}); resuming")
+            sleep(min(RESUME_BACKOFF_S * 2 ** (failures_in_a_row - 1), RESUME_BACKOFF_MAX_S))
+    except BaseException:
+        if started:
+            progress.abort()
+        raise
+
+
+# ------------------------------------------------------------------------- copy (imports)
+
+
+def copy_to_part(source: Path, part: Path, *, progress: Progress | None = None) -> DownloadResult:
+    """Copy a local file into `part` while hashing it (the `--from` import path)."""
+    progress = progress or Progress()
+    part.parent.mkdir(parents=True, exist_ok=True)
+    size = source.stat().st_size
+    check_disk_space(part.parent, size, source.name)
+    hasher = hashlib.sha256()
+    progress.start(source.name, size, 0, verb="importing")
+    try:
+        with open(source, "rb") as reader, open(part, "wb") as writer:
+            while chunk := reader.read(CHUNK_SIZE):
+                _write_chunk(writer, chunk)
+                hasher.update(chunk)
+                progress.advance(len(chunk))
+    except OSError as err:
+        progress.abort()
+        part.unlink(missing_ok=True)
+        if _is_disk_full(err):
+            raise disk_full_error(part, err) from None
+        raise FetchError(f"cannot copy {source}: {err.strerror or err}") from None
+    except BaseException:
+        progress.abort()
+        part.unlink(missing_ok=True)
+        raise
+    progress.finish()
+    return DownloadResult(part, hasher.hexdigest(), size, str(source))
+
+
+def sha256_of(path: Path) -> str:
+    return _hash_existing(path)[0].hexdigest()
+
+
+# ------------------------------------------------------------------------ URL list driver
+
+
+@dataclass
+class Attempt:
+    url: str
+    reason: str
+
+
+def describe_attempts(attempts: Iterable[Attempt]) -> str:
+    return "; ".join(f"{a.url} ({a.reason})" for a in attempts)
+
+
+def download_first_working(
+    urls: list[str],
+    dest_for: Callable[[str], Path],
+    verify: Callable[[DownloadResult], None],
+    *,
+    what: str,
+    progress: Progress | None = None,
+    session: requests.Session | None = None,
+) -> tuple[Path, DownloadResult, list[Attempt]]:
+    """Try each URL in order until one delivers a file that `verify` accepts.
+
+    `verify` raises `UrlFailed` to reject a complete download (wrong digest, wrong content); the
+    `.part` is then deleted and the next URL tried. The accepted `.part` is renamed atomically
+    to its destination. Nothing partial remains when this raises.
+    """
+    session = session or make_session()
+    attempts: list[Attempt] = []
+    for url in urls:
+        dest = dest_for(url)
+        part = part_path_for(dest)
+        try:
+            result = download_to_part(url, part, session=session, progress=progress, label=dest.name)
+            verify(result)
+        except UrlFailed as failure:
+            part.unlink(missing_ok=True)
+            attempts.append(Attempt(url, failure.reason))
+            if url != urls[-1]:
+                say(f"{what}: skipped {url} ({failure.reason}); trying the next URL", always=True)
+            continue
+        except FetchError:
+            part.unlink(missing_ok=True)
+            raise
+        os.replace(part, dest)
+        result.path = dest
+        return dest, result, attempts
+    if not urls:
+        raise FetchError(f"{what}: no download URL is known")
+    raise FetchError(f"could not fetch {what}: tried {describe_attempts(attempts)}")
