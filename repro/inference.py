@@ -1,0 +1,393 @@
+"""Whole-image / sliding-window inference and test-time augmentation, as upstream tests.
+
+The order of operations follows upstream's test loop (`auginference` + `test.py`) exactly:
+
+1. for each scale `s` in protocol order, the (already test-transformed) image is resized **on the
+   CPU** with `F.interpolate(scale_factor=s, mode='bilinear', align_corners=False)` (output size
+   `floor(H*s) x floor(W*s)`, source coordinates scaled by `1/s`, not by in/out);
+2. the scaled image runs through the model in the protocol's mode:
+   * whole: one forward; logits stay at the decoder's resolution; softmax there if
+     `probs_before_resize`;
+   * slide: upstream's window grid (last window snapped to the bottom/right edge, a side smaller
+     than the crop covered by one window of that side), each window's logits resized to the
+     window size, softmaxed if `probs_before_resize`, summed into a buffer, divided by the
+     per-pixel window count;
+3. with flip, the same for the width-reversed scaled image; LIP's left/right channel pairs are
+   swapped, then the map is reversed back;
+4. each output is resized bilinearly (`size=` original size, align_corners False) on its own,
+   outputs are summed in list order `[s0, s0 flipped, s1, ...]` and divided by their number.
+
+What differs from upstream, on purpose and only up to float rounding: windows (and the flipped
+pass) run through the model in batches (`max_batch` inputs per forward, halved automatically on
+CUDA out-of-memory), and the final per-output resize and running sum happen on the compute device
+unless `resize_on_cpu=True` (upstream does them on the CPU). Flips, channel swaps and window
+placement are exact permutations/additions in the same order, so they are bit-identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class Window(NamedTuple):
+    """One sliding window, half-open: rows y1:y2, columns x1:x2."""
+
+    y1: int
+    y2: int
+    x1: int
+    x2: int
+
+
+def slide_windows(height: int, width: int, crop_size: Sequence[int], stride: Sequence[int]) -> list[Window]:
+    """Upstream's window grid over a (height, width) image; crop_size and stride are (h, w).
+
+    Rows are the outer loop, columns the inner one; the last window of a row/column is moved back
+    so that it ends at the image edge, and a side shorter than the crop gets one window of the
+    side's full length (no padding).
+    """
+    crop_h, crop_w = (int(v) for v in crop_size)
+    stride_h, stride_w = (int(v) for v in stride)
+    if min(crop_h, crop_w, stride_h, stride_w) <= 0:
+        raise ValueError(f"crop size {crop_size} and stride {stride} must be positive")
+    rows = max(height - crop_h + stride_h - 1, 0) // stride_h + 1
+    cols = max(width - crop_w + stride_w - 1, 0) // stride_w + 1
+    windows = []
+    for row in range(rows):
+        for col in range(cols):
+            y2 = min(row * stride_h + crop_h, height)
+            x2 = min(col * stride_w + crop_w, width)
+            windows.append(Window(max(y2 - crop_h, 0), y2, max(x2 - crop_w, 0), x2))
+    return windows
+
+
+def window_counts(height: int, width: int, windows: Sequence[Window]) -> torch.Tensor:
+    """How many windows cover each pixel, (height, width) int64."""
+    counts = torch.zeros((height, width), dtype=torch.int64)
+    for win in windows:
+        counts[win.y1 : win.y2, win.x1 : win.x2] += 1
+    return counts
+
+
+def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
+    """The size `F.interpolate(scale_factor=scale)` produces: floor of each side times the scale."""
+    return math.floor(float(height) * scale), math.floor(float(width) * scale)
+
+
+def rescale_image(image: torch.Tensor, scale: float) -> torch.Tensor:
+    """Multi-scale resize of a (N, 3, H, W) CPU batch exactly as upstream's auginference does it.
+
+    `scale_factor=` (not `size=`) matters: PyTorch then maps output pixel d to source coordinate
+    (d + 0.5) / scale - 0.5, which differs from the in/out ratio whenever H*scale is fractional.
+    """
+    return F.interpolate(image, scale_factor=scale, mode="bilinear", align_corners=False)
+
+
+@dataclass(frozen=True)
+class TTASettings:
+    """The parts of a manifest `Protocol` that inference needs (duck-typed so tests need no manifest)."""
+
+    mode: str = "whole"
+    crop_size: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+    scales: tuple[float, ...] = (1.0,)
+    flip: bool = False
+    probs_before_resize: bool = False
+    flip_pairs: tuple[tuple[int, int], ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("whole", "slide"):
+            raise ValueError(f"inference mode must be 'whole' or 'slide', not {self.mode!r}")
+        if self.mode == "slide" and (self.crop_size is None or self.stride is None):
+            raise ValueError("slide inference needs crop_size and stride")
+        if not self.scales:
+            raise ValueError("a protocol needs at least one scale")
+
+    @classmethod
+    def from_protocol(cls, protocol: Any) -> TTASettings:
+        """From a manifest Protocol, a dict with the same keys, or a TTASettings."""
+        if isinstance(protocol, TTASettings):
+            return protocol
+        get = protocol.get if isinstance(protocol, Mapping) else lambda k, d=None: getattr(protocol, k, d)
+        crop, stride = get("crop_size"), get("stride")
+        return cls(
+            mode=get("mode", "whole"),
+            crop_size=tuple(int(v) for v in crop) if crop is not None else None,
+            stride=tuple(int(v) for v in stride) if stride is not None else None,
+            scales=tuple(float(s) for s in get("scales", (1.0,))),
+            flip=bool(get("flip", False)),
+            probs_before_resize=bool(get("probs_before_resize", False)),
+            flip_pairs=tuple((int(a), int(b)) for a, b in (get("flip_pairs") or ())),
+        )
+
+    @property
+    def num_outputs(self) -> int:
+        return len(self.scales) * (2 if self.flip else 1)
+
+
+def swap_channel_pairs(scores: torch.Tensor, pairs: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Swap left/right class channels (dim 1) of a flipped pass, each pair from the unswapped map."""
+    if not pairs:
+        return scores
+    source = scores.clone()
+    for a, b in pairs:
+        scores[:, a] = source[:, b]
+        scores[:, b] = source[:, a]
+    return scores
+
+
+def _is_oom(err: BaseException) -> bool:
+    text = str(err).lower()
+    return isinstance(err, torch.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+class Predictor:
+    """Runs one model under one protocol on transformed images; keeps the adaptive batch size.
+
+    `max_batch` bounds how many crops (or whole images: the plain and flipped pass) go through the
+    model in one forward; on CUDA out-of-memory it is halved (down to 1) and the batch retried.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        protocol: Any,
+        num_classes: int,
+        flip_pairs: Sequence[Sequence[int]] | None = None,
+        device: str | torch.device | None = None,
+        *,
+        max_batch: int = 4,
+        precision: str = "fp32",
+        resize_on_cpu: bool = False,
+    ):
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+        self.model = model
+        self.settings = TTASettings.from_protocol(protocol)
+        self.num_classes = int(num_classes)
+        pairs = flip_pairs if flip_pairs is not None else self.settings.flip_pairs
+        self.flip_pairs = tuple((int(a), int(b)) for a, b in pairs)
+        for a, b in self.flip_pairs:
+            if not (0 <= a < self.num_classes and 0 <= b < self.num_classes):
+                raise ValueError(f"flip pair ({a}, {b}) is outside the {self.num_classes} classes")
+        if device is None:
+            device = next(model.parameters()).device
+        self.device = torch.device(device)
+        self.max_batch = max(1, int(max_batch))
+        self.precision = precision
+        self.resize_on_cpu = resize_on_cpu
+        self.oom_retries = 0  # how often the batch had to be halved (for the record)
+
+    # -- model calls ---------------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=_AUTOCAST_DTYPES[self.precision])
+
+    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            logits = self.model(batch)
+        if isinstance(logits, Mapping):  # tolerate models returning a dict of outputs
+            logits = logits["seg_logits"]
+        logits = logits.float()
+        if logits.dim() != 4 or logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"the model returned shape {tuple(logits.shape)}; expected (N, {self.num_classes}, h, w)"
+            )
+        return logits
+
+    def _run_batched(self, inputs: list[torch.Tensor], consume) -> None:
+        """Forward `inputs` (each (1, 3, h, w), same size) in chunks; `consume(first_index, logits)`.
+
+        A chunk is consumed only after its forward completed, so an OOM retry never double-counts.
+        """
+        start = 0
+        while start < len(inputs):
+            size = min(self.max_batch, len(inputs) - start)
+            try:
+                logits = self._forward(torch.cat(inputs[start : start + size], dim=0))
+            except RuntimeError as err:
+                if not _is_oom(err) or size == 1:
+                    raise
+                del err
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self.max_batch = max(1, size // 2)
+                self.oom_retries += 1
+                continue
+            consume(start, logits)
+            start += size
+
+    def _whole(self, passes: list[torch.Tensor]) -> list[torch.Tensor]:
+        outputs: list[torch.Tensor | None] = [None] * len(passes)
+
+        def consume(first: int, logits: torch.Tensor) -> None:
+            if self.settings.probs_before_resize:
+                logits = F.softmax(logits, dim=1)
+            for j in range(logits.shape[0]):
+                outputs[first + j] = logits[j : j + 1]
+
+        self._run_batched(passes, consume)
+        return outputs  # type: ignore[return-value]
+
+    def _slide(self, passes: list[torch.Tensor]) -> list[torch.Tensor]:
+        height, width = passes[0].shape[-2:]
+        windows = slide_windows(height, width, self.settings.crop_size, self.settings.stride)
+        tasks = [(p, win) for p in range(len(passes)) for win in windows]
+        crops = [passes[p][:, :, w.y1 : w.y2, w.x1 : w.x2] for p, w in tasks]
+        crop_hw = crops[0].shape[-2:]
+        buffers = torch.zeros((len(passes), self.num_classes, height, width), device=self.device)
+
+        def consume(first: int, logits: torch.Tensor) -> None:
+            logits = F.interpolate(logits, size=crop_hw, mode="bilinear", align_corners=False)
+            if self.settings.probs_before_resize:
+                logits = F.softmax(logits, dim=1)
+            for j in range(logits.shape[0]):
+                p, w = tasks[first + j]
+                buffers[p, :, w.y1 : w.y2, w.x1 : w.x2] += logits[j]
+
+        self._run_batched(crops, consume)
+        counts = window_counts(height, width, windows).to(device=self.device, dtype=buffers.dtype)
+        buffers /= counts
+        return [buffers[p : p + 1] for p in range(len(passes))]
+
+    # -- the TTA loop --------------------------------------------------------------------------
+
+    def scale_outputs(self, image: torch.Tensor, scale: float) -> list[torch.Tensor]:
+        """The outputs of one scale at the scaled (or decoder) resolution: [plain, flipped back]."""
+        scaled = rescale_image(image, scale).to(self.device)
+        passes = [scaled, torch.flip(scaled, dims=[3])] if self.settings.flip else [scaled]
+        run = self._slide if self.settings.mode == "slide" else self._whole
+        outputs = run(passes)
+        if self.settings.flip:
+            flipped = swap_channel_pairs(outputs[1], self.flip_pairs)
+            outputs[1] = torch.flip(flipped, dims=[3])
+        return outputs
+
+    @torch.inference_mode()
+    def __call__(self, image: torch.Tensor, output_size: Sequence[int] | None = None) -> torch.Tensor:
+        """Scores (C, H, W) float32 for one transformed image (3, h, w) or (1, 3, h, w).
+
+        `output_size` is the original (H, W) (default: the input's size). Logits are averaged when
+        `probs_before_resize` is off, probabilities when it is on. The tensor lives on the compute
+        device (on the CPU with `resize_on_cpu`).
+        """
+        if image.dim() == 3:
+            image = image.unsqueeze(0)
+        if image.dim() != 4 or image.shape[0] != 1 or image.shape[1] != 3:
+            raise ValueError(f"expected one image (3, H, W), got shape {tuple(image.shape)}")
+        image = image.to(device="cpu", dtype=torch.float32)  # the multi-scale resize is CPU-side
+        out_h, out_w = (int(v) for v in (output_size or image.shape[-2:]))
+        total: torch.Tensor | None = None
+        for scale in self.settings.scales:
+            for output in self.scale_outputs(image, scale):
+                if self.resize_on_cpu:
+                    output = output.cpu()
+                resized = F.interpolate(output, size=(out_h, out_w), mode="bilinear", align_corners=False)
+                total = resized if total is None else total.add_(resized)
+        assert total is not None
+        return total.div_(self.settings.num_outputs)[0]
+
+
+def predict(
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    protocol: Any,
+    num_classes: int,
+    flip_pairs: Sequence[Sequence[int]] | None = None,
+    device: str | torch.device | None = None,
+    *,
+    output_size: Sequence[int] | None = None,
+    max_batch: int = 4,
+    precision: str = "fp32",
+    resize_on_cpu: bool = False,
+) -> torch.Tensor:
+    """Scores (C, H, W) for one test-transformed image under `protocol` (see `Predictor`)."""
+    predictor = Predictor(
+        model,
+        protocol,
+        num_classes,
+        flip_pairs,
+        device,
+        max_batch=max_batch,
+        precision=precision,
+        resize_on_cpu=resize_on_cpu,
+    )
+    return predictor(image, output_size)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reference: a plain transcription of upstream's test loop (one crop at a time, CPU-side resizes)
+
+
+def _reference_inference(model, images, settings: TTASettings, num_classes: int, device) -> torch.Tensor:
+    images = images.to(device=device, dtype=torch.float32)
+    if settings.mode == "whole":
+        logits = model(images).float()
+        return F.softmax(logits, dim=1) if settings.probs_before_resize else logits
+    stride_h, stride_w = settings.stride
+    crop_h, crop_w = settings.crop_size
+    batch, _, height, width = images.shape
+    rows = max(height - crop_h + stride_h - 1, 0) // stride_h + 1
+    cols = max(width - crop_w + stride_w - 1, 0) // stride_w + 1
+    total = images.new_zeros((batch, num_classes, height, width))
+    count = images.new_zeros((batch, 1, height, width))
+    for row in range(rows):
+        for col in range(cols):
+            x1, y1 = col * stride_w, row * stride_h
+            x2, y2 = min(x1 + crop_w, width), min(y1 + crop_h, height)
+            x1, y1 = max(x2 - crop_w, 0), max(y2 - crop_h, 0)
+            crop = images[:, :, y1:y2, x1:x2]
+            logits = F.interpolate(model(crop).float(), size=crop.shape[2:], mode="bilinear", align_corners=False)
+            if settings.probs_before_resize:
+                logits = F.softmax(logits, dim=1)
+            total += F.pad(logits, (int(x1), int(width - x2), int(y1), int(height - y2)))
+            count[:, :, y1:y2, x1:x2] += 1
+    assert (count == 0).sum() == 0
+    return total / count
+
+
+@torch.inference_mode()
+def reference_predict(
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    protocol: Any,
+    num_classes: int,
+    flip_pairs: Sequence[Sequence[int]] | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    output_size: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Upstream's auginference + test-loop averaging, step for step: slow, the yardstick for
+    `Predictor` in tests and `benchmarks/eval_speed.py`. Returns (C, H, W) float32 on the CPU."""
+    import numpy as np
+
+    settings = TTASettings.from_protocol(protocol)
+    pairs = flip_pairs if flip_pairs is not None else settings.flip_pairs
+    images = (image if image.dim() == 4 else image.unsqueeze(0)).cpu().float()
+    out_h, out_w = (int(v) for v in (output_size or images.shape[-2:]))
+    outputs = []
+    for scale in settings.scales:
+        images_scale = F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
+        outputs.append(_reference_inference(model, images_scale, settings, num_classes, device).cpu())
+        if settings.flip:
+            flipped_input = torch.from_numpy(np.flip(images_scale.numpy(), axis=3).copy())
+            flipped = _reference_inference(model, flipped_input, settings, num_classes, device)
+            if pairs:
+                source = flipped.clone()
+                for a, b in pairs:
+                    flipped[:, a] = source[:, b]
+                    flipped[:, b] = source[:, a]
+            outputs.append(torch.from_numpy(np.flip(flipped.cpu().numpy(), axis=3).copy()))
+    resized = [F.interpolate(o, size=(out_h, out_w), mode="bilinear", align_corners=False) for o in outputs]
+    return (sum(resized) / len(resized))[0]

@@ -1,0 +1,109 @@
+"""Dataset-wide confusion matrix and the metrics upstream reports (IoU, mIoU) plus aAcc and mAcc.
+
+Upstream (chainercv's `eval_semantic_segmentation`, or its own histogram fallback, which agree)
+accumulates one confusion matrix over every image of the split, drops pixels whose ground truth is
+ignored (-1; anything outside [0, C) was already mapped to -1), and takes
+`IoU = TP / (GT + Pred - TP)` per class and `mIoU = nanmean(IoU)`: a class with zero union over
+the whole split (never in the ground truth, never predicted) is NaN and left out, while a class
+predicted somewhere but never in the ground truth has IoU 0 and counts.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+class ConfusionMatrix:
+    """An exact int64 (C, C) count matrix: rows = ground-truth class, columns = predicted class."""
+
+    def __init__(self, num_classes: int, device: str | torch.device = "cpu"):
+        if num_classes <= 0:
+            raise ValueError("num_classes must be positive")
+        self.num_classes = int(num_classes)
+        self.matrix = torch.zeros((self.num_classes, self.num_classes), dtype=torch.int64, device=device)
+
+    def update(self, pred: torch.Tensor | np.ndarray, gt: torch.Tensor | np.ndarray) -> None:
+        """Add one image: `pred` class indices in [0, C), `gt` with ignored pixels < 0 or >= C."""
+        pred_t = torch.as_tensor(pred, device=self.matrix.device)
+        gt_t = torch.as_tensor(gt, device=self.matrix.device)
+        if pred_t.shape != gt_t.shape:
+            raise ValueError(f"prediction {tuple(pred_t.shape)} and ground truth {tuple(gt_t.shape)} differ in shape")
+        pred_t = pred_t.reshape(-1).long()
+        gt_t = gt_t.reshape(-1).long()
+        if pred_t.numel() and (int(pred_t.min()) < 0 or int(pred_t.max()) >= self.num_classes):
+            raise ValueError(f"predicted classes must lie in [0, {self.num_classes})")
+        valid = (gt_t >= 0) & (gt_t < self.num_classes)  # upstream maps these to -1 and skips them
+        flat = gt_t[valid] * self.num_classes + pred_t[valid]
+        counts = torch.bincount(flat, minlength=self.num_classes**2)
+        self.matrix += counts.reshape(self.num_classes, self.num_classes)
+
+    def merge(self, other: ConfusionMatrix) -> None:
+        if other.num_classes != self.num_classes:
+            raise ValueError("cannot merge confusion matrices of different class counts")
+        self.matrix += other.matrix.to(self.matrix.device)
+
+    def all_reduce(self) -> None:
+        """Sum the matrices of every rank of the default process group (in place)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(self.matrix, op=dist.ReduceOp.SUM)
+
+    def to_numpy(self) -> np.ndarray:
+        return self.matrix.detach().cpu().numpy().astype(np.int64, copy=True)
+
+    @classmethod
+    def from_numpy(cls, matrix: np.ndarray | torch.Tensor, device: str | torch.device = "cpu") -> ConfusionMatrix:
+        array = torch.as_tensor(np.asarray(matrix), dtype=torch.int64)
+        if array.dim() != 2 or array.shape[0] != array.shape[1]:
+            raise ValueError(f"a confusion matrix is square, got shape {tuple(array.shape)}")
+        cm = cls(array.shape[0], device=device)
+        cm.matrix.copy_(array.to(device))
+        return cm
+
+    def scores(self) -> Scores:
+        return compute_scores(self.to_numpy())
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Metrics as fractions (multiply by 100 for percent); NaN where a class is undefined."""
+
+    iou: np.ndarray  # (C,) float64, NaN where the union is 0
+    acc: np.ndarray  # (C,) float64 per-class recall, NaN where the class is absent from GT
+    miou: float
+    aacc: float  # overall pixel accuracy
+    macc: float  # nan-mean of per-class accuracy
+
+    def per_class(self, class_names: Sequence[str], values: np.ndarray | None = None) -> dict[str, float | None]:
+        """Per-class values in percent by class name; None where NaN (JSON has no NaN)."""
+        values = self.iou if values is None else values
+        if len(class_names) != len(values):
+            raise ValueError(f"{len(class_names)} class names for {len(values)} classes")
+        return {name: (None if np.isnan(v) else float(v) * 100.0) for name, v in zip(class_names, values)}
+
+
+def _nanmean(values: np.ndarray) -> float:
+    with warnings.catch_warnings():  # all-NaN (empty evaluation) → NaN without a RuntimeWarning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return float(np.nanmean(values)) if values.size else float("nan")
+
+
+def compute_scores(matrix: np.ndarray) -> Scores:
+    """IoU / mIoU / aAcc / mAcc of a (C, C) confusion matrix (rows = GT, columns = prediction)."""
+    m = np.asarray(matrix, dtype=np.int64)
+    true_positive = np.diag(m).astype(np.float64)
+    gt_count = m.sum(axis=1).astype(np.float64)
+    pred_count = m.sum(axis=0).astype(np.float64)
+    union = gt_count + pred_count - true_positive
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union > 0, true_positive / union, np.nan)
+        acc = np.where(gt_count > 0, true_positive / gt_count, np.nan)
+    total = m.sum()
+    aacc = float(true_positive.sum() / total) if total > 0 else float("nan")
+    return Scores(iou=iou, acc=acc, miou=_nanmean(iou), aacc=aacc, macc=_nanmean(acc))

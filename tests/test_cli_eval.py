@@ -1,0 +1,151 @@
+"""`repro eval`: run planning, failures in --all, and an end-to-end run with a real architecture."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from synthetic_data import make_lip
+from typer.testing import CliRunner
+
+from repro.cli import app
+from repro.cli.eval import PlannedRun, parse_shard, plan_runs
+from repro.errors import ReproError, UnknownModelError
+from repro.manifest import DEFAULT_PATH, load_manifest
+
+runner = CliRunner()
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+
+def test_documented_runs_every_protocol_of_the_row():
+    manifest = load_manifest()
+    runs, notes = plan_runs(manifest, ["memorynetv2_upernet_resnet101os8_lip"], False, None, "documented")
+    assert runs == [PlannedRun("memorynetv2_upernet_resnet101os8_lip", p) for p in ("single", "flip", "ms+flip")]
+    assert notes == []
+
+
+def test_named_protocol_missing_errors_for_an_id_and_skips_in_all():
+    manifest = load_manifest()
+    with pytest.raises(ReproError, match="no 'flip' protocol"):
+        plan_runs(manifest, ["memorynetv2_aspp_resnet50os8_ade20k"], False, None, "flip")
+    runs, notes = plan_runs(manifest, None, True, "lip", "flip")
+    lip_rows = [e for e in manifest.entries if e.dataset == "lip"]
+    with_flip = [e.id for e in lip_rows if "flip" in e.protocols]
+    assert [r.model_id for r in runs] == with_flip and all(r.protocol == "flip" for r in runs)
+    assert len(notes) == len(lip_rows) - len(with_flip) > 0
+    assert all(n.startswith("skipped ") for n in notes)
+
+
+def test_shards_partition_the_models():
+    manifest = load_manifest()
+    everything, _ = plan_runs(manifest, None, True, None, "documented")
+    shards = [plan_runs(manifest, None, True, None, "documented", (i, 3))[0] for i in (1, 2, 3)]
+    combined = [run for shard in shards for run in shard]
+    assert sorted(combined, key=everything.index) == everything
+    assert len(combined) == len(set(combined))
+    # a model's protocols stay together in one shard
+    owners = {}
+    for number, shard in enumerate(shards):
+        for run in shard:
+            assert owners.setdefault(run.model_id, number) == number
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "a/b", "3", "1/0"])
+def test_bad_shard(text):
+    with pytest.raises(ReproError, match="--shard"):
+        parse_shard(text)
+
+
+def test_planning_errors():
+    manifest = load_manifest()
+    with pytest.raises(ReproError):
+        plan_runs(manifest, ["memorynetv2_upernet_resnet101os8_lip"], True, None, "documented")
+    with pytest.raises(ReproError):
+        plan_runs(manifest, None, False, None, "documented")
+    with pytest.raises(ReproError, match="--dataset"):
+        plan_runs(manifest, ["memorynetv2_upernet_resnet101os8_lip"], False, "lip", "documented")
+    with pytest.raises(UnknownModelError):
+        plan_runs(manifest, ["no_such_model"], False, None, "documented")
+
+
+def test_failures_in_all_are_reported_and_the_exit_code_is_nonzero(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))  # no cached checkpoints
+    result = runner.invoke(app, ["eval", "--all", "--dataset", "voc", "--device", "cpu", "--output", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    voc_ids = [e.id for e in load_manifest().entries if e.dataset == "voc"]
+    for model_id in voc_ids:  # every model was attempted (one failure did not stop the others)
+        assert f"repro fetch {model_id}" in result.output
+    assert "evaluation summary" in result.output
+
+
+def test_single_model_error_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    result = runner.invoke(app, ["eval", "memorynetv2_upernet_resnet50os8_voc", "--device", "cpu"])
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("error: no cached checkpoint")
+    assert "Traceback" not in result.output
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: a real bundled architecture (deterministic fill) on a synthetic LIP split
+
+
+MODEL = "memorynetv2_ppm_resnet50os8_lip"
+
+
+def _small_manifest(path: Path) -> Path:
+    """The bundled manifest reduced to MODEL, with its single protocol at 64x48 to keep CPU time low."""
+    raw = yaml.safe_load(DEFAULT_PATH.read_text(encoding="utf-8"))
+    entry = next(e for e in raw["models"] if e["id"] == MODEL)
+    entry["protocols"]["single"]["resize"] = {"output_size": [64, 48], "keep_ratio": False}
+    raw["models"] = [entry]
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+def test_eval_cli_end_to_end(tmp_path, monkeypatch):
+    from repro.datasets import open_dataset, test_transform
+    from repro.inference import reference_predict
+    from repro.models import build_segmentor, fill_model
+
+    monkeypatch.setenv("REPRO_MANIFEST", str(_small_manifest(tmp_path / "zoo.yaml")))
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    data_root = tmp_path / "data"
+    make_lip(data_root / "LIP", n_val=3)
+    model = fill_model(build_segmentor(MODEL)).eval()
+    checkpoint = tmp_path / "filled.pth"
+    torch.save({"model": model.state_dict()}, checkpoint)
+
+    args = ["eval", MODEL, "--checkpoint", str(checkpoint), "--data-root", str(data_root), "--limit", "2",
+            "--device", "cpu", "--workers", "0", "--output", str(tmp_path / "out")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "out" / f"{MODEL}__single.json").read_text())
+    assert written["status"] == "partial" and written["num_images"] == 2 and written["num_images_total"] == 3
+
+    protocol = load_manifest().get(MODEL).protocols["single"]
+    dataset = open_dataset("lip", data_root / "LIP", "val")
+    inter, union = np.zeros(20), np.zeros(20)
+    for i in range(2):
+        sample = dataset[i]
+        x = test_transform(sample.image, protocol)
+        assert tuple(x.shape[1:]) == (64, 48)
+        pred = reference_predict(model, x, protocol, 20, output_size=sample.label.shape).argmax(0).numpy()
+        valid = sample.label >= 0
+        for c in range(20):
+            inter[c] += np.sum((pred == c) & (sample.label == c) & valid)
+            union[c] += np.sum(((pred == c) | (sample.label == c)) & valid)
+    with np.errstate(invalid="ignore"):
+        expected = np.nanmean(np.where(union > 0, inter / union, np.nan)) * 100
+    assert written["miou"] == pytest.approx(expected, abs=1e-9)
+
+    # a second run finds the finished result and does not redo it
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "already evaluated" in again.output
