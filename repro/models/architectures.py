@@ -1,0 +1,193 @@
+"""Upstream config name -> architecture: which network each of the 55 zoo configs builds.
+
+The table below records, for every sssegmentation config of the two zoos, the options of its
+test-time network as the config sets them (read from the upstream config files; facts only).
+Configs of one family differ in more than the class count: LIP MCIBI ResNet heads use
+LeakyReLU, the MCIBI ViT-L ADE20k ASPP uses dilations 1/6/12/18, two HRNet configs drop the
+stem's first ReLU ("mcibi_version"), the MCIBI++ heads vary in whether the context branch has a
+self-attention block, in the decoders' kernel sizes, in ASPP vs PPM, in the FPN width, and one
+config gathers the memory with the pixel-representation logits: the 55 configs build 34 distinct
+networks (class counts aside), not one per backbone/head family. Options that add or reshape
+weights are checked against upstream's state-dict keys by the tests; the others
+(`act`, `dilations`, `hrnet_mcibi_version`, `force_use_preds_pr`) only change the forward pass.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from ..errors import UnknownModelError
+from .backbones import BACKBONES, build_backbone
+
+# Class count of each dataset suffix of the upstream config names.
+DATASET_NUM_CLASSES = {
+    "ade20k": 150,
+    "cityscapes": 19,
+    "cocostuff10k": 182,
+    "lip": 20,
+    "voc": 21,
+    "pascalcontext59": 59,
+    "vspw": 124,
+}
+DEFAULT_ASPP_DILATIONS = (1, 12, 24, 36)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Everything that shapes one config's test-time network, apart from the class count."""
+
+    method: str  # "mcibi" | "mcibiplusplus"
+    backbone: str  # key of repro.models.backbones.BACKBONES
+    context: str | None = "aspp"  # context-within-image module: "aspp", "ppm" or None
+    dilations: tuple[int, ...] = DEFAULT_ASPP_DILATIONS
+    act: str = "relu"  # head activation ("relu" | "leaky_relu"); backbones always use ReLU
+    hrnet_mcibi_version: bool = False  # HRNet stem without the ReLU after bn1
+    # MCIBI only
+    downsample_backbone: bool = False  # 3x3/2 conv-BN-act on the backbone output
+    # MCIBI++ only
+    cwi_self_attention: bool = True  # attention between memory output and context features
+    decoder_kernels: tuple[tuple[str, int], ...] = field(default=())  # non-1x1 decoders, e.g. (("cls", 3),)
+    downsample_before_sa: bool = False  # memory attention at half resolution
+    force_use_preds_pr: bool = False  # gather memory with decoder_pr logits even with a context module
+    fpn_out_channels: int | None = None  # UPerNet-style FPN (None = none)
+
+
+def _mcibi(backbone: str, **options) -> ArchSpec:
+    return ArchSpec(method="mcibi", backbone=backbone, **options)
+
+
+def _mpp(backbone: str, *, cls: int = 1, cwi: int = 1, pr: int = 1, **options) -> ArchSpec:
+    kernels = tuple((name, k) for name, k in (("pr", pr), ("cwi", cwi), ("cls", cls)) if k != 1)
+    return ArchSpec(method="mcibiplusplus", backbone=backbone, decoder_kernels=kernels, **options)
+
+
+def _per_dataset(prefix: str, specs: dict[str, ArchSpec]) -> dict[str, ArchSpec]:
+    return {f"{prefix}_{dataset}": spec for dataset, spec in specs.items()}
+
+
+def _same(spec: ArchSpec, *datasets: str) -> dict[str, ArchSpec]:
+    return {dataset: spec for dataset in datasets}
+
+
+_LEAKY = {"act": "leaky_relu"}
+_UPER = {"fpn_out_channels": 512, "cwi_self_attention": False}
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    # ---- MCIBI (all: ASPP context, memory v1) ----
+    **_per_dataset("mcibi_deeplabv3_hrnetv2w48", {
+        "ade20k": _mcibi("hrnetv2_w48"),
+        "cityscapes": _mcibi("hrnetv2_w48", downsample_backbone=True, hrnet_mcibi_version=True),
+        "cocostuff10k": _mcibi("hrnetv2_w48"),
+        "lip": _mcibi("hrnetv2_w48", downsample_backbone=True),
+    }),
+    **_per_dataset("mcibi_deeplabv3_resnest101os8", _same(_mcibi("resnest101"), "ade20k", "cityscapes", "cocostuff10k", "lip")),
+    **_per_dataset("mcibi_deeplabv3_resnet101os8", {
+        **_same(_mcibi("resnet101"), "ade20k", "cityscapes", "cocostuff10k"),
+        "lip": _mcibi("resnet101", **_LEAKY),
+    }),
+    **_per_dataset("mcibi_deeplabv3_resnet50os8", {
+        **_same(_mcibi("resnet50"), "ade20k", "cityscapes", "cocostuff10k"),
+        "lip": _mcibi("resnet50", **_LEAKY),
+    }),
+    **_per_dataset("mcibi_deeplabv3_vitlarge", {
+        "ade20k": _mcibi("vit_large", dilations=(1, 6, 12, 18)),
+        "cocostuff10k": _mcibi("vit_large"),
+    }),
+    # ---- MCIBI++ (memory v2) ----
+    **_per_dataset("mcibiplusplus_aspp_hrnetv2w48", {
+        "cityscapes": _mpp("hrnetv2_w48", cwi=3, cls=3, downsample_before_sa=True, cwi_self_attention=False,
+                           hrnet_mcibi_version=True),
+        "lip": _mpp("hrnetv2_w48", cls=3, downsample_before_sa=True, cwi_self_attention=False),
+    }),
+    "mcibiplusplus_aspp_resnest101os8_cityscapes": _mpp("resnest101", cls=3),
+    "mcibiplusplus_aspp_resnet101os8_cityscapes": _mpp("resnet101", cls=3),
+    **_per_dataset("mcibiplusplus_aspp_resnet50os8", {
+        "ade20k": _mpp("resnet50", cls=3, cwi_self_attention=False),
+        **_same(_mpp("resnet50"), "cityscapes", "lip"),
+        "cocostuff10k": _mpp("resnet50", cls=3),
+    }),
+    **_per_dataset("mcibiplusplus_ppm_resnet50os8", {
+        "ade20k": _mpp("resnet50", context="ppm", force_use_preds_pr=True),
+        "cityscapes": _mpp("resnet50", context="ppm", pr=3, cwi=3, cls=3, cwi_self_attention=False),
+        "cocostuff10k": _mpp("resnet50", context="ppm", cls=3),
+        "lip": _mpp("resnet50", context="ppm"),
+    }),
+    **_per_dataset("mcibiplusplus_resnet50os8", _same(_mpp("resnet50", context=None), "ade20k", "cityscapes", "cocostuff10k", "lip")),
+    **_per_dataset("mcibiplusplus_upernet_resnest101os8", {
+        **_same(_mpp("resnest101", cls=3, **_UPER), "ade20k", "pascalcontext59"),
+        "cocostuff10k": _mpp("resnest101", context="ppm", cwi=3, cls=3, **_UPER),
+        "lip": _mpp("resnest101", context="ppm", cls=3, **_UPER),
+    }),
+    **_per_dataset("mcibiplusplus_upernet_resnet101os8", {
+        **_same(_mpp("resnet101", cls=3, **_UPER), "ade20k", "cocostuff10k", "pascalcontext59", "vspw"),
+        **_same(_mpp("resnet101", context="ppm", cls=3, **_UPER), "lip", "voc"),
+    }),
+    **_per_dataset("mcibiplusplus_upernet_resnet50os8", {
+        **_same(_mpp("resnet50", context="ppm", cls=3, **_UPER), "ade20k", "cocostuff10k", "lip"),
+        "cityscapes": _mpp("resnet50", context="ppm", fpn_out_channels=1024, cwi_self_attention=False),
+        **_same(_mpp("resnet50", cls=3, **_UPER), "voc", "vspw"),
+    }),
+    **_per_dataset("mcibiplusplus_upernet_swinlarge", {
+        "ade20k": _mpp("swin_large", cls=3, fpn_out_channels=512),
+        **_same(_mpp("swin_large", cls=3, **_UPER), "cocostuff10k", "pascalcontext59"),
+        "lip": _mpp("swin_large", context="ppm", **_UPER),
+        "vspw": _mpp("swin_large", context="ppm", cwi=3, cls=3, fpn_out_channels=512),
+    }),
+}
+
+
+def config_num_classes(upstream_config: str) -> int:
+    """The class count implied by the config's dataset suffix."""
+    return DATASET_NUM_CLASSES[upstream_config.rsplit("_", 1)[-1]]
+
+
+def architecture_spec(upstream_config: str) -> ArchSpec:
+    try:
+        return ARCHITECTURES[upstream_config]
+    except KeyError:
+        close = difflib.get_close_matches(upstream_config, list(ARCHITECTURES), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise UnknownModelError(f"unknown upstream config {upstream_config!r}{hint}") from None
+
+
+def build_from_spec(spec: ArchSpec, num_classes: int) -> nn.Module:
+    """The segmentor for `spec` with `num_classes` outputs (train mode, default init)."""
+    from .mcibi import MCIBISegmentor
+    from .mcibiplusplus import MCIBIPlusPlusSegmentor
+
+    backbone_options = {"mcibi_version": True} if spec.hrnet_mcibi_version else {}
+    backbone = build_backbone(spec.backbone, **backbone_options)
+    out_channels = BACKBONES[spec.backbone].out_channels
+    if spec.method == "mcibi":
+        return MCIBISegmentor(
+            backbone, out_channels[-1], num_classes, context=spec.context or "aspp", dilations=spec.dilations,
+            act=spec.act, output_norm_channels=out_channels if spec.backbone == "vit_large" else None,
+            downsample_backbone=spec.downsample_backbone,
+        )
+    if spec.method == "mcibiplusplus":
+        return MCIBIPlusPlusSegmentor(
+            backbone, out_channels[-1], num_classes, context=spec.context, dilations=spec.dilations,
+            cwi_self_attention=spec.cwi_self_attention, decoder_kernels=dict(spec.decoder_kernels),
+            downsample_before_sa=spec.downsample_before_sa, force_use_preds_pr=spec.force_use_preds_pr,
+            fpn_channels=out_channels[:-1] if spec.fpn_out_channels is not None else None,
+            fpn_out_channels=spec.fpn_out_channels or 512, act=spec.act,
+        )
+    raise ValueError(f"unknown method {spec.method!r}")
+
+
+def build_architecture(upstream_config: str, num_classes: int | None = None) -> nn.Module:
+    """The network upstream config `upstream_config` builds, in eval mode, float32, on the current
+    default device (CPU unless a `torch.device` context says otherwise), with default weights.
+
+    `num_classes` defaults to the config's own class count.
+    """
+    spec = architecture_spec(upstream_config)
+    if num_classes is None:
+        num_classes = config_num_classes(upstream_config)
+    model = build_from_spec(spec, num_classes)
+    model.upstream_config = upstream_config
+    model.arch_spec = spec
+    return model.float().eval()
