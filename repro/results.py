@@ -52,6 +52,9 @@ class EvalResult(BaseModel):
     cuda_version: str | None = None
     cudnn_version: int | None = None
     world_size: int = 1
+    # How the engine ran (max crops per batch, where the final resize ran): these change the
+    # order of float operations, not the protocol, so they are recorded but not compared.
+    engine: dict[str, object] = Field(default_factory=dict)
     repro_version: str
     git_commit: str | None = None
     started: datetime
@@ -69,6 +72,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
