@@ -636,7 +636,7 @@ def build_job(
     root = dataset_root(entry.dataset, data_root)
     if not root.is_dir():
         raise DatasetError(
-            f"dataset folder {root} does not exist; download it (see `repro fetch --help`) or pass "
+            f"dataset folder {root} does not exist; download it with `repro fetch --dataset {entry.dataset}` or pass "
             f"--data-root (or set $REPRO_DATA) to the folder holding {root.name}"
         )
     dataset = open_dataset(entry.dataset, root, entry.eval_split)

@@ -60,3 +60,17 @@ def test_version():
 def test_help(command):
     result = runner.invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_os_errors_become_one_line(monkeypatch):
+    import errno
+
+    import repro.cli.zoo as zoo
+
+    def full_disk(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", "/cache/x.part")
+
+    monkeypatch.setattr(zoo, "load_manifest", full_disk)
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: No space left on device: /cache/x.part"

@@ -22,6 +22,10 @@ class _ReproGroup(TyperGroup):
         except ReproError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
+        except OSError as err:  # full disk, permissions, ...: the OS's words, one line
+            where = f": {err.filename}" if err.filename else ""
+            typer.echo(f"error: {err.strerror or err}{where}", err=True)
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(

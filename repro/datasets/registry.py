@@ -47,7 +47,7 @@ def resolve(
     root_path = Path(root).expanduser() if root else dataset_root(name)
     if must_exist and not root_path.is_dir():
         raise DatasetError(
-            f"{spec.title} folder {root_path} does not exist; download the dataset (see `repro fetch --help`) "
+            f"{spec.title} folder {root_path} does not exist; download it with `repro fetch --dataset {name}` "
             f"or point --root (or $REPRO_DATA) at it"
         )
     return spec, root_path, split
