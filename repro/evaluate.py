@@ -394,6 +394,13 @@ def run_job(
     ranks = setup_distributed(options.device)
     device = resolve_device(options.device, ranks.local_rank)
     output = Path(options.output)
+    # Fail before hours of work, not at the first progress save.
+    if output.exists() and not output.is_dir():
+        raise ReproError(f"--output {output} is a file, not a folder")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ReproError(f"cannot create the output folder {output}: {err.strerror}") from None
     total = len(job.dataset)
     if total == 0:
         raise DatasetError(f"the {job.dataset_name} {job.split} split under {job.data_root} has no images")
@@ -599,6 +606,8 @@ def resolve_checkpoint(model_id: str, checkpoint: str | os.PathLike | None) -> P
     """The checkpoint file to load: an explicit path, else the cached download."""
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            raise CheckpointError(f"checkpoint {path} is a folder; pass the .pth file inside it")
         if not path.is_file():
             raise CheckpointError(f"checkpoint {path} does not exist")
         return path
