@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import torch.distributed as dist
 
 import repro
 from repro.errors import CheckpointError, DatasetError, ReproError
+from repro.fileio import atomic_path
 from repro.inference import PRECISIONS, Predictor
 from repro.metrics import ConfusionMatrix
 from repro.results import EvalResult, read_result, result_filename, write_result
@@ -326,14 +326,8 @@ class _State:
             "seconds": float(self.seconds),
             "started": self.started,
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             torch.save(payload, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
     @classmethod
     def load(cls, path: Path) -> _State | None:

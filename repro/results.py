@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -17,6 +16,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from repro.errors import ReproError
+from repro.fileio import atomic_write_text  # noqa: F401  (re-exported for the report CLI)
 
 SCHEMA_VERSION = 1
 
@@ -65,22 +65,6 @@ class EvalResult(BaseModel):
 
 def result_filename(model_id: str, protocol: str) -> str:
     return f"{model_id}__{protocol}.json"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp creates 0600; results are meant to be shared
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_result(result: EvalResult, out_dir: str | os.PathLike) -> Path:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -23,6 +22,7 @@ from repro.datasets.base import (
     require_dir,
 )
 from repro.errors import DatasetError
+from repro.fileio import atomic_path
 from repro.paths import DATASET_FOLDERS
 
 CLASS_NAMES = (
@@ -176,14 +176,8 @@ class CityscapesSubmissionWriter:
         image = Image.fromarray(trainid_to_labelid(prediction)).convert("P")
         image.putpalette(_palette())
         target = self.path_for(sample_id)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=self.out_dir)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                image.save(handle, format="PNG")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(target) as tmp:
+            image.save(tmp, format="PNG")
         return target
 
     def written(self) -> list[Path]:
@@ -197,17 +191,10 @@ class CityscapesSubmissionWriter:
                 f"{self.out_dir} holds {len(files)} predictions but the Cityscapes test split has "
                 f"{expected_count} images; finish the evaluation before zipping the submission"
             )
-        self.zip_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".zip", dir=self.zip_path.parent)
-        os.close(fd)
-        try:
+        with atomic_path(self.zip_path) as tmp:
             with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
                 for path in files:
                     archive.write(path, arcname=path.name)
-            os.replace(tmp, self.zip_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return self.zip_path
 
 
