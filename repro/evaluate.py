@@ -32,6 +32,7 @@ import torch.distributed as dist
 
 import repro
 from repro.errors import CheckpointError, DatasetError, ReproError
+from repro.fetch.download import sha256_of
 from repro.fileio import atomic_path
 from repro.inference import PRECISIONS, Predictor
 from repro.metrics import ConfusionMatrix
@@ -99,14 +100,6 @@ class EngineOptions:
 # Small helpers
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 _digest_cache: dict[tuple[str, int, int], str] = {}
 
 
@@ -116,7 +109,7 @@ def checkpoint_digest(path: str | os.PathLike) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _digest_cache:
-        _digest_cache[key] = _file_sha256(path)
+        _digest_cache[key] = sha256_of(path)
     return _digest_cache[key]
 
 
