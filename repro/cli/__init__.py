@@ -5,7 +5,6 @@ Each command group lives in its own module and registers itself on `app`.
 
 from __future__ import annotations
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -16,7 +15,7 @@ from repro.errors import ReproError
 class _ReproGroup(TyperGroup):
     """Turns a ReproError raised by any command into one line on stderr and its exit code."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except ReproError as err:
