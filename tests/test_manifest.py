@@ -216,3 +216,128 @@ def test_manifest_from_environment(tmp_path, monkeypatch):
     path.write_text(yaml.safe_dump(raw))
     monkeypatch.setenv("REPRO_MANIFEST", str(path))
     assert load_manifest().ids() == [m["id"] for m in raw["models"]]
+
+
+# -- variants and upstream_now ----------------------------------------------------------------
+
+TRAINING_ERA_ROWS = {  # HRNet checkpoints trained before upstream's stem gained a ReLU (4602275d)
+    "mcibi_deeplabv3_hrnetv2w48_ade20k", "mcibi_deeplabv3_hrnetv2w48_cocostuff10k",
+    "mcibi_deeplabv3_hrnetv2w48_lip", "memorynetv2_aspp_hrnetv2w48_lip",
+}
+
+# Upstream's current model-zoo tables where they differ from the documents, read off upstream's
+# git history by hand: id -> (numbers, commit that set them, date).
+_FILLED = "9293dd4d", "2022-09-10"  # the MemoryNetV2 cells the document leaves blank
+UPSTREAM_NOW_VERIFIED = {
+    "mcibi_deeplabv3_r50_ade20k": ({"single": 44.39, "ms+flip": 45.97}, "91c9d8c8", "2023-11-23"),
+    "mcibi_deeplabv3_r101_ade20k": ({"single": 45.66, "ms+flip": 47.27}, "91c9d8c8", "2023-11-23"),
+    "mcibi_deeplabv3_s101_ade20k": ({"single": 46.63, "ms+flip": 47.39}, "91c9d8c8", "2023-11-23"),
+    "mcibi_deeplabv3_hrnetv2w48_ade20k": ({"single": 45.79, "ms+flip": 47.46}, "91c9d8c8", "2023-11-23"),
+    "mcibi_deeplabv3_vitlarge_ade20k": ({"single": 50.08, "ms+flip": 51.63}, "9e983890", "2025-09-30"),
+    "mcibi_deeplabv3_r50_cityscapes": ({"ms+flip": 79.97}, "ae25e4fd", "2024-10-19"),
+    "mcibi_deeplabv3_r101_cityscapes": ({"ms+flip": 82.10}, "a0b82463", "2024-10-19"),
+    "mcibi_deeplabv3_s101_cityscapes": ({"ms+flip": 81.51}, "03225b3d", "2024-10-21"),
+    "mcibi_deeplabv3_hrnetv2w48_cityscapes": ({"ms+flip": 82.54}, "03225b3d", "2024-10-21"),
+    "memorynetv2_fcn_resnet50os8_lip": ({"single": 51.13}, *_FILLED),
+    "memorynetv2_ppm_resnet50os8_lip": ({"single": 52.93}, *_FILLED),
+    "memorynetv2_upernet_resnet50os8_lip": ({"single": 53.92}, *_FILLED),
+    "memorynetv2_aspp_resnet50os8_lip": ({"single": 53.59}, *_FILLED),
+    "memorynetv2_fcn_resnet50os8_ade20k": ({"single": 43.39}, *_FILLED),
+    "memorynetv2_ppm_resnet50os8_ade20k": ({"single": 43.88}, "3d26c8f5", "2022-09-11"),
+    "memorynetv2_upernet_resnet50os8_ade20k": ({"single": 44.30}, *_FILLED),
+    "memorynetv2_aspp_resnet50os8_ade20k": ({"single": 44.85}, *_FILLED),
+    "memorynetv2_fcn_resnet50os8_cityscapes": ({"single": 78.77}, *_FILLED),
+    "memorynetv2_ppm_resnet50os8_cityscapes": ({"single": 79.91}, *_FILLED),
+    "memorynetv2_upernet_resnet50os8_cityscapes": ({"single": 80.05}, *_FILLED),
+    "memorynetv2_aspp_resnet50os8_cityscapes": ({"single": 80.72}, *_FILLED),
+    "memorynetv2_fcn_resnet50os8_cocostuff10k": ({"single": 37.38}, *_FILLED),
+    "memorynetv2_ppm_resnet50os8_cocostuff10k": ({"single": 38.47}, *_FILLED),
+    "memorynetv2_upernet_resnet50os8_cocostuff10k": ({"single": 39.20}, "63d3bf81", "2024-10-19"),
+    "memorynetv2_aspp_resnet50os8_cocostuff10k": ({"single": 38.94}, *_FILLED),
+    "memorynetv2_aspp_resnet101os8_cityscapes": ({"ms+flip": 82.20}, *_FILLED),
+    "memorynetv2_upernet_resnest101os8_lip": ({"single": 56.57, "flip": 56.77, "ms+flip": 57.08}, "63d3bf81", "2024-10-19"),
+    "memorynetv2_aspp_hrnetv2w48_lip": ({"single": 56.72, "flip": 57.30, "ms+flip": 57.55}, "a476d4cc", "2025-08-21"),
+}
+
+
+def test_variants(manifest):
+    for e in manifest.entries:
+        if e.id in TRAINING_ERA_ROWS:
+            assert e.variants == ["training-era", "upstream-head"], e.id
+            assert e.default_variant == "training-era"
+            assert any("4602275d" in n and "mcibi_version" in n for n in e.notes), e.id
+        else:
+            assert e.variants == ["upstream-head"] and e.default_variant == "upstream-head", e.id
+    assert manifest.get("mcibiplusplus_aspp_hrnetv2w48_lip").default_variant == "training-era"
+
+
+def test_upstream_now_matches_upstream_history(manifest):
+    recorded = {e.id: e.upstream_now for e in manifest.entries if e.upstream_now is not None}
+    assert set(recorded) == set(UPSTREAM_NOW_VERIFIED)
+    for model_id, (numbers, commit, date) in UPSTREAM_NOW_VERIFIED.items():
+        now = recorded[model_id]
+        assert (now.documented, now.commit, now.date) == (numbers, commit, date), model_id
+        # the same columns as the document, and the document's numbers stay the reference
+        assert list(now.documented) == list(manifest.get(model_id).documented), model_id
+        assert now.note and now.note != "None"
+
+
+def test_newer_protocol_blocks_are_explained(manifest):
+    vit = manifest.get("mcibi_deeplabv3_vitlarge_ade20k")
+    assert vit.documented == {"single": 49.73, "ms+flip": 50.99}
+    assert "drop_rate 0.1 -> 0" in vit.upstream_now.note
+    for model_id in ("mcibi_deeplabv3_r50_ade20k", "mcibi_deeplabv3_hrnetv2w48_cityscapes"):
+        assert any("repro's ms+flip protocol is upstream's block" in n for n in manifest.get(model_id).notes)
+
+
+def test_upstream_now_summary(manifest):
+    line = manifest.get("mcibi_deeplabv3_vitlarge_ade20k").upstream_now.summary()
+    assert line.startswith("50.08 / 51.63 (2025-09-30, 9e983890): re-scored after c99d1e5c")
+
+
+def test_info_shows_variants_and_upstream_now():
+    from typer.testing import CliRunner
+
+    from repro.cli import app
+
+    out = CliRunner(env={"COLUMNS": "400"}).invoke(app, ["info", "memorynetv2_aspp_hrnetv2w48_lip"]).output
+    assert "training-era (default), upstream-head" in out
+    assert "56.72 / 57.30 / 57.55 (2025-08-21, a476d4cc): re-scored" in out
+    plain = CliRunner(env={"COLUMNS": "400"}).invoke(app, ["info", "mcibi_deeplabv3_r50_lip"]).output
+    assert "upstream-head (default)" in plain
+    assert "upstream now" not in plain and "upstream_now" not in plain
+
+
+def _entry_error(mutate) -> str:
+    raw = _raw()
+    mutate(raw["models"][5])
+    return _error(raw)
+
+
+@pytest.mark.parametrize(
+    "mutate, field, words",
+    [
+        (lambda e: e.update(variants=["era"]), "variants.0", "Input should be 'training-era' or 'upstream-head'"),
+        (lambda e: e.update(variants=[]), "variants", "at least 1 item"),
+        (lambda e: e.update(variants=["upstream-head", "upstream-head"]), "variants", "lists a variant twice"),
+        (lambda e: e["upstream_now"].update(commit="HEAD"), "upstream_now.commit", "should match pattern"),
+        (lambda e: e["upstream_now"].update(date="2025-13-01"), "upstream_now.date", "is not a date"),
+        (lambda e: e["upstream_now"].update(date="30.09.2025"), "upstream_now.date", "should match pattern"),
+        (lambda e: e["upstream_now"].update(note=""), "upstream_now.note", "at least 1 character"),
+        (lambda e: e["upstream_now"].update(source="x"), "upstream_now.source", "Extra inputs"),
+        (lambda e: e["upstream_now"].update(documented={}), "upstream_now.documented", "at least one protocol"),
+        (lambda e: e["upstream_now"]["documented"].update(flip=50.0), "upstream_now", "flip have no settings"),
+        (lambda e: e["upstream_now"].update(documented=dict(e["documented"])), "upstream_now", "repeats the documented"),
+    ],
+)
+def test_bad_variants_and_upstream_now_are_rejected(mutate, field, words):
+    # models[5] is mcibi_deeplabv3_r50_ade20k, which has an upstream_now
+    message = _entry_error(mutate)
+    assert f"entry 'mcibi_deeplabv3_r50_ade20k', field '{field}'" in message
+    assert words in message
+
+
+def test_variants_default_when_omitted():
+    raw = _raw()
+    del raw["models"][0]["variants"]
+    assert parse_manifest(yaml.safe_dump(raw)).entries[0].variants == ["upstream-head"]

@@ -5,7 +5,9 @@ Maintainer tool, not used at run time:
     python tools/make_manifest.py ../shared/seeds ../shared/reference/upstream_protocols.json
 
 Every documented row becomes one entry; numbers are taken from the tables as printed, test
-settings from upstream's configs (the active block and the commented alternatives).
+settings from upstream's configs (the active block and the commented alternatives). What changed
+upstream since the documents (variants, upstream_now, corrections) comes from the hand-checked
+tables below, each citing the upstream commit.
 """
 
 from __future__ import annotations
@@ -177,7 +179,179 @@ def build_entries(seeds: Path, upstream: dict) -> list[dict]:
         e.pop("_link_stem")
         e.pop("_crop_upstream")
         e["aliases"] = [a for a in e["aliases"] if a != e["id"]]
-    return entries
+    return add_upstream_history(entries)
+
+
+# -- upstream's history since the documents (checked in the upstream git mirror) ------------------
+# The MCIBI document is upstream's docs/modelzoo/mcibi/README.md at a35c5ee6 (2023-11-22); the
+# MemoryNetV2 document is docs/performances/memorynetv2/README.md at e9ef7509 (2022-09-10).
+
+# Upstream's HRNet stem had no ReLU after bn1 from 006ac3ad (2020-11-04) until 4602275d (2025-06-08,
+# "refactor hrnet"). mcibi_version=True skips that ReLU again (85efec48, 2025-08-27) but is set only in
+# mcibiplusplus_aspp_hrnetv2w48_cityscapes (85efec48) and mcibi_deeplabv3_hrnetv2w48_cityscapes
+# (8b54fb9b, 2025-09-29). These four configs' checkpoints were trained with the old stem.
+TRAINING_ERA_CONFIGS = (
+    "mcibi_deeplabv3_hrnetv2w48_ade20k",
+    "mcibi_deeplabv3_hrnetv2w48_cocostuff10k",
+    "mcibi_deeplabv3_hrnetv2w48_lip",
+    "mcibiplusplus_aspp_hrnetv2w48_lip",
+)
+TRAINING_ERA_NOTE = (
+    "Variants: training-era (default) builds the HRNet stem without the ReLU after bn1, as upstream's "
+    "code did from 2020 (006ac3ad) until 4602275d (2025-06-08, 'refactor hrnet'); this checkpoint was "
+    "trained and documented with that stem. upstream-head is upstream's current forward: its "
+    "mcibi_version=True, which skips the ReLU, is set only in the two Cityscapes HRNet configs "
+    "(85efec48, 2025-08-27; 8b54fb9b, 2025-09-29)."
+)
+CITYSCAPES_HRNET_NOTE = (
+    "Upstream's config sets mcibi_version=True ({commit}, {date}): its current forward already has the "
+    "training-era HRNet stem (no ReLU after bn1), so this row has one variant."
+)
+CITYSCAPES_HRNET = {  # config -> the commit that set mcibi_version=True
+    "mcibi_deeplabv3_hrnetv2w48_cityscapes": ("8b54fb9b", "2025-09-29"),
+    "mcibiplusplus_aspp_hrnetv2w48_cityscapes": ("85efec48", "2025-08-27"),
+}
+
+_ADE_BLOCK = (
+    "upstream added the config's first ms+flip block (the one repro runs) and re-scored ms+flip "
+    "({old:.2f} -> {new:.2f}), the day after the document's commit"
+)
+_CITY_BLOCK = (
+    "the config had no ms+flip block (its test was whole-image single-scale) until upstream added the "
+    "slide ms+flip block (the one repro runs) and re-scored on the test server ({old:.2f} -> {new:.2f})"
+)
+_FILLED = "the document's cell is blank; upstream filled it the same day"
+# row id -> (upstream's current numbers, commit that set them, date, why)
+UPSTREAM_NOW = {
+    # docs/modelzoo/mcibi/README.md
+    "mcibi_deeplabv3_r50_ade20k": ({"single": 44.39, "ms+flip": 45.97}, "91c9d8c8", "2023-11-23",
+                                   _ADE_BLOCK.format(old=45.95, new=45.97)),
+    "mcibi_deeplabv3_r101_ade20k": ({"single": 45.66, "ms+flip": 47.27}, "91c9d8c8", "2023-11-23",
+                                    _ADE_BLOCK.format(old=47.22, new=47.27)),
+    "mcibi_deeplabv3_s101_ade20k": ({"single": 46.63, "ms+flip": 47.39}, "91c9d8c8", "2023-11-23",
+                                    _ADE_BLOCK.format(old=47.36, new=47.39)),
+    "mcibi_deeplabv3_hrnetv2w48_ade20k": ({"single": 45.79, "ms+flip": 47.46}, "91c9d8c8", "2023-11-23",
+                                          _ADE_BLOCK.format(old=47.34, new=47.46)
+                                          + " (before the 2025 stem change: the training-era stem)"),
+    # c99d1e5c (2025-08-16, "same setting as setr") set the backbone's drop_rate 0.1 -> 0; 9e983890 re-scored
+    "mcibi_deeplabv3_vitlarge_ade20k": (
+        {"single": 50.08, "ms+flip": 51.63}, "9e983890", "2025-09-30",
+        "re-scored after c99d1e5c (2025-08-16) changed the config's drop_rate 0.1 -> 0, a training-only "
+        "setting: the file behind the unchanged URL was most likely retrained and replaced"),
+    "mcibi_deeplabv3_r50_cityscapes": ({"ms+flip": 79.97}, "ae25e4fd", "2024-10-19",
+                                       _CITY_BLOCK.format(old=79.90, new=79.97)),
+    "mcibi_deeplabv3_r101_cityscapes": ({"ms+flip": 82.10}, "a0b82463", "2024-10-19",
+                                        _CITY_BLOCK.format(old=82.03, new=82.10)),
+    "mcibi_deeplabv3_s101_cityscapes": ({"ms+flip": 81.51}, "03225b3d", "2024-10-21",
+                                        _CITY_BLOCK.format(old=81.59, new=81.51)),
+    "mcibi_deeplabv3_hrnetv2w48_cityscapes": ({"ms+flip": 82.54}, "03225b3d", "2024-10-21",
+                                              _CITY_BLOCK.format(old=82.55, new=82.54)),
+    # docs/performances/memorynetv2 -> docs/modelzoo/memorynetv2 -> docs/modelzoo/mcibiplusplus/README.md
+    "memorynetv2_fcn_resnet50os8_lip": ({"single": 51.13}, "9293dd4d", "2022-09-10", _FILLED),
+    "memorynetv2_ppm_resnet50os8_lip": ({"single": 52.93}, "9293dd4d", "2022-09-10", _FILLED),
+    "memorynetv2_upernet_resnet50os8_lip": ({"single": 53.92}, "9293dd4d", "2022-09-10", _FILLED),
+    "memorynetv2_aspp_resnet50os8_lip": ({"single": 53.59}, "9293dd4d", "2022-09-10", _FILLED),
+    "memorynetv2_fcn_resnet50os8_ade20k": ({"single": 43.39}, "9293dd4d", "2022-09-10", _FILLED),
+    "memorynetv2_ppm_resnet50os8_ade20k": ({"single": 43.88}, "3d26c8f5", "2022-09-11",
+                                           _FILLED + " (43.89, in 9293dd4d) and corrected it the next day"),
+    "memorynetv2_upernet_resnet50os8_ade20k": ({"single": 44.30}, "9293dd4d", "2022-09-10", _FILLED),
+    "memorynetv2_aspp_resnet50os8_ade20k": ({"single": 44.85}, "9293dd4d", "2022-09-10", _FILLED),
+    "memorynetv2_fcn_resnet50os8_cityscapes": ({"single": 78.77}, "9293dd4d", "2022-09-10", _FILLED),
+    "memorynetv2_ppm_resnet50os8_cityscapes": ({"single": 79.91}, "9293dd4d", "2022-09-10", _FILLED),
+    "memorynetv2_upernet_resnet50os8_cityscapes": ({"single": 80.05}, "9293dd4d", "2022-09-10", _FILLED),
+    "memorynetv2_aspp_resnet50os8_cityscapes": ({"single": 80.72}, "9293dd4d", "2022-09-10", _FILLED),
+    "memorynetv2_fcn_resnet50os8_cocostuff10k": ({"single": 37.38}, "9293dd4d", "2022-09-10", _FILLED),
+    "memorynetv2_ppm_resnet50os8_cocostuff10k": ({"single": 38.47}, "9293dd4d", "2022-09-10", _FILLED),
+    # 39.20 in 9293dd4d, 39.19 in 4389ecf5 (2022-09-11), 39.20 again in 63d3bf81
+    "memorynetv2_upernet_resnet50os8_cocostuff10k": (
+        {"single": 39.20}, "63d3bf81", "2024-10-19",
+        _FILLED + " (39.20, in 9293dd4d); 39.19 from 4389ecf5 (2022-09-11), 39.20 again since this docs-only commit"),
+    "memorynetv2_aspp_resnet50os8_cocostuff10k": ({"single": 38.94}, "9293dd4d", "2022-09-10", _FILLED),
+    "memorynetv2_aspp_resnet101os8_cityscapes": ({"ms+flip": 82.20}, "9293dd4d", "2022-09-10",
+                                                 _FILLED + " (test-server number)"),
+    "memorynetv2_upernet_resnest101os8_lip": (
+        {"single": 56.57, "flip": 56.77, "ms+flip": 57.08}, "63d3bf81", "2024-10-19",
+        "single 56.58 -> 56.57 in a docs-only commit ('update docs'), no config change: a 0.01 correction"),
+    "memorynetv2_aspp_hrnetv2w48_lip": (
+        {"single": 56.72, "flip": 57.30, "ms+flip": 57.55}, "a476d4cc", "2025-08-21",
+        "re-scored after the stem change of 4602275d (2025-06-08) and before mcibi_version existed: the "
+        "current file may have been retrained with the ReLU, which the upstream-head variant runs"),
+}
+PROTOCOL_BLOCK_NOTE = (
+    "repro's {protocol} protocol is upstream's block added in {commit} ({date}); the number upstream "
+    "measured with it is upstream_now's, the document's predates the block."
+)
+ADDED_BLOCKS = {  # row id -> (protocol, commit that added the block); the re-scored rows above
+    "mcibi_deeplabv3_r50_ade20k": ("ms+flip", "91c9d8c8"),
+    "mcibi_deeplabv3_r101_ade20k": ("ms+flip", "91c9d8c8"),
+    "mcibi_deeplabv3_s101_ade20k": ("ms+flip", "91c9d8c8"),
+    "mcibi_deeplabv3_hrnetv2w48_ade20k": ("ms+flip", "91c9d8c8"),
+    "mcibi_deeplabv3_r50_cityscapes": ("ms+flip", "ae25e4fd"),
+    "mcibi_deeplabv3_r101_cityscapes": ("ms+flip", "a0b82463"),
+    "mcibi_deeplabv3_s101_cityscapes": ("ms+flip", "03225b3d"),
+    "mcibi_deeplabv3_hrnetv2w48_cityscapes": ("ms+flip", "03225b3d"),
+}
+VITL_ADE_BLOCK_NOTE = (
+    "Upstream's ms+flip block for this config (the one repro runs) was added in 91c9d8c8 (2023-11-23) "
+    "without re-scoring the row; the row was re-scored only with the replaced file (upstream_now)."
+)
+# upstream corrected these rows' schedule after the document's commit; the configs agree with the fix
+SCHEDULE_FIXES = {
+    **{f"memorynetv2_{h}resnet50os8_ade20k": ("0.01/poly/16/130", "b504e130", "2022-10-17")
+       for h in ("fcn_", "ppm_", "upernet_", "aspp_")},
+    **{f"memorynetv2_{h}resnet50os8_cityscapes": ("0.01/poly/8/220", "b504e130", "2022-10-17")
+       for h in ("fcn_", "ppm_", "upernet_", "aspp_")},
+    "memorynetv2_aspp_resnest101os8_cityscapes": ("0.004/poly/16/440", "345580bc", "2022-09-11"),
+}
+
+# the document's model link for this row is another row's file; upstream fixed it later
+LINK_FIXES = {
+    "memorynetv2_upernet_swinlarge_cocostuff10k": (
+        "Upstream fixed this row's model link in 3e09f075 (2023-06-01); the fixed file is now "
+        "ssseg_mcibiplusplus/mcibiplusplus_upernet_swinlarge_cocostuff10k.pth, this row's next URL."),
+}
+
+
+def _insert_after(entry: dict, after: str, key: str, value) -> dict:
+    items = list(entry.items())
+    at = [k for k, _ in items].index(after) + 1
+    return dict(items[:at] + [(key, value)] + items[at:])
+
+
+def add_upstream_history(entries: list[dict]) -> list[dict]:
+    """Variants, upstream_now and the notes that explain them (tables above)."""
+    out = []
+    for e in entries:
+        era = e["upstream_config"] in TRAINING_ERA_CONFIGS
+        variants = _FlowList(["training-era", "upstream-head"] if era else ["upstream-head"])
+        e = _insert_after(e, "upstream_config", "variants", variants)
+        if e["id"] in UPSTREAM_NOW:
+            numbers, commit, date, why = UPSTREAM_NOW[e["id"]]
+            now = {"documented": numbers, "commit": commit, "date": date, "note": why}
+            e = _insert_after(e, "documented", "upstream_now", now)
+        e["notes"] += _history_notes(e["id"], e["upstream_config"])
+        out.append(e)
+    return out
+
+
+def _history_notes(model_id: str, config: str) -> list[str]:
+    notes = []
+    if config in TRAINING_ERA_CONFIGS:
+        notes.append(TRAINING_ERA_NOTE)
+    if config in CITYSCAPES_HRNET:
+        commit, date = CITYSCAPES_HRNET[config]
+        notes.append(CITYSCAPES_HRNET_NOTE.format(commit=commit, date=date))
+    if model_id in ADDED_BLOCKS:
+        protocol, commit = ADDED_BLOCKS[model_id]
+        notes.append(PROTOCOL_BLOCK_NOTE.format(protocol=protocol, commit=commit, date=UPSTREAM_NOW[model_id][2]))
+    if model_id == "mcibi_deeplabv3_vitlarge_ade20k":
+        notes.append(VITL_ADE_BLOCK_NOTE)
+    if model_id in SCHEDULE_FIXES:
+        schedule, commit, date = SCHEDULE_FIXES[model_id]
+        notes.append(f"Upstream corrected this row's schedule to {schedule} ({commit}, {date}), as its config has it.")
+    if model_id in LINK_FIXES:
+        notes.append(LINK_FIXES[model_id])
+    return notes
 
 
 def add_notes(entries: list[dict]) -> None:
@@ -219,12 +393,17 @@ class _Dumper(yaml.SafeDumper):
     pass
 
 
+class _FlowList(list):
+    """A short list of names written on one line ([a, b])."""
+
+
 def _short_lists_flow(dumper, data):
     flow = all(isinstance(x, (int, float, type(None))) or isinstance(x, list) for x in data) and len(str(data)) < 90
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
 
 
 _Dumper.add_representer(list, _short_lists_flow)
+_Dumper.add_representer(_FlowList, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
 
 
 def main(seeds: str, protocols_json: str, out: str = "repro/model_zoo.yaml") -> None:
