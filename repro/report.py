@@ -10,6 +10,11 @@ rounded to 2 decimals first (the result file's `miou_rounded`, else Python's cor
 `format(miou, ".2f")`), and Δ = rounded measured − documented is computed in decimal arithmetic.
 A row reproduces when |Δ| <= tolerance; the edge is exact (Δ = 0.10 passes a 0.1 tolerance,
 0.11 fails), free of binary floating-point noise.
+
+Where a measured number misses the document but matches upstream's current number for the row
+(the manifest's `upstream_now`), the row is "upstream-now" rather than failed: upstream changed
+the number (most likely the file behind the URL) since the document was written. Each row also
+says which forward (`variant`) produced its number.
 """
 
 from __future__ import annotations
@@ -27,11 +32,15 @@ import pandas as pd
 
 from repro.errors import ReproError
 from repro.results import EvalResult, load_results
+from repro.status import choose_result, default_variant, partial_note, result_variant
 
 if TYPE_CHECKING:  # only for type hints
     from repro.manifest import Manifest, ModelEntry
 
 DEFAULT_TOLERANCE = 0.1
+# Without --measured-only / --all-rows, rows without a result are left out when fewer than this
+# share of the rows has one.
+AUTO_MEASURED_ONLY = 0.10
 PROTOCOL_ORDER = ("single", "flip", "ms+flip")
 FORMATS = ("md", "csv", "json", "html")
 
@@ -43,6 +52,7 @@ BLANK_DOC = "blank-doc"
 SERVER = "server"
 PARTIAL = "partial"
 NON_COMPARABLE = "non-comparable"
+UPSTREAM_NOW = "upstream-now"  # misses the document, matches upstream's current number
 STATUS_MARKS = {
     REPRODUCED: "✓",
     FAILED: "✗",
@@ -51,7 +61,10 @@ STATUS_MARKS = {
     SERVER: "server",
     PARTIAL: "partial",
     NON_COMPARABLE: "non-comparable",
+    UPSTREAM_NOW: "upstream-now",
 }
+# Rows whose Δ against the document is computed (and plotted).
+COMPARED = (REPRODUCED, FAILED, UPSTREAM_NOW)
 # Words of the summary line, in the order it lists them.
 STATUS_WORDS = {
     REPRODUCED: "reproduced",
@@ -61,12 +74,9 @@ STATUS_WORDS = {
     SERVER: "server",
     PARTIAL: "partial",
     NON_COMPARABLE: "non-comparable",
+    UPSTREAM_NOW: "upstream-now",
 }
 
-METHOD_TITLES = {
-    "mcibi": "MCIBI (ICCV 2021)",
-    "memorynetv2": "MCIBI++ / MemoryNetV2 (TPAMI 2022)",
-}
 
 ENVIRONMENT_FIELDS = ("device", "torch_version", "cuda_version", "repro_version", "git_commit")
 ENVIRONMENT_LABELS = {
@@ -81,7 +91,7 @@ ENVIRONMENT_LABELS = {
 REPORT_COLUMNS = [
     "group",  # index of the document table (method -> dataset heading) the row belongs to
     "method",
-    "document",
+    "document",  # the document's title (e.g. "MCIBI (ICCV 2021)"), not its file name
     "section",  # the document's section heading (e.g. "SOTA Results")
     "table",  # the dataset heading of the table within that section
     "model_id",
@@ -92,6 +102,9 @@ REPORT_COLUMNS = [
     "eval",
     "protocol",
     "documented",  # percent, 2 decimals as printed; NaN where the document leaves it blank
+    "upstream_now",  # upstream's current number for the row (manifest upstream_now); NaN if none
+    "upstream_now_date",
+    "upstream_now_commit",
     "measured",  # percent, full precision from the result file
     "measured_rounded",  # percent, 2 decimals: the value compared
     "delta",  # measured_rounded - documented; NaN where not compared
@@ -99,6 +112,8 @@ REPORT_COLUMNS = [
     "mark",  # the status as the tables show it
     "note",  # why a row is not compared, the submission zip, ...
     "result_status",  # complete | partial | server; None when not run
+    "variant",  # the forward that produced the number (training-era | upstream-head); None when not run
+    "default_variant",  # the row's default forward
     "precision",
     "num_images",
     "num_images_total",
@@ -115,9 +130,11 @@ DISPLAY_COLUMNS = [
     ("backbone", "Backbone"),
     ("protocol", "Protocol"),
     ("documented", "Documented"),
+    ("upstream_now", "Upstream now"),
     ("measured_rounded", "Measured"),
     ("delta", "Δ"),
     ("mark", "Status"),
+    ("variant", "Variant"),
     ("note", "Notes"),
 ]
 
@@ -185,22 +202,33 @@ def _entry_protocols(entry: ModelEntry, measured: Iterable[str]) -> list[str]:
     return _ordered_protocols([*entry.documented.keys(), *measured])
 
 
-def _pick_results(results: Iterable[EvalResult]) -> dict[tuple[str, str], EvalResult]:
-    """One result per (model, protocol); where several are given, the most recent one."""
-    picked: dict[tuple[str, str], EvalResult] = {}
+def document_title(entry: ModelEntry) -> str:
+    """The title of the document a row comes from (e.g. "MCIBI (ICCV 2021)"), not its file name."""
+    return getattr(entry, "document_title", None) or entry.document
+
+
+def upstream_now(entry: ModelEntry, protocol: str) -> tuple[Decimal | None, Any]:
+    """(upstream's current number for this protocol or None, the manifest's upstream_now record)."""
+    record = getattr(entry, "upstream_now", None)
+    if record is None:
+        return None, None
+    numbers = getattr(record, "documented", None) or {}
+    return _as_decimal(numbers.get(protocol)), record
+
+
+def _group_results(results: Iterable[EvalResult]) -> dict[tuple[str, str], list[EvalResult]]:
+    grouped: dict[tuple[str, str], list[EvalResult]] = {}
     for result in results:
-        key = (result.model_id, result.protocol)
-        # .timestamp() so that a naive and an aware datetime compare instead of raising.
-        if key not in picked or result.finished.timestamp() >= picked[key].finished.timestamp():
-            picked[key] = result
-    return picked
+        grouped.setdefault((result.model_id, result.protocol), []).append(result)
+    return grouped
 
 
-def _row(entry: ModelEntry, protocol: str, result: EvalResult | None, tolerance: float) -> dict:
+def _base_row(entry: ModelEntry, protocol: str) -> dict:
     documented = _as_decimal(entry.documented.get(protocol))
-    row: dict[str, Any] = {
+    now_value, now = upstream_now(entry, protocol)
+    return {
         "method": entry.method,
-        "document": entry.document,
+        "document": document_title(entry),
         "section": entry.section,
         "table": entry.table,
         "model_id": entry.id,
@@ -211,11 +239,16 @@ def _row(entry: ModelEntry, protocol: str, result: EvalResult | None, tolerance:
         "eval": entry.eval,
         "protocol": protocol,
         "documented": float(documented) if documented is not None else float("nan"),
+        "upstream_now": float(now_value) if now_value is not None else float("nan"),
+        "upstream_now_date": _text_or_none(now, "date") if now_value is not None else None,
+        "upstream_now_commit": _text_or_none(now, "commit") if now_value is not None else None,
         "measured": float("nan"),
         "measured_rounded": float("nan"),
         "delta": float("nan"),
         "note": "",
         "result_status": None,
+        "variant": None,
+        "default_variant": default_variant(entry),
         "precision": None,
         "num_images": None,
         "num_images_total": None,
@@ -224,17 +257,20 @@ def _row(entry: ModelEntry, protocol: str, result: EvalResult | None, tolerance:
         **{field: None for field in ENVIRONMENT_FIELDS},
         "per_class_iou": None,
     }
-    if result is None:
-        row["status"] = NOT_RUN
-        if entry.eval == "server":
-            row["note"] = "scored by the benchmark server"
-        return row
 
+
+def _text_or_none(record: Any, field: str) -> str | None:
+    value = getattr(record, field, None)
+    return str(value) if value not in (None, "") else None
+
+
+def _fill_measured(row: dict, result: EvalResult) -> None:
     rounded = measured_rounded(result)
     row.update(
         measured=float(result.miou) if result.miou is not None else float("nan"),
         measured_rounded=float(rounded) if rounded is not None else float("nan"),
         result_status=result.status,
+        variant=result_variant(result),
         precision=result.precision,
         num_images=result.num_images,
         num_images_total=result.num_images_total,
@@ -243,29 +279,103 @@ def _row(entry: ModelEntry, protocol: str, result: EvalResult | None, tolerance:
         per_class_iou=dict(result.per_class_iou),
         **{field: getattr(result, field) for field in ENVIRONMENT_FIELDS},
     )
+
+
+def _not_compared(entry: ModelEntry, result: EvalResult) -> tuple[str, str] | None:
+    """(status, note) for a result that is not compared with the document, else None."""
     if result.status == "server":
-        row["status"] = SERVER
-        row["note"] = f"upload {result.submission}" if result.submission else "submission produced"
-    elif result.status == "partial":
-        row["status"] = PARTIAL
-        row["note"] = f"{result.num_images}/{result.num_images_total} images (--limit), not compared"
-    elif result.split != entry.eval_split:  # e.g. Cityscapes val measured, test documented
-        row["status"] = NON_COMPARABLE
-        row["note"] = f"measured on {result.split}, documented on {entry.eval_split}; not compared"
-    elif result.precision != "fp32":
-        row["status"] = NON_COMPARABLE
-        row["note"] = f"{result.precision}, not compared (documents are fp32)"
-    elif rounded is None:
-        row["status"] = NOT_RUN
-        row["note"] = "result file has no mIoU"
-    elif documented is None:
+        return SERVER, f"upload {result.submission}" if result.submission else "submission produced"
+    if result.status == "partial":
+        return PARTIAL, partial_note(result) + ", not compared"
+    if result.split != entry.eval_split:  # e.g. Cityscapes val measured, test documented
+        return NON_COMPARABLE, f"measured on {result.split}, documented on {entry.eval_split}; not compared"
+    if result.precision != "fp32":
+        return NON_COMPARABLE, f"{result.precision}, not compared (documents are fp32)"
+    if measured_rounded(result) is None:
+        return NOT_RUN, "result file has no mIoU"
+    return None
+
+
+def _upstream_now_note(record: Any, *, replaced: bool = True) -> str:
+    """E.g. `matches upstream's current number (2025-09-30, 9e983890): file behind the URL likely replaced`."""
+    commit = _text_or_none(record, "commit")
+    when = ", ".join(text for text in (_text_or_none(record, "date"), commit and commit[:8]) if text)
+    note = f"matches upstream's current number{f' ({when})' if when else ''}"
+    return note + ": file behind the URL likely replaced" if replaced else note
+
+
+def _comparable(entry: ModelEntry, result: EvalResult) -> bool:
+    return result.status == "complete" and _not_compared(entry, result) is None
+
+
+def _judge(row: dict, entry: ModelEntry, result: EvalResult, others: list[EvalResult], tolerance: float) -> None:
+    """Set the row's status, Δ and notes from its result (and the other variants' results)."""
+    skipped = _not_compared(entry, result)
+    if skipped is not None:
+        row["status"], note = skipped
+        _add_note(row, note)
+        return
+    rounded = measured_rounded(result)
+    documented = _as_decimal(entry.documented.get(row["protocol"]))
+    now_value, now = upstream_now(entry, row["protocol"])
+    matches_now = now_value is not None and compare(rounded, now_value, tolerance)[1]
+    if documented is None:
         row["status"] = BLANK_DOC
-        row["note"] = "no documented value"
+        _add_note(row, "no documented value")
+        if matches_now:  # nothing was replaced: the document never had a number
+            _add_note(row, _upstream_now_note(now, replaced=False))
+        return
+    delta, within = compare(rounded, documented, tolerance)
+    row["delta"] = float(delta) + 0.0  # + 0.0 turns -0.0 into 0.0
+    if within:
+        row["status"] = REPRODUCED
+    elif matches_now:
+        row["status"] = UPSTREAM_NOW
+        _add_note(row, _upstream_now_note(now))
     else:
-        delta, within = compare(rounded, documented, tolerance)
-        row["delta"] = float(delta) + 0.0  # + 0.0 turns -0.0 into 0.0
-        row["status"] = REPRODUCED if within else FAILED
+        row["status"] = FAILED
+        for other in others:  # would the other forward have given the document's number?
+            other_rounded = measured_rounded(other)
+            if _comparable(entry, other) and compare(other_rounded, documented, tolerance)[1]:
+                _add_note(row, f"the {result_variant(other)} forward measured {other_rounded}: within tolerance")
+
+
+def _add_note(row: dict, note: str) -> None:
+    row["note"] = f"{row['note']}; {note}" if row["note"] else note
+
+
+def _row(
+    entry: ModelEntry, protocol: str, candidates: Sequence[EvalResult], tolerance: float
+) -> dict:
+    row = _base_row(entry, protocol)
+    if not candidates:
+        row["status"] = NOT_RUN
+        if entry.eval == "server":
+            row["note"] = "scored by the benchmark server"
+        return row
+    result, others = choose_result(candidates, row["default_variant"])
+    _fill_measured(row, result)
+    _judge(row, entry, result, others, tolerance)
+    if row["variant"] != row["default_variant"] and row["status"] != NOT_RUN:
+        _add_note(row, f"{row['variant']} forward, not this row's default ({row['default_variant']})")
     return row
+
+
+def _hide_not_run(frame: pd.DataFrame, measured_only: bool | None, ids: list[str] | None) -> pd.DataFrame:
+    """Drop the rows without a result when asked, or (None: automatic) when only a few have one.
+
+    Automatic: without ids, when some but fewer than AUTO_MEASURED_ONLY of the rows have a result
+    (a smoke test should not print 85 rows for one number).
+    """
+    has_result = frame["result_status"].notna()
+    if measured_only is None:
+        share = has_result.sum() / len(frame) if len(frame) else 0.0
+        measured_only = not ids and 0 < share < AUTO_MEASURED_ONLY
+    if not measured_only:
+        return frame
+    shown = frame[has_result].reset_index(drop=True)
+    shown.attrs["hidden_not_run"] = int((~has_result).sum())
+    return shown
 
 
 def build_report(
@@ -273,21 +383,23 @@ def build_report(
     results: Iterable[EvalResult] | str | os.PathLike,
     tolerance: float = DEFAULT_TOLERANCE,
     ids: Sequence[str] | None = None,
+    measured_only: bool | None = False,
 ) -> pd.DataFrame:
     """Documented vs measured mIoU, one row per (manifest model, protocol), in document order.
 
     `results` is a list of `EvalResult` or a folder of result files. `ids` (ids or aliases)
     restricts the report to those models and asks the renderers for their per-class IoU; an
-    unknown id raises the manifest's `UnknownModelError`. The frame has `REPORT_COLUMNS`;
-    `frame.attrs` carries `tolerance`, `ids` and `unmatched_results` (result files of models
-    the manifest does not list).
+    unknown id raises the manifest's `UnknownModelError`. `measured_only` keeps only the rows
+    with a result (None: automatically, when fewer than 10% of the rows have one). The frame has
+    `REPORT_COLUMNS`; `frame.attrs` carries `tolerance`, `ids`, `unmatched_results` (result
+    files of models the manifest does not list) and `hidden_not_run` (rows left out).
     """
     tolerance = float(tolerance)
     if not tolerance >= 0:  # also catches NaN
         raise ReproError(f"--tolerance must be a number >= 0, got {tolerance}")
     if isinstance(results, (str, os.PathLike)):
         results = load_report_results(results)
-    picked = _pick_results(results)
+    grouped = _group_results(results)
 
     selected: list[str] | None = None
     if ids:
@@ -308,21 +420,23 @@ def build_report(
             previous_key = key
         if selected is not None and entry.id not in selected:
             continue
-        measured = [protocol for (model_id, protocol) in picked if model_id == entry.id]
+        measured = [protocol for (model_id, protocol) in grouped if model_id == entry.id]
         for protocol in _entry_protocols(entry, measured):
-            row = _row(entry, protocol, picked.get((entry.id, protocol)), tolerance)
+            row = _row(entry, protocol, grouped.get((entry.id, protocol), []), tolerance)
             row["group"] = group
             row["mark"] = STATUS_MARKS[row["status"]]
             rows.append(row)
 
     frame = pd.DataFrame(rows, columns=REPORT_COLUMNS)
-    for column in ("documented", "measured", "measured_rounded", "delta"):
+    for column in ("documented", "upstream_now", "measured", "measured_rounded", "delta"):
         frame[column] = frame[column].astype("float64")
+    frame = _hide_not_run(frame, measured_only, selected)
     frame.attrs["tolerance"] = tolerance
     frame.attrs["ids"] = list(selected) if selected is not None else []
     frame.attrs["unmatched_results"] = sorted(
-        {model_id for (model_id, _) in picked if model_id not in known_ids}
+        {model_id for (model_id, _) in grouped if model_id not in known_ids}
     )
+    frame.attrs.setdefault("hidden_not_run", 0)
     return frame
 
 
@@ -331,9 +445,24 @@ def build_report(
 
 
 def status_counts(frame: pd.DataFrame) -> dict[str, int]:
-    """How many rows have each status (every status listed, zeros included)."""
+    """How many rows have each status (every status listed, zeros included; hidden rows count as not run)."""
     counts = frame["status"].value_counts()
-    return {status: int(counts.get(status, 0)) for status in STATUS_MARKS}
+    out = {status: int(counts.get(status, 0)) for status in STATUS_MARKS}
+    out[NOT_RUN] += hidden_not_run(frame)
+    return out
+
+
+def hidden_not_run(frame: pd.DataFrame) -> int:
+    """How many rows without a result `--measured-only` (or its automatic form) left out."""
+    return int(frame.attrs.get("hidden_not_run", 0) or 0)
+
+
+def hidden_line(frame: pd.DataFrame) -> str | None:
+    """One line saying how many rows are not shown and how to show them; None when none are hidden."""
+    hidden = hidden_not_run(frame)
+    if not hidden:
+        return None
+    return f"{hidden} row{'s' if hidden != 1 else ''} not run (repro report --all-rows to show them)."
 
 
 def summary_line(frame: pd.DataFrame) -> str:
@@ -343,8 +472,10 @@ def summary_line(frame: pd.DataFrame) -> str:
     for status, count in counts.items():
         mark = STATUS_MARKS[status]
         word = STATUS_WORDS[status]
+        if status == UPSTREAM_NOW and not count:
+            continue  # only rows of replaced files can have it: not worth a "0" in every summary
         parts.append(f"{count} {word} {mark}" if mark != word else f"{count} {word}")
-    line = f"Summary: {len(frame)} rows: " + ", ".join(parts) + "."
+    line = f"Summary: {len(frame) + hidden_not_run(frame)} rows: " + ", ".join(parts) + "."
     unmatched = frame.attrs.get("unmatched_results") or []
     if unmatched:
         line += f" Ignored results of models not in the manifest: {', '.join(unmatched)}."
@@ -377,15 +508,14 @@ def _tolerance(frame: pd.DataFrame) -> float:
 
 
 def _tolerance_text(frame: pd.DataFrame) -> str:
-    return (
+    text = (
         f"A row reproduces when |Δ| ≤ {_tolerance(frame):.2f}, "
         "Δ = measured (rounded to 2 decimals, as the documents print it) − documented; "
         "✓ within, ✗ outside, — not run."
     )
-
-
-def _method_title(method: str) -> str:
-    return METHOD_TITLES.get(method, method)
+    if (frame["status"] == UPSTREAM_NOW).any():
+        text += " upstream-now: outside, but within the tolerance of upstream's current number (Upstream now)."
+    return text
 
 
 def _headed_groups(frame: pd.DataFrame) -> list[tuple[list[tuple[int, str]], str, pd.DataFrame]]:
@@ -397,10 +527,10 @@ def _headed_groups(frame: pd.DataFrame) -> list[tuple[list[tuple[int, str]], str
     out = []
     current: tuple[str, str] | None = None
     for _, rows in frame.groupby("group", sort=True):
-        method, section, table = (str(rows[c].iloc[0]) for c in ("method", "section", "table"))
+        method, title, section, table = (str(rows[c].iloc[0]) for c in ("method", "document", "section", "table"))
         headings = []
         if current is None or current[0] != method:
-            headings.append((2, _method_title(method)))
+            headings.append((2, title))
         if current is None or current != (method, section):
             headings.append((3, section))
         current = (method, section)
@@ -419,7 +549,7 @@ def display_frame(rows: pd.DataFrame) -> pd.DataFrame:
     shown = pd.DataFrame(index=rows.index)
     for column, heading in DISPLAY_COLUMNS:
         values = rows[column]
-        if column in ("documented", "measured_rounded"):
+        if column in ("documented", "upstream_now", "measured_rounded"):
             shown[heading] = values.map(_number)
         elif column == "delta":
             shown[heading] = values.map(lambda v: _number(v, signed=True))
@@ -475,12 +605,14 @@ def markdown_table(table: pd.DataFrame, align: Sequence[str] | None = None) -> s
     return "\n".join(lines)
 
 
-_MD_ALIGN = [":-", ":-", ":-", ":-", "-:", "-:", "-:", ":-:", ":-"]
+_MD_ALIGN = [":-", ":-", ":-", ":-", "-:", "-:", "-:", "-:", ":-:", ":-", ":-"]
 
 
 def render_markdown(frame: pd.DataFrame, *, per_class: bool | None = None) -> str:
     """GitHub markdown: a heading per method and per document table, one pipe table each."""
     out = ["# Documented vs measured mIoU", "", _tolerance_text(frame), "", summary_line(frame), ""]
+    if hidden_line(frame):
+        out += [hidden_line(frame), ""]
     for headings, table, rows in _headed_groups(frame):
         for level, text in headings:
             out += ["#" * level + " " + text, ""]
@@ -543,7 +675,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .summary { font-weight: bold; }
 """
 
-_HTML_NUMERIC = {"Documented", "Measured", "Δ", "IoU", "Results"}
+_HTML_NUMERIC = {"Documented", "Upstream now", "Measured", "Δ", "IoU", "Results"}
 
 
 def _html_table(table: pd.DataFrame, status_slugs: Sequence[str] | None = None) -> str:
@@ -583,6 +715,8 @@ def render_html(frame: pd.DataFrame, *, per_class: bool | None = None, plot_svg:
         f"<p>{html.escape(_tolerance_text(frame))}</p>",
         f'<p class="summary">{html.escape(summary_line(frame))}</p>',
     ]
+    if hidden_line(frame):
+        parts.append(f"<p>{html.escape(hidden_line(frame))}</p>")
     for headings, table, rows in _headed_groups(frame):
         for level, text in headings:
             parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
@@ -620,6 +754,33 @@ def render_html(frame: pd.DataFrame, *, per_class: bool | None = None, plot_svg:
 # Plot
 
 
+_PLOT_COLOURS = {REPRODUCED: "#1a7f37", FAILED: "#cf222e", UPSTREAM_NOW: "#bc4c00"}
+# Why measured rows are left out of the plot, per status.
+_NOT_PLOTTED = {
+    PARTIAL: "partial (--limit or a subset: not compared)",
+    NON_COMPARABLE: "non-comparable (another split or precision)",
+    SERVER: "scored by the benchmark server",
+    BLANK_DOC: "without a documented value",
+    NOT_RUN: "without an mIoU",
+}
+
+
+def plot_empty_reason(frame: pd.DataFrame) -> str | None:
+    """One line saying why the Δ plot has no points; None when it has some."""
+    if frame["status"].isin(COMPARED).any():
+        return None
+    measured = frame[frame["result_status"].notna()]
+    if measured.empty:
+        return "the plot is empty: no results yet (run `repro eval` first)"
+    counts = measured["status"].value_counts()
+    if len(counts) == 1:
+        status, count = next(iter(counts.items()))
+        every = "the only result is" if count == 1 else f"all {count} results are"
+        return f"the plot is empty: {every} {_NOT_PLOTTED[status]}"
+    parts = [f"{int(counts[s])} {_NOT_PLOTTED[s]}" for s in _NOT_PLOTTED if s in counts]
+    return "the plot is empty: no result is compared (" + "; ".join(parts) + ")"
+
+
 def plot_deltas(frame: pd.DataFrame, target: str | os.PathLike | io.IOBase, fmt: str | None = None) -> None:
     """Δ of every compared row against the ±tolerance band, as PNG or SVG (by extension or `fmt`).
 
@@ -635,7 +796,7 @@ def plot_deltas(frame: pd.DataFrame, target: str | os.PathLike | io.IOBase, fmt:
     from matplotlib.figure import Figure
 
     tolerance = _tolerance(frame)
-    compared = frame[frame["status"].isin([REPRODUCED, FAILED])]
+    compared = frame[frame["status"].isin(COMPARED)]
     labels = [f"{m} · {p}" for m, p in zip(compared["model_id"], compared["protocol"])]
     deltas = compared["delta"].to_list()
 
@@ -647,14 +808,15 @@ def plot_deltas(frame: pd.DataFrame, target: str | os.PathLike | io.IOBase, fmt:
     axes.axvline(0.0, color="#57606a", linewidth=0.8)
     if labels:
         positions = list(range(len(labels)))[::-1]  # first row on top, as in the tables
-        colours = ["#1a7f37" if s == REPRODUCED else "#cf222e" for s in compared["status"]]
+        colours = [_PLOT_COLOURS[s] for s in compared["status"]]
         axes.scatter(deltas, positions, c=colours, zorder=3)
         axes.set_yticks(positions, labels, fontsize=8)
         limit = max([tolerance * 1.5, *[abs(d) * 1.1 for d in deltas]])
         axes.set_xlim(-limit, limit)
     else:
         axes.set_yticks([])
-        axes.text(0.5, 0.5, "no compared rows", transform=axes.transAxes, ha="center", va="center")
+        reason = plot_empty_reason(frame) or "no compared rows"
+        axes.text(0.5, 0.5, reason, transform=axes.transAxes, ha="center", va="center", wrap=True)
         axes.set_xlim(-max(tolerance * 1.5, 0.1), max(tolerance * 1.5, 0.1))
     axes.set_xlabel("Δ mIoU (measured − documented, points)")
     axes.set_title("Documented vs measured mIoU")

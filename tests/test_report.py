@@ -402,6 +402,193 @@ def test_bundled_manifest_all_not_run(tmp_path):
     assert set(frame["status"]) == {"not-run"}
     text = report.render_markdown(frame)
     # Both documents' sections appear as headings, in document order.
-    order = [text.index(h) for h in ("## MCIBI (ICCV 2021)", "### Performance", "## MCIBI++ / MemoryNetV2 (TPAMI 2022)",
+    order = [text.index(h) for h in ("## MCIBI (ICCV 2021)", "### Performance", "## MemoryNetV2 / MCIBI++ (TPAMI 2022)",
                                      "### Results of Different Frameworks", "### SOTA Results")]
     assert order == sorted(order)
+
+
+# ------------------------------------------------------------------------------ variants, upstream now
+
+
+def test_upstream_now_column_and_match(manifest):
+    # mcibi_r50_ade: ms+flip documented 45.95, upstream now 46.20 (fixture manifest).
+    matches_now = make_result("mcibi_r50_ade", "ms+flip", 46.18)
+    row = report.build_report(manifest, [matches_now], ids=["mcibi_r50_ade"]).set_index("protocol").loc["ms+flip"]
+    assert (row["status"], row["mark"], row["delta"]) == ("upstream-now", "upstream-now", 0.23)
+    assert (row["upstream_now"], row["upstream_now_date"], row["upstream_now_commit"]) == (46.20, "2023-11-23", "91c9d8c8aa")
+    assert row["note"] == "matches upstream's current number (2023-11-23, 91c9d8c8): file behind the URL likely replaced"
+    # Outside both the document and upstream's current number: a plain failure.
+    missing_both = make_result("mcibi_r50_ade", "ms+flip", 46.40)
+    row = report.build_report(manifest, [missing_both], ids=["mcibi_r50_ade"]).set_index("protocol").loc["ms+flip"]
+    assert (row["status"], row["note"]) == ("failed", "")
+    # Rows without upstream_now have no value; an explained row does not fail --strict.
+    frame = report.build_report(manifest, [matches_now])
+    assert frame[~frame["model_id"].isin(["mcibi_r50_ade", "v2_fcn_lip"])]["upstream_now"].isna().all()
+    assert frame.set_index(["model_id", "protocol"]).loc[("v2_fcn_lip", "single"), "upstream_now"] == 41.20
+    assert report.strict_failure(frame) is None and "1 upstream-now" in report.summary_line(frame)
+    assert "upstream-now: outside, but within the tolerance of upstream's current number" in report.render_markdown(frame)
+    assert "upstream-now" not in report.render_markdown(report.build_report(manifest, [missing_both]))
+    assert report.strict_failure(report.build_report(manifest, [missing_both])) is not None
+    # A blank document cell with a number upstream now: said, without the "replaced" guess.
+    blank = report.build_report(manifest, [make_result("mcibi_r50_ade", "flip", 45.0)], ids=["mcibi_r50_ade"])
+    assert blank.set_index("protocol").loc["flip", "note"] == "no documented value"
+    fcn = report.build_report(manifest, scenario_results(), ids=["v2_fcn_lip"]).iloc[0]  # 41.23, upstream 41.20
+    assert (fcn["status"], fcn["note"]) == (
+        "blank-doc", "no documented value; matches upstream's current number (2022-09-10, 9293dd4d)"
+    )
+
+
+def test_variant_column_and_notes(manifest):
+    # mcibi_r101_ade's default forward is training-era (fixture manifest); single documents 45.66.
+    era = make_result("mcibi_r101_ade", "single", 45.70, variant="training-era")
+    head = make_result("mcibi_r101_ade", "single", 45.70, finished=datetime(2025, 1, 1, tzinfo=timezone.utc))
+
+    def single_row(results):
+        return report.build_report(manifest, results, ids=["mcibi_r101_ade"]).set_index("protocol").loc["single"]
+
+    row = single_row([era])
+    assert (row["status"], row["variant"], row["default_variant"], row["note"]) == (
+        "reproduced", "training-era", "training-era", ""
+    )
+    row = single_row([head])
+    assert (row["status"], row["variant"]) == ("reproduced", "upstream-head")
+    assert row["note"] == "upstream-head forward, not this row's default (training-era)"
+    # Both: the default forward's result counts, although the other one is newer.
+    assert single_row([era, head])["variant"] == "training-era"
+    # The default forward misses, the other would have matched: the note says so.
+    era_off = make_result("mcibi_r101_ade", "single", 46.50, variant="training-era")
+    row = single_row([era_off, make_result("mcibi_r101_ade", "single", 45.66)])
+    assert (row["status"], row["variant"]) == ("failed", "training-era")
+    assert row["note"] == "the upstream-head forward measured 45.66: within tolerance"
+    # Rows whose only forward is upstream-head get no note.
+    other = report.build_report(manifest, [make_result("mcibi_r50_ade", "single", 44.39)], ids=["mcibi_r50_ade"])
+    assert other.set_index("protocol").loc["single", "note"] == ""
+
+
+def test_result_file_without_variant_reads_as_upstream_head(manifest, tmp_path):
+    path = write_result(make_result("mcibi_r50_ade", "single", 44.39), tmp_path)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    del data["variant"]
+    path.write_text(json.dumps(data), encoding="utf-8")
+    frame = report.build_report(manifest, tmp_path, ids=["mcibi_r50_ade"])
+    assert frame.set_index("protocol").loc["single", "variant"] == "upstream-head"
+
+
+def test_subset_partial_note(manifest):
+    subset = make_result(
+        "v2_upernet_lip", "single", 30.0, dataset="lip", status="partial", num_images=2, num_images_total=2,
+        num_images_official=10000, partial_reason="subset",
+    )
+    row = report.build_report(manifest, [subset], ids=["v2_upernet_lip"]).set_index("protocol").loc["single"]
+    assert (row["status"], row["note"]) == ("partial", "2/10000 images (subset of the dataset), not compared")
+
+
+def test_document_title_in_every_format(manifest):
+    frame = report.build_report(manifest, scenario_results())
+    assert set(frame["document"]) == {"MCIBI (ICCV 2021)", "MemoryNetV2 / MCIBI++ (TPAMI 2022)"}
+    texts = {
+        "md": report.render_markdown(frame), "csv": report.render_csv(frame), "json": report.render_json(frame),
+        "html": report.render_html(frame),
+    }
+    for fmt, text in texts.items():
+        assert "MemoryNetV2 / MCIBI++ (TPAMI 2022)" in text, fmt
+        assert "memorynetv2.md" not in text and "mcibi.md" not in text, fmt  # the file names of the fixture
+    assert json.loads(texts["json"])[0]["document"] == "MCIBI (ICCV 2021)"
+    assert pd.read_csv(io.StringIO(texts["csv"]))["document"].iloc[-1] == "MemoryNetV2 / MCIBI++ (TPAMI 2022)"
+
+
+# ------------------------------------------------------------------------------ measured-only, default folder
+
+
+def _one_bundled_result(folder: Path) -> Path:
+    write_result(make_result("mcibi_deeplabv3_r50_ade20k", "single", 44.39), folder)
+    return folder
+
+
+def test_measured_only_is_automatic_when_few_rows_have_results():
+    zoo = load_manifest()
+    result = make_result("mcibi_deeplabv3_r50_ade20k", "single", 44.39)
+    total = sum(len(entry.documented) for entry in zoo.entries)
+    frame = report.build_report(zoo, [result], measured_only=None)
+    assert frame["model_id"].tolist() == ["mcibi_deeplabv3_r50_ade20k"]
+    assert report.hidden_not_run(frame) == total - 1
+    assert report.summary_line(frame).startswith(f"Summary: {total} rows: 1 reproduced ✓, 0 failed ✗, {total - 1} not run —")
+    line = f"{total - 1} rows not run (repro report --all-rows to show them)."
+    assert report.hidden_line(frame) == line and line in report.render_markdown(frame)
+    assert line in report.render_html(frame)
+    # Asked for every row, by default in the API, with ids, or with no result at all: nothing hidden.
+    assert len(report.build_report(zoo, [result], measured_only=False)) == total
+    assert len(report.build_report(zoo, [result])) == total
+    assert len(report.build_report(zoo, [result], ids=["mcibi_deeplabv3_r50_ade20k"], measured_only=None)) == 2
+    assert len(report.build_report(zoo, [], measured_only=None)) == total
+    # Above 10% of the rows: automatic mode shows them all (the fixture: 8 of 9 rows measured).
+    assert len(report.build_report(load_manifest(MANIFEST), scenario_results(), measured_only=None)) == 9
+    # Asked explicitly: only the measured rows, whatever the share.
+    assert len(report.build_report(load_manifest(MANIFEST), scenario_results(), measured_only=True)) == 8
+
+
+def test_cli_measured_only_flags(tmp_path):
+    folder = _one_bundled_result(tmp_path / "results")
+    auto = runner.invoke(app, ["report", "--results", str(folder)])
+    assert auto.exit_code == 0, auto.output
+    assert auto.stdout.count("| mcibi_deeplabv3_r50_ade20k |") == 1 and "rows not run (repro report --all-rows" in auto.stdout
+    every = runner.invoke(app, ["report", "--results", str(folder), "--all-rows"])
+    assert every.stdout.count("| mcibi_deeplabv3_r50_ade20k |") == 2 and "--all-rows to show them" not in every.stdout
+    # CSV stays a clean table; the line goes to stderr.
+    csv = runner.invoke(app, ["report", "--results", str(folder), "--format", "csv"])
+    assert len(pd.read_csv(io.StringIO(csv.stdout))) == 1 and "--all-rows to show them" in csv.stderr
+    # Explicit --measured-only on the fixture, where automatic mode would show all 9 rows.
+    fixture_results = tmp_path / "fixture"
+    for result in scenario_results():
+        write_result(result, fixture_results)
+    measured = invoke("--results", str(fixture_results), "--measured-only", "--format", "json")
+    assert len(json.loads(measured.stdout)) == 8 and "1 row not run" in measured.stderr
+
+
+def test_cli_default_results_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("REPRO_RESULTS", raising=False)
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    # Nothing evaluated yet: the default folder does not exist; not an error, and it is named.
+    fresh = runner.invoke(app, ["report", "--format", "csv"])
+    assert fresh.exit_code == 0, fresh.output
+    assert f"no results yet: {tmp_path / 'home' / 'results'} does not exist" in fresh.stderr
+    # <cache>/results, then $REPRO_RESULTS.
+    _one_bundled_result(tmp_path / "home" / "results")
+    found = runner.invoke(app, ["report", "--format", "json"])
+    assert [r["model_id"] for r in json.loads(found.stdout)] == ["mcibi_deeplabv3_r50_ade20k"]
+    monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "elsewhere"))
+    _one_bundled_result(tmp_path / "elsewhere")
+    (tmp_path / "home" / "results" / "mcibi_deeplabv3_r50_ade20k__single.json").unlink()
+    assert len(json.loads(runner.invoke(app, ["report", "--format", "json"]).stdout)) == 1
+
+
+# ------------------------------------------------------------------------------ an empty plot says why
+
+
+def test_plot_empty_reason(manifest):
+    partial = [
+        make_result("mcibi_r101_ade", "single", 50.0, status="partial", num_images=10, limit=10),
+        make_result("v2_upernet_lip", "single", 50.0, status="partial", num_images=2, num_images_total=2,
+                    partial_reason="subset", num_images_official=10000),
+    ]
+    reason = report.plot_empty_reason(report.build_report(manifest, partial))
+    assert reason == "the plot is empty: all 2 results are partial (--limit or a subset: not compared)"
+    assert report.plot_empty_reason(report.build_report(manifest, [])) == (
+        "the plot is empty: no results yet (run `repro eval` first)"
+    )
+    mixed = [partial[0], make_result("mcibi_r101_ade", "ms+flip", 47.3, precision="bf16")]
+    assert report.plot_empty_reason(report.build_report(manifest, mixed)) == (
+        "the plot is empty: no result is compared (1 partial (--limit or a subset: not compared); "
+        "1 non-comparable (another split or precision))"
+    )
+    assert report.plot_empty_reason(report.build_report(manifest, scenario_results())) is None
+
+
+def test_cli_plot_of_partial_results_says_why(tmp_path):
+    folder = tmp_path / "results"
+    write_result(make_result("mcibi_r101_ade", "single", 50.0, status="partial", num_images=10, limit=10), folder)
+    plot = tmp_path / "deltas.svg"
+    result = invoke("--results", str(folder), "--plot", str(plot), "-o", str(tmp_path / "r.md"))
+    assert result.exit_code == 0, result.output
+    assert "the plot is empty: the only result is partial (--limit or a subset: not compared)" in result.stderr
+    assert b"the only result is partial" in plot.read_bytes()  # and the image says it too

@@ -1,0 +1,52 @@
+"""`repro status`: for each model, is the checkpoint cached, the dataset complete, what was run?
+
+A fast command: no torch (tested), no checkpoint loading, no label reads.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from repro.cli import app
+from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION
+
+
+class StatusFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command("status")
+def status(
+    ids: list[str] = typer.Argument(None, metavar="ID", help="Only these models (ids or aliases); default: all."),
+    fmt: StatusFormat = typer.Option(StatusFormat.table, "--format", help="table (plain text) or json."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Re-hash the cached checkpoints (slow for large files) instead of trusting fetch's record."
+    ),
+    results_dir: Path = typer.Option(
+        None, "--results", help="Folder of result files (default: $REPRO_RESULTS, else <cache>/results)."
+    ),
+    data_root: Path = DATA_ROOT_OPTION,
+    dataset_roots: list[str] = DATASET_ROOT_OPTION,
+    manifest_path: Path = typer.Option(
+        None, "--manifest", help="A model_zoo.yaml (default: the bundled one, or $REPRO_MANIFEST)."
+    ),
+) -> None:
+    """Show, per model, the checkpoint (cached / verified), the dataset (present / complete) and
+    the results per protocol (complete / partial / stale / not run)."""
+    from repro import status as status_api
+    from repro.manifest import load_manifest
+    from repro.paths import dataset_root_overrides, parse_dataset_roots
+
+    with dataset_root_overrides(parse_dataset_roots(dataset_roots)):
+        report = status_api.model_statuses(
+            ids or None, manifest=load_manifest(manifest_path), results_dir=results_dir, data_root=data_root,
+            verify=verify,
+        )
+    if fmt is StatusFormat.json:
+        typer.echo(status_api.render_json(report), nl=False)
+    else:
+        typer.echo(status_api.render_table(report, width=status_api.output_width()), nl=False)

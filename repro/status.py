@@ -1,0 +1,510 @@
+"""What is there for each model: checkpoint, dataset, results (`repro status`).
+
+Cheap by design, so that it can be run any time: no torch, no checkpoint loading, no label
+reads. A checkpoint counts as "cached" when its file has the size recorded in
+checkpoints.lock.json when `repro fetch` accepted it (sha256 checked then); `verify=True`
+re-hashes the files. A dataset counts as "complete" when its evaluation split lists the
+official number of images and every listed image (and label) file exists. A result is "stale"
+when it was measured with another checkpoint file (sha256) than the cached one, or with another
+forward than the row's default variant.
+
+    statuses = model_statuses(["mcibi_deeplabv3_r50_ade20k"])   # all models without ids
+    print(render_table(statuses)) / render_json(statuses)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from repro.errors import ReproError
+
+if TYPE_CHECKING:  # only for type hints
+    from repro.manifest import Manifest, ModelEntry
+    from repro.results import EvalResult
+
+# The forward a result file without a `variant` field was produced with (all of them, then).
+LEGACY_VARIANT = "upstream-head"
+
+# Checkpoint states.
+CKPT_MISSING = "missing"  # nothing in the cache
+CKPT_PART = "interrupted"  # an interrupted download (.part) waits to be resumed
+CKPT_UNRECORDED = "unrecorded"  # a file without a lock record: not verified
+CKPT_CACHED = "cached"  # size matches the record made when fetch verified the sha256
+CKPT_VERIFIED = "verified"  # re-hashed now (--verify): sha256 matches
+CKPT_BAD = "mismatch"  # size or sha256 differs from the record or the manifest
+
+# Dataset states.
+DATA_MISSING = "missing"
+DATA_COMPLETE = "complete"
+DATA_INCOMPLETE = "incomplete"
+
+# Result states, per protocol.
+RESULT_COMPLETE = "complete"
+RESULT_PARTIAL = "partial"
+RESULT_STALE = "stale"
+RESULT_SERVER = "server"
+RESULT_NOT_RUN = "not run"
+RESULT_MARKS = {RESULT_NOT_RUN: "—"}  # how the table shows a state (the state itself otherwise)
+
+
+@dataclass
+class CheckpointStatus:
+    state: str
+    detail: str  # one line for a person
+    path: str | None = None
+    sha256: str | None = None  # the recorded (or, with verify, re-hashed) digest
+    size: int | None = None
+    verified_against: str | None = None  # "manifest" | "lock file": what the digest was checked with
+
+
+@dataclass
+class DatasetStatus:
+    dataset: str
+    title: str
+    split: str
+    root: str
+    state: str
+    detail: str
+    count: int | None = None
+    expected: int | None = None
+    unit: str = "images"
+
+
+@dataclass
+class ProtocolStatus:
+    protocol: str
+    state: str
+    detail: str = ""
+    documented: float | None = None
+    miou: float | None = None  # percent, as the result file has it
+    variant: str | None = None
+    result_file: str | None = None
+
+
+@dataclass
+class ModelStatus:
+    model_id: str
+    dataset: str
+    split: str
+    default_variant: str
+    checkpoint: CheckpointStatus
+    data: DatasetStatus
+    protocols: list[ProtocolStatus] = field(default_factory=list)
+
+
+@dataclass
+class StatusReport:
+    """Everything `repro status` shows; `to_dict()` is the JSON form."""
+
+    models: list[ModelStatus]
+    results_dir: str
+    checkpoints_dir: str
+    notes: list[str] = field(default_factory=list)  # e.g. unreadable result files
+
+    @property
+    def datasets(self) -> list[DatasetStatus]:
+        """The datasets of the models, each (dataset, split) once, in first-use order."""
+        seen: dict[tuple[str, str], DatasetStatus] = {}
+        for model in self.models:
+            seen.setdefault((model.dataset, model.split), model.data)
+        return list(seen.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "results_dir": self.results_dir,
+            "checkpoints_dir": self.checkpoints_dir,
+            "datasets": [asdict(d) for d in self.datasets],
+            "models": [
+                {**{k: v for k, v in asdict(m).items() if k != "data"}, "dataset_state": m.data.state}
+                for m in self.models
+            ],
+            "notes": list(self.notes),
+        }
+
+
+# ---------------------------------------------------------------------------- variants, results
+
+
+def default_variant(entry: ModelEntry) -> str:
+    """The forward a row is measured with unless another is asked for (its first variant)."""
+    default = getattr(entry, "default_variant", None)
+    if default:
+        return default
+    variants = getattr(entry, "variants", None)
+    return variants[0] if variants else LEGACY_VARIANT
+
+
+def result_variant(result: EvalResult) -> str:
+    """The forward that produced a result; files written before variants existed mean upstream-head."""
+    return getattr(result, "variant", None) or LEGACY_VARIANT
+
+
+def newest(results: Sequence[EvalResult]) -> EvalResult:
+    """The most recently finished result (on a tie, the later one given)."""
+    picked = results[0]
+    for result in results[1:]:
+        # .timestamp() so that a naive and an aware datetime compare instead of raising.
+        if result.finished.timestamp() >= picked.finished.timestamp():
+            picked = result
+    return picked
+
+
+def choose_result(candidates: Sequence[EvalResult], default: str) -> tuple[EvalResult, list[EvalResult]]:
+    """(the result that counts for a row, the newest result of each other variant).
+
+    The row's default variant wins (it is the forward the documented number comes from), the
+    newest one among several; without one, the newest result of any variant.
+    """
+    own = [r for r in candidates if result_variant(r) == default]
+    picked = newest(own or list(candidates))
+    by_variant: dict[str, list[EvalResult]] = {}
+    for result in candidates:
+        if result_variant(result) != result_variant(picked):
+            by_variant.setdefault(result_variant(result), []).append(result)
+    return picked, [newest(group) for group in by_variant.values()]
+
+
+def partial_note(result: EvalResult) -> str:
+    """How much of the split a partial result covers and why: --limit, or a subset of the dataset."""
+    reason = getattr(result, "partial_reason", None) or ("limit" if result.limit is not None else "subset")
+    if reason == "limit":
+        return f"{result.num_images}/{result.num_images_total} images (--limit)"
+    official = getattr(result, "num_images_official", None) or result.num_images_total
+    return f"{result.num_images}/{official} images (subset of the dataset)"
+
+
+def read_results_tolerant(folder: Path) -> tuple[list[tuple[Path, EvalResult]], list[str]]:
+    """(path, result) for every readable result file of a folder, and one note per unreadable one.
+
+    Unlike the report, status keeps going past a broken file: it is one of the things it reports.
+    """
+    from repro.results import read_result
+
+    if not folder.is_dir():
+        return [], []
+    found, notes = [], []
+    for path in sorted(folder.glob("*__*.json")):
+        try:
+            found.append((path, read_result(path)))
+        except ReproError as err:
+            notes.append(str(err))
+    return found, notes
+
+
+# ---------------------------------------------------------------------------------- checkpoint
+
+
+def _short(digest: str | None) -> str:
+    return f"{digest[:12]}…" if digest else "?"
+
+
+def _unfetched_state(model_id: str, folder: Path) -> CheckpointStatus:
+    """No (usable) lock record: an interrupted download, an unverified file, or nothing."""
+    files = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    parts = [p for p in files if p.name.endswith(".part")]
+    others = [p for p in files if not p.name.endswith((".part", ".lock"))]
+    if others:
+        return CheckpointStatus(
+            CKPT_UNRECORDED, f"{others[0].name} is not verified: run `repro fetch {model_id}` to check it",
+            path=str(others[0]), size=others[0].stat().st_size,
+        )
+    if parts:
+        return CheckpointStatus(
+            CKPT_PART, f"interrupted download: run `repro fetch {model_id}` to resume", path=str(parts[0]),
+            size=parts[0].stat().st_size,
+        )
+    return CheckpointStatus(CKPT_MISSING, f"not fetched: repro fetch {model_id}")
+
+
+def checkpoint_status(entry: ModelEntry, *, verify: bool = False, lock: dict | None = None) -> CheckpointStatus:
+    """Is the checkpoint of a row in the cache, and is it the file fetch verified?
+
+    Without `verify` the sha256 is not recomputed (a multi-GB file would take minutes): the
+    file must have the size recorded when fetch accepted it after checking its sha256.
+    """
+    from repro.fetch.checkpoints import read_lock_file
+    from repro.paths import checkpoint_dir
+
+    record = (lock if lock is not None else read_lock_file()).get(entry.id) or {}
+    folder = checkpoint_dir(entry.id)
+    path = folder / record["file"] if record.get("file") else None
+    if path is not None and path.is_symlink() and not path.exists():  # fetch --from FILE --link
+        return CheckpointStatus(
+            CKPT_BAD, f"{path.name} links to {os.readlink(path)}, which is gone: repro fetch {entry.id} --from FILE",
+            path=str(path),
+        )
+    if path is None or not path.is_file():
+        return _unfetched_state(entry.id, folder)
+    size = path.stat().st_size
+    against = "manifest" if entry.sha256 else "lock file"
+    found = CheckpointStatus(CKPT_CACHED, "", str(path), record.get("sha256"), size, against)
+    refetch = f"run `repro fetch {entry.id} --force`"
+    if record.get("size") is not None and size != record["size"]:
+        found.state, found.detail = CKPT_BAD, f"{size} bytes, {record['size']} when verified: {refetch}"
+    elif entry.sha256 and record.get("sha256") != entry.sha256:
+        found.state = CKPT_BAD
+        found.detail = f"sha256 {_short(record.get('sha256'))} is not the manifest's {_short(entry.sha256)}: {refetch}"
+    elif verify:
+        _rehash(found, expected=entry.sha256 or record.get("sha256"), refetch=refetch)
+    else:
+        found.detail = "cached (verified at fetch)"
+    return found
+
+
+def _rehash(found: CheckpointStatus, *, expected: str | None, refetch: str) -> None:
+    from repro.fetch.download import sha256_of
+
+    digest = sha256_of(Path(found.path))
+    found.sha256 = digest
+    if expected and digest != expected:
+        found.state = CKPT_BAD
+        found.detail = f"sha256 {_short(digest)} is not the verified {_short(expected)}: {refetch}"
+    else:
+        found.state, found.detail = CKPT_VERIFIED, f"verified now (sha256 matches the {found.verified_against})"
+
+
+# ------------------------------------------------------------------------------------- dataset
+
+
+def dataset_status(name: str, split: str, data_root: str | os.PathLike | None = None) -> DatasetStatus:
+    """Is one split of a dataset there and complete? Counts and file existence only, no reads."""
+    from repro.datasets.base import missing_file_problems
+    from repro.datasets.registry import LAYOUTS, get_spec
+    from repro.errors import DatasetError
+    from repro.paths import resolve_dataset_root
+
+    spec = get_spec(name)
+    root = resolve_dataset_root(name, data_root)  # honours --dataset-root and $REPRO_DATA_<NAME>
+    expected = spec.splits.get(split)
+    found = DatasetStatus(name, spec.title, split, str(root), DATA_MISSING, "", None, expected, spec.count_unit)
+    if not root.is_dir():
+        found.detail = f"not found; repro fetch --dataset {name}, or point --data-root at it"
+        return found
+    found.state = DATA_INCOMPLETE
+    check = f"repro data check {name}"
+    try:
+        located = LAYOUTS[name].locate(root, split)
+    except DatasetError as err:
+        found.detail = f"{err} ({check})"
+        return found
+    found.count = len(located.groups) if located.groups is not None else len(located.entries)
+    problems = missing_file_problems(located, spec.has_labels(split), spec.title) if located.entries else []
+    if found.count != expected:
+        found.detail = f"{found.count} of {expected} {spec.count_unit} in {root} ({check})"
+    elif problems:
+        found.detail = f"{problems[0].split(';')[0]} ({check})"
+    else:
+        found.state = DATA_COMPLETE
+        found.detail = f"{found.count} {spec.count_unit} in {root}"
+    return found
+
+
+# ------------------------------------------------------------------------------------- results
+
+
+def _protocol_status(
+    entry: ModelEntry, protocol: str, candidates: list[tuple[Path, EvalResult]], cached_sha256: str | None
+) -> ProtocolStatus:
+    documented = entry.documented.get(protocol)
+    if not candidates:
+        return ProtocolStatus(protocol, RESULT_NOT_RUN, documented=documented)
+    files = {id(result): path for path, result in candidates}
+    default = default_variant(entry)
+    result, _ = choose_result([r for _, r in candidates], default)
+    found = ProtocolStatus(
+        protocol, RESULT_COMPLETE, "", documented, result.miou, result_variant(result), str(files[id(result)])
+    )
+    if result.status == "server":
+        found.state, found.detail = RESULT_SERVER, f"submission {result.submission}" if result.submission else ""
+    elif result.status == "partial":
+        found.state, found.detail = RESULT_PARTIAL, partial_note(result)
+    stale = _stale_reasons(result, default, cached_sha256)
+    if stale:
+        found.detail = "; ".join([*stale, *([found.detail] if found.detail else [])])
+        found.state = RESULT_STALE
+    return found
+
+
+def _stale_reasons(result: EvalResult, default: str, cached_sha256: str | None) -> list[str]:
+    reasons = []
+    if cached_sha256 and result.checkpoint_sha256 and result.checkpoint_sha256 != cached_sha256:
+        reasons.append(
+            f"measured with checkpoint {_short(result.checkpoint_sha256)}, cached is {_short(cached_sha256)}"
+        )
+    if result_variant(result) != default:
+        reasons.append(f"{result_variant(result)} forward, not the default {default}")
+    return reasons
+
+
+# ---------------------------------------------------------------------------------------- all
+
+
+def model_statuses(
+    ids: Sequence[str] | None = None,
+    *,
+    manifest: Manifest | None = None,
+    results_dir: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+    verify: bool = False,
+) -> StatusReport:
+    """The status of the named models (ids or aliases; all, in document order, when none).
+
+    An unknown id raises the manifest's UnknownModelError (one line, with suggestions). A
+    `results_dir` given explicitly must exist; the default one ($REPRO_RESULTS, else
+    <cache>/results) may not exist yet.
+    """
+    from repro.fetch.checkpoints import read_lock_file
+    from repro.manifest import load_manifest
+    from repro.paths import cache_home
+    from repro.paths import results_dir as default_results_dir
+
+    manifest = manifest or load_manifest()
+    entries = _select(manifest, ids)
+    folder = default_results_dir(results_dir)
+    if results_dir is not None and not folder.is_dir():
+        raise ReproError(f"results folder {folder} does not exist (run `repro eval` first, or pass --results DIR)")
+    found, notes = read_results_tolerant(folder)
+    by_key: dict[tuple[str, str], list[tuple[Path, EvalResult]]] = {}
+    for path, result in found:
+        by_key.setdefault((result.model_id, result.protocol), []).append((path, result))
+
+    lock = read_lock_file()
+    datasets: dict[tuple[str, str], DatasetStatus] = {}
+    models = []
+    for entry in entries:
+        key = (entry.dataset, entry.eval_split)
+        if key not in datasets:
+            datasets[key] = dataset_status(entry.dataset, entry.eval_split, data_root)
+        checkpoint = checkpoint_status(entry, verify=verify, lock=lock)
+        cached_sha = checkpoint.sha256 if checkpoint.state in (CKPT_CACHED, CKPT_VERIFIED) else None
+        protocols = _ordered_protocols(entry, [p for (m, p) in by_key if m == entry.id])
+        models.append(
+            ModelStatus(
+                entry.id, entry.dataset, entry.eval_split, default_variant(entry), checkpoint, datasets[key],
+                [_protocol_status(entry, p, by_key.get((entry.id, p), []), cached_sha) for p in protocols],
+            )
+        )
+    return StatusReport(models, str(folder), str(cache_home() / "checkpoints"), notes)
+
+
+def _select(manifest: Manifest, ids: Sequence[str] | None) -> list[ModelEntry]:
+    if not ids:
+        return list(manifest.entries)
+    wanted = {manifest.get(name).id for name in ids}  # UnknownModelError on a typo
+    return [entry for entry in manifest.entries if entry.id in wanted]
+
+
+PROTOCOL_ORDER = ("single", "flip", "ms+flip")
+
+
+def _ordered_protocols(entry: ModelEntry, measured: Iterable[str]) -> list[str]:
+    names = list(dict.fromkeys([*entry.documented, *measured]))
+    return [p for p in PROTOCOL_ORDER if p in names] + sorted(p for p in names if p not in PROTOCOL_ORDER)
+
+
+# ---------------------------------------------------------------------------------- rendering
+
+
+def render_json(report: StatusReport) -> str:
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def output_width() -> int | None:
+    """Columns to fit: the terminal's; in a pipe $COLUMNS when set, else no limit (one line per model)."""
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size((80, 24)).columns
+    columns = os.environ.get("COLUMNS", "")
+    return int(columns) if columns.isdigit() and int(columns) > 0 else None
+
+
+def render_table(report: StatusReport, width: int | None = 80) -> str:
+    """Plain aligned text: datasets, then one line per model, then the details worth reading.
+
+    Nothing is cut: an id too long for the id column gets a line of its own, and the details
+    wrap at `width` (None: no limit).
+    """
+    out = [f"results:     {report.results_dir}", f"checkpoints: {report.checkpoints_dir}", ""]
+    out += _datasets_block(report.datasets, width)
+    out += [""] + _models_block(report.models, width)
+    details = _details(report)
+    if details:
+        out += ["", "details:"]
+        for line in details:
+            out += _wrap(line, width, indent="  ", hanging="    ")
+    out += ["", *_wrap(_LEGEND, width)]
+    return "\n".join(out) + "\n"
+
+
+_LEGEND = (
+    "cached: the file has the size it had when fetch checked its sha256 (--verify re-hashes); "
+    "partial: a --limit or subset run; stale: measured with another checkpoint file or forward; —: not run."
+)
+
+
+def _wrap(text: str, width: int | None, indent: str = "", hanging: str = "") -> list[str]:
+    if width is None:
+        return [indent + text]
+    return textwrap.wrap(
+        text, width=max(width, 40), initial_indent=indent, subsequent_indent=hanging or indent,
+        break_long_words=False, break_on_hyphens=False,
+    ) or [indent]
+
+
+def _datasets_block(datasets: list[DatasetStatus], width: int | None) -> list[str]:
+    """One line per dataset; the folder last and whole (a path is not wrapped)."""
+    rows = [("DATASET", "SPLIT", "STATE", "FOUND", "FOLDER")]
+    for d in datasets:
+        found = "" if d.count is None else f"{d.count}/{d.expected}" if d.count != d.expected else str(d.count)
+        rows.append((d.title, d.split, d.state, found, d.root))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return ["  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[4]]).rstrip() for row in rows]
+
+
+def _models_block(models: list[ModelStatus], width: int | None) -> list[str]:
+    protocols = [p for p in PROTOCOL_ORDER if any(s.protocol == p for m in models for s in m.protocols)]
+    protocols += sorted({s.protocol for m in models for s in m.protocols} - set(protocols))
+    cells = {m.model_id: {s.protocol: RESULT_MARKS.get(s.state, s.state) for s in m.protocols} for m in models}
+    state_w = [max([len(p), *(len(cells[m.model_id].get(p, "")) for m in models)]) for p in protocols]
+    ckpt_w = max([len("CHECKPOINT"), *(len(m.checkpoint.state) for m in models)])
+    rest = 2 + ckpt_w + sum(2 + w for w in state_w)
+    longest = max([len("MODEL"), *(len(m.model_id) for m in models)])
+    id_w = longest if width is None else min(longest, max(len("MODEL"), width - rest))
+
+    def line(first: str, ckpt: str, states: list[str]) -> list[str]:
+        tail = "  ".join([ckpt.ljust(ckpt_w), *(s.ljust(w) for s, w in zip(states, state_w))]).rstrip()
+        if len(first) > id_w:  # never cut an id: it gets its own line
+            return [first, " " * id_w + "  " + tail]
+        return [first.ljust(id_w) + "  " + tail]
+
+    out = line("MODEL", "CHECKPOINT", protocols)
+    for model in models:
+        out += line(model.model_id, model.checkpoint.state, [cells[model.model_id].get(p, "") for p in protocols])
+    return out
+
+
+def _details(report: StatusReport) -> list[str]:
+    """One line per thing that is not simply fine (a blank protocol cell is not documented)."""
+    lines = [f"{d.title} {d.split}: {d.detail}" for d in report.datasets if d.state != DATA_COMPLETE]
+    missing = [m.model_id for m in report.models if m.checkpoint.state == CKPT_MISSING]
+    if missing:
+        names = " ".join(missing) if len(missing) <= 3 else "ID... (or --all)"
+        lines.append(f"{_count(len(missing), 'checkpoint')} not fetched: repro fetch --weights-only {names}")
+    for model in report.models:
+        if model.checkpoint.state not in (CKPT_CACHED, CKPT_MISSING):
+            lines.append(f"{model.model_id}: checkpoint {model.checkpoint.state}: {model.checkpoint.detail}")
+        for proto in model.protocols:
+            if proto.state in (RESULT_PARTIAL, RESULT_STALE, RESULT_SERVER) and proto.detail:
+                lines.append(f"{model.model_id} {proto.protocol}: {proto.state}: {proto.detail}")
+    return lines + list(report.notes)
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
