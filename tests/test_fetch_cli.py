@@ -49,7 +49,7 @@ def test_weights_only_with_mirror_and_plain_output(fetch_env, monkeypatch):
 
 
 def test_id_fetches_weights_and_the_rows_dataset(fetch_env, monkeypatch):
-    monkeypatch.setattr(fetch_datasets, "_layout_problems", lambda name, folder: [])
+    monkeypatch.setattr(fetch_datasets, "_layout_problems", lambda name, folder, allow_subset=False: [])
     row = copy.deepcopy(pick_row("mcibi", "ade20k"))
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -81,8 +81,15 @@ def test_failure_is_one_line_and_exit_1(fetch_env, monkeypatch):
         write_manifest(fetch_env, monkeypatch, [row])
         result = runner.invoke(app, ["fetch", row["id"], "--weights-only", "--no-progress"])
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: could not fetch checkpoint") and result.stderr.count("\n") == 1
-    assert "HTTP 404" in result.stderr
+    *manual, error = result.stderr.splitlines()
+    assert error.startswith("error: could not fetch checkpoint") and "HTTP 404" in error
+    assert error.endswith(f"run: repro fetch {row['id']} --from FILE")
+    # Before the one-line error: the URLs to download by hand, whole, one per line.
+    assert manual == [
+        f"{row['id']}: download the checkpoint by hand from one of:",
+        f"  {row['weights'][0]}",
+        f"then run: repro fetch {row['id']} --from FILE",
+    ]
 
 
 def test_manual_steps_and_option_errors(fetch_env):

@@ -56,7 +56,7 @@ def layout_calls(monkeypatch):
     """Replace the layout check (tested for real below) by a recorder that finds no problem."""
     calls: list[tuple[str, Path]] = []
 
-    def record(name, folder):
+    def record(name, folder, allow_subset=False):
         calls.append((name, Path(folder)))
         return []
 

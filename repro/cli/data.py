@@ -8,41 +8,57 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from repro.cli import app
-from repro.datasets import DATASETS, check_dataset, get_spec
-from repro.datasets.check import DEFAULT_SAMPLE
-from repro.paths import dataset_root
+from repro.cli import ReproTyper, app
+from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION
+from repro.errors import ReproError
+from repro.paths import DATASET_FOLDERS, dataset_name, looks_like_dataset, parse_dataset_roots, resolve_dataset_root
 
-data_app = typer.Typer(
+DEFAULT_SAMPLE = 20  # repro.datasets.check.DEFAULT_SAMPLE; repro.datasets (numpy, cv2) loads inside the commands
+
+data_app = ReproTyper(
     name="data",
     help="Inspect and verify the evaluation datasets.",
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
 )
 app.add_typer(data_app, name="data")
 
 console = Console()
 
 
+def _where(name: str, data_root: Path | None, overrides: dict[str, Path]) -> tuple[str, str]:
+    """(folder, present) of one dataset for `data list`: yes, no, or a folder of another layout."""
+    try:
+        root = resolve_dataset_root(name, data_root, overrides)
+    except ReproError as err:  # e.g. two candidate folders: say so in the row, list the others
+        return str(err), "?"
+    if looks_like_dataset(name, root):
+        return str(root), "yes"
+    return str(root), "not recognised" if root.exists() else "no"
+
+
 @data_app.command("list")
-def list_datasets() -> None:
-    """The datasets repro evaluates on, their splits and where they are expected."""
+def list_datasets(data_root: Path = DATA_ROOT_OPTION, dataset_roots: list[str] = DATASET_ROOT_OPTION) -> None:
+    """The datasets repro evaluates on, their splits and where they are found (or expected)."""
+    from repro.datasets import DATASETS
+
+    overrides = parse_dataset_roots(dataset_roots)
     table = Table(title="evaluation datasets")
     for column in ("name", "dataset", "classes", "splits (official size)", "folder", "present"):
         table.add_column(column, overflow="fold")
     for name, spec in DATASETS.items():
         splits = ", ".join(f"{split} ({count} {spec.count_unit})" for split, count in spec.splits.items())
-        root = dataset_root(name)
-        table.add_row(name, spec.title, str(spec.num_classes), splits, str(root), "yes" if root.is_dir() else "no")
+        table.add_row(name, spec.title, str(spec.num_classes), splits, *_where(name, data_root, overrides))
     console.print(table)
 
 
 @data_app.command("check")
 def check(
-    dataset: str = typer.Argument(..., help=f"Dataset name: {', '.join(DATASETS)}."),
+    dataset: str = typer.Argument(..., help=f"Dataset name: {', '.join(DATASET_FOLDERS)} (any case)."),
     root: Path = typer.Option(
-        None, "--root", help="Dataset folder (default: <data root>/<dataset folder>, see `repro data list`)."
+        None, "--root", help="Dataset folder (default: found from --dataset-root / --data-root, see `repro data list`)."
     ),
+    data_root: Path = DATA_ROOT_OPTION,
+    dataset_roots: list[str] = DATASET_ROOT_OPTION,
     split: str = typer.Option(None, "--split", help="Check only this split (default: every evaluation split)."),
     allow_subset: bool = typer.Option(
         False, "--allow-subset", help="Accept fewer (or more) images than the official split, e.g. a mini dataset."
@@ -55,7 +71,10 @@ def check(
 
     Exits non-zero with one line per problem; prints a summary table when all is well.
     """
-    spec = get_spec(dataset)  # unknown names: usage error with suggestions
+    from repro.datasets import check_dataset, get_spec
+
+    spec = get_spec(dataset_name(dataset))  # any case; unknown names: usage error with suggestions
+    root = root or resolve_dataset_root(spec.name, data_root, parse_dataset_roots(dataset_roots))
     result = check_dataset(spec.name, root, split, allow_subset=allow_subset, sample=sample)
     for note in dict.fromkeys(result.notes):
         typer.echo(f"note: {note}", err=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 
 import typer
 
 from repro.cli import app
+from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION
 from repro.errors import FetchError, ReproError
 
 
@@ -45,12 +47,16 @@ def fetch(
         None, "--dataset", help="A dataset to fetch (ade20k, cityscapes, cocostuff10k, lip, voc, pascalcontext59, vspw); repeatable."
     ),
     root: Path = typer.Option(None, "--root", help="Put the dataset exactly here (one dataset only)."),
-    data_root: Path = typer.Option(
-        None, "--data-root", envvar="REPRO_DATA", help="Where datasets live (default: <cache>/data)."
-    ),
+    data_root: Path = DATA_ROOT_OPTION,
+    dataset_roots: list[str] = DATASET_ROOT_OPTION,
     from_: list[Path] = typer.Option(
-        None, "--from", help="Import a checkpoint file, or dataset archive(s) / a folder of them, obtained elsewhere."
+        None,
+        "--from",
+        help="Import what you already have: a checkpoint file (with one model id), dataset archive(s), "
+        "a folder of them, or an unpacked dataset folder (registered as a link, no copy).",
     ),
+    link: bool = typer.Option(False, "--link", help="With --from FILE.pth: link the checkpoint into the cache instead of copying it."),
+    allow_subset: bool = typer.Option(False, "--allow-subset", help="Accept a dataset with fewer images than the official split."),
     mirror: str = typer.Option(
         None, "--mirror", envvar="REPRO_MIRROR", help="Replace https://github.com/ in GitHub release URLs by this base."
     ),
@@ -64,75 +70,91 @@ def fetch(
 ) -> None:
     """Download checkpoints and datasets, verify them and cache them (resumable, mirror-aware).
 
-    `repro fetch ID` fetches the checkpoint of ID and the dataset its row is evaluated on.
+    `repro fetch ID` fetches the checkpoint of ID and the dataset its row is evaluated on;
+    `repro fetch ID --from FILE.pth` imports a checkpoint you already have.
     """
-    from repro.fetch import fetch_checkpoint, fetch_dataset, manual_steps, pin_manifest
-    from repro.paths import cache_home
+    from repro.paths import cache_home, parse_dataset_roots
 
     if where:
         typer.echo(str(cache_home()))
         return
     if pin is not None:
+        from repro.fetch import pin_manifest
+
         pins = pin_manifest(pin)
         typer.echo(f"wrote {pin} with {len(pins)} sha256 digest(s)")
         return
-    ids = ids or []
-    datasets = dataset or []
+    ids, datasets, sources = ids or [], dataset or [], [str(p) for p in from_ or []]
     if manual:
-        names = list(dict.fromkeys(datasets)) or []
-        if ids or all_models:
-            names += [n for n in _plan(ids, all_models, [], False, True)[1] if n not in names]
-        if not names:
-            raise ReproError("--manual needs --dataset NAME or a model id", exit_code=2)
-        typer.echo("\n\n".join(manual_steps(n) for n in names))
+        _print_manual(ids, all_models, datasets)
         return
     if not ids and not all_models and not datasets:
         raise ReproError("name model ids, --all or --dataset NAME (see `repro fetch --help`)", exit_code=2)
-
+    if link and not sources:
+        raise ReproError("--link goes with --from (a checkpoint file or an unpacked dataset folder)", exit_code=2)
+    # One model id with --from: the file is its checkpoint; no dataset is implied.
+    weights_only = weights_only or bool(sources and ids and not datasets and not data_only)
     entries, dataset_names = _plan(ids, all_models, datasets, weights_only, data_only)
-    sources = [str(p) for p in from_ or []]
+    _check_from(sources, entries, dataset_names, root)
+    overrides = parse_dataset_roots(dataset_roots)
+    common = dict(force=force, mirror=mirror, progress=progress)
+
+    def get_checkpoint(entry):
+        from repro.fetch import fetch_checkpoint
+
+        return fetch_checkpoint(entry.id, source=sources[0] if sources else None, link=link, **common)
+
+    def get_dataset(name):
+        from repro.fetch import fetch_dataset
+
+        return fetch_dataset(
+            name, root=root, data_root_override=data_root, overrides=overrides, sources=sources or None,
+            prefer=source.value if source else None, keep_archives=keep_archives, allow_subset=allow_subset,
+            link=link, **common,
+        )
+
+    items = [(e.id, lambda e=e: get_checkpoint(e)) for e in entries]
+    items += [(n, lambda n=n: get_dataset(n)) for n in dataset_names]
+    _run_items(items)
+
+
+def _print_manual(ids: list[str], all_models: bool, datasets: list[str]) -> None:
+    from repro.fetch import manual_steps
+
+    names = list(dict.fromkeys(datasets))
+    if ids or all_models:
+        names += [n for n in _plan(ids, all_models, [], False, True)[1] if n not in names]
+    if not names:
+        raise ReproError("--manual needs --dataset NAME or a model id", exit_code=2)
+    typer.echo("\n\n".join(manual_steps(n) for n in names))
+
+
+def _check_from(sources: list[str], entries, dataset_names: list[str], root) -> None:
     if sources and len(entries) + len(dataset_names) != 1:
         raise ReproError(
-            "--from imports one item: name one model id with --weights-only, or one --dataset", exit_code=2
+            "--from imports one item: name one model id (its checkpoint file) or one --dataset", exit_code=2
         )
     if sources and entries and len(sources) != 1:
         raise ReproError("--from takes a single checkpoint file", exit_code=2)
     if root is not None and len(dataset_names) != 1:
         raise ReproError("--root names the folder of one dataset; fetch one dataset at a time", exit_code=2)
 
+
+def _run_items(items: list[tuple[str, Callable[[], Path]]]) -> None:
+    """Fetch each item, printing `label: path`; a failure stops only that item (unless alone)."""
     failures: list[str] = []
-    total = len(entries) + len(dataset_names)
-
-    def run(label: str, action) -> None:
-        try:
-            typer.echo(f"{label}: {action()}")
-        except ReproError as err:
-            if total == 1:
-                raise
-            failures.append(label)
-            typer.echo(f"error: {label}: {err}", err=True)
-
-    for entry in entries:
-        run(
-            entry.id,
-            lambda entry=entry: fetch_checkpoint(
-                entry.id, force=force, source=sources[0] if sources else None, mirror=mirror, progress=progress
-            ),
-        )
-    for name in dataset_names:
-        run(
-            name,
-            lambda name=name: fetch_dataset(
-                name,
-                root=root,
-                data_root_override=data_root,
-                force=force,
-                sources=sources or None,
-                prefer=source.value if source else None,
-                mirror=mirror,
-                progress=progress,
-                keep_archives=keep_archives,
-            ),
-        )
+    try:
+        for label, action in items:
+            try:
+                typer.echo(f"{label}: {action()}")
+            except ReproError as err:
+                if len(items) == 1:
+                    raise
+                failures.append(label)
+                typer.echo(f"error: {label}: {err}", err=True)
+    except KeyboardInterrupt:
+        # Downloads keep their .part and extractions restart cleanly: the same command resumes.
+        typer.echo("interrupted; run the same command to resume", err=True)
+        raise typer.Exit(130) from None
     if failures:
-        raise FetchError(f"{len(failures)} of {total} item(s) failed: {', '.join(failures)}")
+        raise FetchError(f"{len(failures)} of {len(items)} item(s) failed: {', '.join(failures)}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from repro.datasets import ade20k, cityscapes, cocostuff10k, lip, pascalcontext, voc, vspw
 from repro.datasets.base import DatasetLayout, DatasetSpec, EvalDataset, missing_file_problems, note_once
 from repro.errors import DatasetError
-from repro.paths import dataset_root
+from repro.paths import dataset_env_var, resolve_dataset_root
 
 LAYOUTS: dict[str, DatasetLayout] = {
     "ade20k": ade20k.ADE20kLayout(),
@@ -44,11 +44,11 @@ def resolve(
         raise DatasetError(
             f"{spec.title} has no evaluation split {split!r}; choose from {', '.join(spec.splits)}", exit_code=2
         )
-    root_path = Path(root).expanduser() if root else dataset_root(name)
+    root_path = Path(root).expanduser() if root else resolve_dataset_root(spec.name)
     if must_exist and not root_path.is_dir():
         raise DatasetError(
-            f"{spec.title} folder {root_path} does not exist; download it with `repro fetch --dataset {name}` "
-            f"or point --root (or $REPRO_DATA) at it"
+            f"{spec.title} folder {root_path} does not exist; download it with `repro fetch --dataset {name}`, "
+            f"or say where it is: --dataset-root {name}=PATH, --data-root PATH or ${dataset_env_var(name)}"
         )
     return spec, root_path, split
 
@@ -56,7 +56,7 @@ def resolve(
 def open_dataset(name: str, root: str | os.PathLike | None = None, split: str | None = None) -> EvalDataset:
     """One split of a dataset, checked for a complete layout (every image and label present).
 
-    `root` is the dataset folder (default: repro.paths.dataset_root(name)); `split` defaults to
+    `root` is the dataset folder (default: repro.paths.resolve_dataset_root(name)); `split` defaults to
     the dataset's evaluation split. Raises DatasetError with one actionable line on a bad layout.
     """
     spec, root_path, split = resolve(name, root, split)

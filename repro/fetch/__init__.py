@@ -1,10 +1,13 @@
 """Downloads (resumable, verified, cached) of checkpoints and datasets, and safe extraction.
 
 Public API:
-    fetch_checkpoint(model_id, *, force=False, source=None, mirror=None, progress=True) -> Path
+    fetch_checkpoint(model_id, *, force=False, source=None, mirror=None, progress=True,
+                     link=False) -> Path           (link: a local file verified, then linked)
     checkpoint_path(model_id) -> Path | None          (cached, verified file; no download)
-    fetch_dataset(name, *, root=None, data_root_override=None, force=False, sources=None,
-                  prefer=None, mirror=None, progress=True, keep_archives=False) -> Path
+    fetch_dataset(name, *, root=None, data_root_override=None, overrides=None, force=False,
+                  sources=None, prefer=None, mirror=None, progress=True, keep_archives=False,
+                  allow_subset=False, link=False) -> Path
+                  (sources=[an unpacked dataset folder]: checked, then registered as a link)
     dataset_sources(name) / DATASET_SOURCES / manual_steps(name)
     pin_manifest(out, manifest_path=None) -> {id: sha256}
     extract_archive(parts, dest) / JoinedParts    (safe extraction, split archives)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from repro.errors import CheckpointError, FetchError
 from repro.fetch.download import (
+    DiskSpaceError,
     DownloadResult,
     UrlFailed,
     copy_to_part,
@@ -257,18 +258,24 @@ def fetch_checkpoint(
     source: str | os.PathLike | None = None,
     mirror: str | None = None,
     progress: bool = True,
+    link: bool = False,
 ) -> Path:
     """Make the checkpoint of `model_id` (id or alias) available in the cache; return its path.
 
     `source`: a local file (or an http(s) URL) to import instead of the manifest's URLs; it is
-    verified exactly like a download. `mirror` (or $REPRO_MIRROR) replaces the
+    verified exactly like a download; `link`: put a symbolic link to the local file in the cache
+    instead of a copy (same checks). `mirror` (or $REPRO_MIRROR) replaces the
     `https://github.com/` base of GitHub release URLs. `force` re-downloads a cached file and
     accepts a digest different from the one recorded in the lock file (never one different from
-    the manifest's sha256). Raises FetchError (one line) with every URL tried when all fail.
+    the manifest's sha256). Raises FetchError (one line) with every URL tried when all fail,
+    after printing the URLs to download by hand and the `--from` command that imports the file.
     """
     entry = _entry(model_id)
     folder = checkpoint_dir(entry.id)
     reporter = make_progress(progress)
+    is_url = source is not None and re.match(r"^https?://", str(source)) is not None
+    if link and (source is None or is_url):
+        raise FetchError("--link needs --from with a local checkpoint file", exit_code=2)
 
     with quiet(not progress), exclusive(entry.id, f"checkpoint {entry.id}"):
         if source is None and not force:
@@ -281,7 +288,9 @@ def fetch_checkpoint(
                 say(f"{entry.id}: verified the file already in the cache ({adopted})")
                 return adopted
 
-        if source is not None and not re.match(r"^https?://", str(source)):
+        if source is not None and not is_url:
+            if link:
+                return _link_file(entry, Path(source).expanduser(), force=force)
             return _import_file(entry, Path(source).expanduser(), force=force, reporter=reporter)
 
         if source is not None:
@@ -305,13 +314,28 @@ def fetch_checkpoint(
                 what=f"checkpoint {entry.id}",
                 progress=reporter,
             )
-        except FetchError:
+        except FetchError as err:
             _remove_if_empty(folder)
+            if source is None and not isinstance(err, DiskSpaceError):
+                _say_manual_download(entry)
+                raise FetchError(f"{err}; or download it by hand (URLs above) and run: {_from_line(entry)}") from None
             raise
         _record(entry, path, result, result.url)
         _drop_other_files(folder, path)
         say(f"{entry.id}: {path} ({human_size(result.size)}, sha256 {result.sha256})")
         return path
+
+
+def _from_line(entry) -> str:
+    return f"repro fetch {entry.id} --from FILE"
+
+
+def _say_manual_download(entry) -> None:
+    """The URLs to download by hand, whole and one per line, and the command that imports the file."""
+    lines = [f"{entry.id}: download the checkpoint by hand from one of:"]
+    lines += [f"  {url}" for url in entry.weights]
+    lines.append(f"then run: {_from_line(entry)}")
+    say("\n".join(lines), always=True)
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -343,6 +367,38 @@ def _import_file(entry, source: Path, *, force: bool, reporter) -> Path:
     _record(entry, dest, result, source.resolve().as_uri())
     _drop_other_files(folder, dest)
     say(f"{entry.id}: imported {source} → {dest} (sha256 {result.sha256})")
+    return dest
+
+
+def _same_file(dest: Path, source: Path, digest: str) -> bool:
+    """`dest` is `source` itself (or a link to it), or a file with the same content."""
+    if dest.resolve() == source:
+        return True
+    return dest.is_file() and sha256_of(dest) == digest
+
+
+def _link_file(entry, source: Path, *, force: bool) -> Path:
+    """Verify a local checkpoint in place and put a symbolic link to it in the cache (no copy)."""
+    if not source.is_file():
+        raise FetchError(f"--from {source}: no such file")
+    source = source.resolve()
+    result = DownloadResult(source, sha256_of(source), source.stat().st_size, source.as_uri())
+    try:
+        _verify(result, entry, force=force)
+    except UrlFailed as failure:
+        raise FetchError(f"{source} is not the checkpoint of {entry.id}: {failure.reason}") from None
+    folder = checkpoint_dir(entry.id)
+    dest = folder / source.name
+    if (dest.exists() or dest.is_symlink()) and not force and not _same_file(dest, source, result.sha256):
+        raise FetchError(f"{dest} already holds a different file; pass --force to replace it by a link to {source}")
+    folder.mkdir(parents=True, exist_ok=True)
+    temp = part_path_for(dest)
+    temp.unlink(missing_ok=True)
+    temp.symlink_to(source)
+    os.replace(temp, dest)  # atomic: the old file or link until the new link is in place
+    _record(entry, dest, result, source.as_uri())
+    _drop_other_files(folder, dest)
+    say(f"{entry.id}: linked {dest} → {source} (sha256 {result.sha256})")
     return dest
 
 

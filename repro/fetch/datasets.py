@@ -10,7 +10,8 @@ Sources, tried in order (facts from upstream's scripts/prepare_datasets.sh and d
     accepted with `--from`.
 Archives are downloaded into `<data root>/.downloads/`, unpacked next to the destination, moved
 into place (`<data root>/<DATASET_FOLDERS[name]>`), checked with `repro.datasets.check_dataset`,
-and deleted unless `keep_archives`.
+and deleted unless `keep_archives`. An already unpacked folder given with `--from` is checked the
+same way and registered at that place as a symbolic link (no copy).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import difflib
 import os
 import shutil
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +44,14 @@ from repro.fetch.download import (
     quiet,
     say,
 )
-from repro.paths import DATASET_FOLDERS, data_root, dataset_root
+from repro.paths import (
+    DATASET_FOLDERS,
+    DATASET_MARKERS,
+    data_root,
+    dataset_place,
+    looks_like_dataset,
+    resolve_dataset_root,
+)
 
 UPSTREAM_RELEASE = "https://github.com/SegmentationBLWX/modelstore/releases/download/ssseg_datasets/"
 
@@ -80,15 +89,17 @@ class Source:
 class DatasetSources:
     name: str
     title: str
-    # The dataset folder holds all paths of at least one of these sets (how it is found in
-    # whatever an archive unpacks to, whatever its top-level folder).
-    markers: tuple[tuple[str, ...], ...]
     sources: tuple[Source, ...]
     manual: str
 
     @property
     def folder(self) -> str:
         return DATASET_FOLDERS[self.name]
+
+    @property
+    def markers(self) -> tuple[tuple[str, ...], ...]:
+        """Path sets a folder of this dataset holds (how it is found in an unpacked archive)."""
+        return DATASET_MARKERS[self.name]
 
 
 _FROM = "repro fetch --dataset {name} --from FILE [--from FILE ...]"
@@ -97,7 +108,6 @@ DATASET_SOURCES: dict[str, DatasetSources] = {
     "ade20k": DatasetSources(
         name="ade20k",
         title="ADE20k",
-        markers=(("ADEChallengeData2016/images", "ADEChallengeData2016/annotations"),),
         sources=(
             Source("upstream", "upstream's packaged ADE20k.tar.gz", (Archive(_upstream("ADE20k.tar.gz")),)),
             Source(
@@ -116,7 +126,6 @@ DATASET_SOURCES: dict[str, DatasetSources] = {
     "cityscapes": DatasetSources(
         name="cityscapes",
         title="Cityscapes",
-        markers=(("leftImg8bit", "gtFine"),),
         sources=(
             Source(
                 "upstream",
@@ -145,7 +154,6 @@ DATASET_SOURCES: dict[str, DatasetSources] = {
     "cocostuff10k": DatasetSources(
         name="cocostuff10k",
         title="COCO-Stuff-10k",
-        markers=(("images", "annotations", "imageLists"),),
         sources=(
             Source(
                 "upstream",
@@ -175,7 +183,6 @@ DATASET_SOURCES: dict[str, DatasetSources] = {
     "lip": DatasetSources(
         name="lip",
         title="LIP",
-        markers=(("val_images", "val_segmentations"), ("TrainVal_images", "TrainVal_parsing_annotations")),
         sources=(
             Source("upstream", "upstream's packaged LIP.tar.gz", (Archive(_upstream("LIP.tar.gz")),)),
             Source(
@@ -195,7 +202,6 @@ DATASET_SOURCES: dict[str, DatasetSources] = {
     "voc": DatasetSources(
         name="voc",
         title="PASCAL VOC 2012",
-        markers=(("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"),),
         sources=(
             Source(
                 "upstream",
@@ -218,7 +224,6 @@ DATASET_SOURCES: dict[str, DatasetSources] = {
     "pascalcontext59": DatasetSources(
         name="pascalcontext59",
         title="PASCAL-Context-59",
-        markers=(("JPEGImages", "SegmentationClassContext"),),
         sources=(
             Source(
                 "upstream",
@@ -240,7 +245,6 @@ DATASET_SOURCES: dict[str, DatasetSources] = {
     "vspw": DatasetSources(
         name="vspw",
         title="VSPW",
-        markers=(("data", "val.txt"),),
         sources=(
             Source(
                 "upstream",
@@ -292,21 +296,21 @@ def dataset_sources(name: str) -> DatasetSources:
 
 def manual_steps(name: str) -> str:
     spec = dataset_sources(name)
-    return f"{spec.title} → {dataset_root(spec.name)}\n{spec.manual}"
+    return f"{spec.title} → {dataset_place(spec.name)}\n{spec.manual}"
 
 
 # ------------------------------------------------------------------------------ internals
 
 
-def _layout_problems(name: str, folder: Path) -> list[str]:
+def _layout_problems(name: str, folder: Path, allow_subset: bool = False) -> list[str]:
     """Problems `repro.datasets.check_dataset` finds in `folder` (empty when it is usable)."""
     from repro.datasets import check_dataset  # noqa: PLC0415 - datasets sits below fetch
 
-    return list(check_dataset(name, folder))
+    return list(check_dataset(name, folder, allow_subset=allow_subset))
 
 
 def _has_markers(folder: Path, spec: DatasetSources) -> bool:
-    return any(all((folder / m).exists() for m in group) for group in spec.markers)
+    return looks_like_dataset(spec.name, folder)
 
 
 def _locator(spec: DatasetSources):
@@ -397,9 +401,10 @@ def _local_archives(spec: DatasetSources, given: list[Path]) -> tuple[str, list[
         seen.update(parts)
         archives.append(parts)
     if not archives:
+        wanted = " and ".join(spec.markers[0])
         raise FetchError(
-            f"--from: no archive found for {spec.title} in {', '.join(map(str, given))}; to use an "
-            "already unpacked copy, point --data-root (or REPRO_DATA) at the folder that holds it"
+            f"--from {', '.join(map(str, given))}: neither an unpacked {spec.title} folder (with {wanted}) "
+            f"nor {spec.title} archives; see `repro fetch --dataset {spec.name} --manual`"
         )
     return "local", archives
 
@@ -441,73 +446,139 @@ def fetch_dataset(
     *,
     root: str | os.PathLike | None = None,
     data_root_override: str | os.PathLike | None = None,
+    overrides: Mapping[str, Path] | None = None,
     force: bool = False,
     sources: list[str | os.PathLike] | None = None,
     prefer: str | None = None,
     mirror: str | None = None,
     progress: bool = True,
     keep_archives: bool = False,
+    allow_subset: bool = False,
+    link: bool = False,
 ) -> Path:
-    """Make dataset `name` ready under the data root (or at `root`); return its folder.
+    """Make dataset `name` ready (found as `repro.paths.resolve_dataset_root` finds it, or put
+    at `root`); return its folder.
 
-    `sources`: local archives or folders holding them (`--from`), used instead of downloading.
-    `prefer`: 'upstream' or 'official' to try that source first. `force` replaces an existing
-    folder. The result is checked with `repro.datasets.check_dataset`; problems raise.
+    `sources`: local archives or folders holding them (`--from`), used instead of downloading;
+    an already unpacked dataset folder is checked and registered as a symbolic link (no copy).
+    `prefer`: 'upstream' or 'official' to try that source first. `force` replaces a folder at
+    the dataset's place (never one found elsewhere). The result is checked with
+    `repro.datasets.check_dataset` (`allow_subset`: fewer images accepted); problems raise.
     """
     spec = dataset_sources(name)
-    dest = Path(root).expanduser() if root else dataset_root(spec.name, data_root_override)
+    place = Path(root).expanduser() if root else dataset_place(spec.name, data_root_override, overrides)
+    dest = place if root else resolve_dataset_root(spec.name, data_root_override, overrides)
+    unpacked = _unpacked_folder(spec, sources)
+    if link and unpacked is None:
+        raise FetchError(f"--link needs --from with an unpacked {spec.title} folder; archives are unpacked", exit_code=2)
     with quiet(not progress), exclusive(f"dataset-{spec.name}", f"dataset {spec.title}"):
-        if dest.exists() or dest.is_symlink():
-            if force:
-                say(f"{spec.title}: --force: removing {dest}")
-                _remove_tree(dest)
-            else:
-                problems = _layout_problems(spec.name, dest)
-                if not problems:
-                    say(f"{spec.title}: present and complete ({dest})")
-                    return dest
-                state = "was unpacked by repro but" if is_extracted(dest) else "exists but"
-                raise DatasetError(
-                    f"{spec.title} at {dest} {state} fails the layout check: {problems[0]}"
-                    f"{f' (+{len(problems) - 1} more)' if len(problems) > 1 else ''}; "
-                    "rerun with --force to replace it"
-                )
-
+        if unpacked is not None:
+            return register_folder(spec, unpacked, dest, force=force, allow_subset=allow_subset)
+        if _ready(spec, dest, place, force=force, allow_subset=allow_subset):
+            return dest
         downloaded: list[Path] = []
         if sources:
             source_key, archives = _local_archives(spec, [Path(s) for s in sources])
         else:
             source_key, archives, downloaded = _download_any(spec, dest, data_root_override, root, prefer, mirror, progress)
-
-        try:
-            extract_to(
-                archives,
-                dest,
-                locate=_locator(spec),
-                info={"dataset": spec.name, "source": source_key},
-            )
-        except CorruptArchiveError as err:
-            if not downloaded:
-                raise FetchError(f"{err}; get a fresh copy of the file") from None
-            for path in downloaded:  # complete by size but damaged: the next run downloads anew
-                path.unlink(missing_ok=True)
-            raise FetchError(f"{err}; the downloaded archives were deleted, run the command again") from None
-        problems = _layout_problems(spec.name, dest)
-        if problems:
-            kept = f"; the archives were kept in {downloaded[0].parent}" if downloaded else ""
-            raise DatasetError(
-                f"{spec.title} unpacked to {dest} but fails the layout check: {problems[0]}"
-                f"{f' (+{len(problems) - 1} more)' if len(problems) > 1 else ''}{kept}"
-            )
+        _unpack(spec, archives, dest, source_key, downloaded)
+        _check_unpacked(spec, dest, downloaded, allow_subset)
         if downloaded and not keep_archives:
-            for path in downloaded:
-                path.unlink(missing_ok=True)
-            try:
-                downloaded[0].parent.rmdir()
-            except OSError:
-                pass
+            _remove_downloads(downloaded)
         say(f"{spec.title}: ready at {dest}")
         return dest
+
+
+def _problem_summary(problems: list[str]) -> str:
+    return problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
+
+
+def _ready(spec: DatasetSources, dest: Path, place: Path, *, force: bool, allow_subset: bool) -> bool:
+    """True when `dest` holds the dataset complete; with `force`, remove what is at its place."""
+    if not (dest.exists() or dest.is_symlink()):
+        return False
+    if force:
+        if dest != place and not dest.is_symlink():
+            raise DatasetError(
+                f"{spec.title} was found at {dest}, outside its place {place}; --force deletes only "
+                f"what repro put there: fix or remove {dest} by hand"
+            )
+        say(f"{spec.title}: --force: removing {dest}")
+        _remove_tree(dest)
+        return False
+    problems = _layout_problems(spec.name, dest, allow_subset)
+    if not problems:
+        say(f"{spec.title}: present and complete ({dest})")
+        return True
+    state = "was unpacked by repro but" if is_extracted(dest) else "exists but"
+    raise DatasetError(
+        f"{spec.title} at {dest} {state} fails the layout check: {_problem_summary(problems)}; "
+        "rerun with --force to replace it"
+    )
+
+
+def _unpack(spec: DatasetSources, archives, dest: Path, source_key: str, downloaded: list[Path]) -> None:
+    try:
+        extract_to(archives, dest, locate=_locator(spec), info={"dataset": spec.name, "source": source_key})
+    except CorruptArchiveError as err:
+        if not downloaded:
+            raise FetchError(f"{err}; get a fresh copy of the file") from None
+        for path in downloaded:  # complete by size but damaged: the next run downloads anew
+            path.unlink(missing_ok=True)
+        raise FetchError(f"{err}; the downloaded archives were deleted, run the command again") from None
+
+
+def _check_unpacked(spec: DatasetSources, dest: Path, downloaded: list[Path], allow_subset: bool) -> None:
+    problems = _layout_problems(spec.name, dest, allow_subset)
+    if problems:
+        kept = f"; the archives were kept in {downloaded[0].parent}" if downloaded else ""
+        raise DatasetError(f"{spec.title} unpacked to {dest} but fails the layout check: {_problem_summary(problems)}{kept}")
+
+
+def _remove_downloads(downloaded: list[Path]) -> None:
+    for path in downloaded:
+        path.unlink(missing_ok=True)
+    try:
+        downloaded[0].parent.rmdir()
+    except OSError:
+        pass
+
+
+def _unpacked_folder(spec: DatasetSources, sources: list[str | os.PathLike] | None) -> Path | None:
+    """The one `--from` folder when it is an unpacked dataset (not a folder of archives)."""
+    if not sources or len(sources) != 1:
+        return None
+    folder = Path(sources[0]).expanduser()
+    return folder if folder.is_dir() and looks_like_dataset(spec.name, folder) else None
+
+
+def register_folder(spec: DatasetSources, folder: Path, dest: Path, *, force: bool, allow_subset: bool) -> Path:
+    """Check an unpacked dataset folder, then make `dest` a symbolic link to it (no copy).
+
+    Refuses to replace a real folder or file at `dest`, and a link to another folder unless `force`.
+    """
+    folder = folder.resolve()
+    problems = _layout_problems(spec.name, folder, allow_subset)
+    if problems:
+        raise DatasetError(f"{spec.title} at {folder} fails the layout check: {_problem_summary(problems)}; nothing was registered")
+    if dest.exists() or dest.is_symlink():
+        if dest.resolve() == folder:
+            say(f"{spec.title}: {folder} is already registered ({dest})")
+            return dest
+        if not dest.is_symlink():
+            raise DatasetError(
+                f"{dest} already exists and is not {folder}; remove it by hand, or use the folder where it "
+                f"is with --dataset-root {spec.name}={folder}"
+            )
+        if not force:
+            raise DatasetError(f"{dest} already links to {os.readlink(dest)}; pass --force to point it at {folder}")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    temp = dest.with_name(dest.name + ".link-tmp")
+    temp.unlink(missing_ok=True)
+    temp.symlink_to(folder, target_is_directory=True)
+    os.replace(temp, dest)  # atomic: an old link stays until the new one is in place
+    say(f"{spec.title}: registered {folder} as {dest} (a link, no copy)")
+    return dest
 
 
 def _download_any(spec, dest, data_root_override, root, prefer, mirror, progress):

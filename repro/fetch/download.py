@@ -2,9 +2,11 @@
 
 A file is streamed into `<name>.part` next to its destination while its sha256 is computed;
 only a complete, verified file is renamed into place (the caller does the rename once its own
-checks pass). Connection errors and 5xx answers before the body starts are retried by urllib3's
-`Retry`; a connection that drops mid-body is resumed with an HTTP Range request from the size
-of the `.part` (re-hashing what is already on disk), or restarted when the server ignores Range.
+checks pass). Transient failures before the body starts (timeouts, resets, 5xx, 429) are retried
+with backoff, each retry announced on stderr; a name-resolution failure or a refused connection
+fails the URL at once (offline: no point waiting). A connection that drops mid-body is resumed
+with an HTTP Range request from the size of the `.part` (re-hashing what is already on disk), or
+restarted when the server ignores Range. An interrupted run keeps its `.part` for the next one.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import os
 import re
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -26,7 +29,6 @@ import requests
 import urllib3
 from filelock import FileLock, Timeout
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
 from repro import __version__
 from repro.errors import FetchError
@@ -36,8 +38,8 @@ from repro.paths import cache_home
 CHUNK_SIZE = 1 << 20
 CONNECT_TIMEOUT_S = 20.0
 READ_TIMEOUT_S = 60.0
-HTTP_RETRIES = 4  # urllib3 retries of connection errors and 5xx before the body starts
-RETRY_BACKOFF_S = 1.0  # urllib3 backoff factor: 0, 2, 4, 8 s ... between those retries
+HTTP_RETRIES = 4  # retries of transient failures (timeouts, resets, 5xx, 429) before the body starts
+RETRY_BACKOFF_S = 1.0  # first pause between those retries; doubles: 1, 2, 4, 8 s
 RESUME_ATTEMPTS = 8  # consecutive mid-body drops without progress before giving up on a URL
 RESUME_BACKOFF_S = 2.0  # first pause before a resume; doubles, capped at RESUME_BACKOFF_MAX_S
 RESUME_BACKOFF_MAX_S = 60.0
@@ -251,19 +253,8 @@ def file_name_from_url(url: str) -> str:
 
 
 def make_session() -> requests.Session:
-    """A requests session whose adapter retries connection errors and 5xx with backoff."""
-    retry = Retry(
-        total=HTTP_RETRIES,
-        connect=HTTP_RETRIES,
-        read=HTTP_RETRIES,
-        status=HTTP_RETRIES,
-        backoff_factor=RETRY_BACKOFF_S,
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=frozenset({"GET", "HEAD"}),
-        raise_on_status=False,  # hand back the last 5xx so the error can name the status
-        respect_retry_after_header=True,
-    )
-    adapter = HTTPAdapter(max_retries=retry)
+    """A requests session without hidden retries: `_open` retries what is worth retrying."""
+    adapter = HTTPAdapter(max_retries=0)
     session = requests.Session()
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -287,6 +278,80 @@ def short_reason(exc: BaseException) -> str:
         if match:
             return match.group(1).strip().rstrip(".")
     return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc` and every exception it wraps (cause, context, urllib3's `reason`, args)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        todo += [e for e in linked if isinstance(e, BaseException)]
+
+
+_NO_ROUTE = {errno.ENETUNREACH, errno.EHOSTUNREACH}
+
+
+def permanent_reason(exc: BaseException) -> str | None:
+    """Why a connection failure cannot be fixed by waiting (no DNS, refused, no route), or None."""
+    for cause in _causes(exc):
+        if isinstance(cause, (socket.gaierror, urllib3.exceptions.NameResolutionError)):
+            return "host name not resolved: offline or no DNS"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, OSError) and cause.errno in _NO_ROUTE:
+            return "no route to the network: offline?"
+        if isinstance(cause, requests.exceptions.SSLError):
+            return f"TLS error: {short_reason(cause)}"
+    return None
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    """The server's Retry-After in seconds (numeric form only), or None."""
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.strip().isdigit() else None
+
+
+def _announce_retry(label: str, number: int, limit: int, wait: float, reason: str) -> None:
+    say(f"  {label}: retry {number}/{limit} in {wait:g} s: {reason}", always=True)
+
+
+def _open(
+    session: requests.Session, url: str, headers: dict, label: str, sleep: Callable[[float], None]
+) -> requests.Response:
+    """GET `url` (streamed); transient failures are retried with backoff, each one announced.
+
+    Raises UrlFailed at once for failures a retry cannot fix (no DNS, refused, no route, TLS),
+    and after HTTP_RETRIES retries for the others. Answers other than 5xx/429 are returned.
+    """
+    for attempt in range(HTTP_RETRIES + 1):
+        wait = None
+        try:
+            response = session.get(
+                url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S)
+            )
+        except requests.exceptions.RequestException as err:
+            permanent = permanent_reason(err)
+            if permanent:
+                raise UrlFailed(f"cannot connect ({permanent})") from None
+            reason = f"cannot connect ({short_reason(err)})"
+        else:
+            if response.status_code not in RETRY_STATUSES:
+                return response
+            reason = f"HTTP {response.status_code} {response.reason or ''}".strip()
+            wait = _retry_after(response)
+            response.close()
+        if attempt == HTTP_RETRIES:
+            raise UrlFailed(reason)
+        wait = min(RETRY_BACKOFF_S * 2**attempt if wait is None else wait, RESUME_BACKOFF_MAX_S)
+        _announce_retry(label, attempt + 1, HTTP_RETRIES, wait, reason)
+        sleep(wait)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # -------------------------------------------------------------------------------- download
@@ -369,6 +434,113 @@ def _write_chunk(handle, chunk: bytes) -> None:
 _NETWORK_ERRORS = (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError)
 
 
+class _Transfer:
+    """The state of one download into a `.part`: bytes on disk, their digest, progress."""
+
+    def __init__(self, part: Path, progress: Progress, label: str):
+        self.part, self.progress, self.label = part, progress, label
+        self.notes: list[str] = []
+        self.use_range = True
+        self.started = False
+        self.total: int | None = None
+        if part.exists():
+            self.hasher, self.offset = _hash_existing(part)  # resume: the digest covers the old bytes
+        else:
+            self.hasher, self.offset = hashlib.sha256(), 0
+
+    def reset(self) -> None:
+        with open(self.part, "wb"):
+            pass
+        self.hasher, self.offset = hashlib.sha256(), 0
+        self.progress.restart(0)
+
+    def headers(self) -> dict:
+        """Headers of the next request: a Range from what is on disk (restarted when Range is off)."""
+        if self.offset and not self.use_range:
+            self.reset()
+        ranged = {"Range": f"bytes={self.offset}-"} if self.offset else {}
+        return {**ranged, "Accept-Encoding": "identity"}  # byte offsets = file offsets
+
+    def begin(self, total: int | None) -> None:
+        self.total = total
+        remaining = None if total is None else total - self.offset
+        check_disk_space(self.part.parent, remaining, self.label)
+        if not self.started:
+            self.progress.start(self.label, total, self.offset)
+            self.started = True
+        else:
+            self.progress.restart(self.offset)
+
+    def receive(self, response: requests.Response) -> str:
+        """Append the body to the `.part`; the reason it stopped early, or "" when it ended."""
+        try:
+            handle = open(self.part, "ab")
+        except OSError as err:
+            raise FetchError(f"cannot write {self.part}: {err.strerror or err}") from None
+        with handle:
+            while True:
+                try:
+                    # read1: whatever arrived before a drop is kept, not lost in a buffer
+                    chunk = response.raw.read1(CHUNK_SIZE, decode_content=True)
+                except _NETWORK_ERRORS as err:
+                    return short_reason(err)
+                if not chunk:
+                    return ""
+                self._write(handle, chunk)
+
+    def _write(self, handle, chunk: bytes) -> None:
+        try:
+            _write_chunk(handle, chunk)
+        except OSError as err:
+            if _is_disk_full(err):
+                raise disk_full_error(self.part, err) from None
+            raise FetchError(f"cannot write {self.part}: {err.strerror or err}") from None
+        self.hasher.update(chunk)
+        self.offset += len(chunk)
+        self.progress.advance(len(chunk))
+
+
+def _start_body(transfer: _Transfer, response: requests.Response) -> bool:
+    """Check the answer and set up the transfer; False when the request must be made again."""
+    status = response.status_code
+    if status == 416 and transfer.offset:
+        # What we hold is not a prefix of this file (it shrank or changed): start over.
+        transfer.notes.append("server refused the resume offset; restarted from zero")
+        transfer.reset()
+        return False
+    if status >= 400:
+        raise UrlFailed(f"HTTP {status} {response.reason or ''}".strip())
+    if status not in (200, 206):
+        raise UrlFailed(f"unexpected HTTP {status}")
+    if status == 206:
+        span = _content_range(response)
+        if span is None or span[0] != transfer.offset:
+            transfer.notes.append("server answered a wrong byte range; restarted without resume")
+            transfer.use_range = False
+            return False
+        transfer.begin(span[1])
+        return True
+    if transfer.offset:
+        # The server ignored Range and is sending the whole file: restart cleanly.
+        transfer.notes.append("server does not support resuming (HTTP Range); restarted")
+        say(f"  {transfer.label}: server does not support resume, restarting from zero", always=True)
+        transfer.reset()
+    transfer.begin(_content_length(response))
+    return True
+
+
+def _stop_reason(transfer: _Transfer, reason: str) -> str:
+    """"" when the body is complete; else why it is not (UrlFailed when it cannot be)."""
+    offset, total = transfer.offset, transfer.total
+    if reason:
+        return reason
+    if total is None or offset == total:
+        return ""
+    if offset > total:
+        raise UrlFailed(f"server sent {offset} bytes, more than the {total} announced")
+    return f"stream ended at byte {offset} of {total}"
+
+
 def download_to_part(
     url: str,
     part: Path,
@@ -382,129 +554,42 @@ def download_to_part(
 
     Raises `UrlFailed` when this URL cannot deliver (HTTP error, unreachable, keeps dropping),
     `DiskFullError` / `FetchError` for local problems. The `.part` is left for the caller to
-    verify, rename or delete.
+    verify, rename or delete (and kept when interrupted, for the next run to resume).
     """
     session = session or make_session()
-    progress = progress or Progress()
-    label = label or part.name.removesuffix(".part")
     part.parent.mkdir(parents=True, exist_ok=True)
-    notes: list[str] = []
-
-    if part.exists():
-        hasher, offset = _hash_existing(part)  # resume: the digest must cover the old bytes too
-    else:
-        hasher, offset = hashlib.sha256(), 0
-    use_range = True
-    failures_in_a_row = 0
-    high_water = offset  # progress = getting further than ever (a restart from zero is not)
-    started = False
-
-    def reset() -> None:
-        nonlocal hasher, offset
-        with open(part, "wb"):
-            pass
-        hasher, offset = hashlib.sha256(), 0
-        progress.restart(0)
-
+    transfer = _Transfer(part, progress or Progress(), label or part.name.removesuffix(".part"))
+    drops_in_a_row = 0
+    high_water = transfer.offset  # progress = getting further than ever (a restart from zero is not)
     try:
         while True:
-            headers = {"Range": f"bytes={offset}-"} if offset and use_range else {}
-            if offset and not use_range:
-                reset()
-            try:
-                response = session.get(
-                    url,
-                    headers={**headers, "Accept-Encoding": "identity"},  # byte offsets = file offsets
-                    stream=True,
-                    timeout=(CONNECT_TIMEOUT_S, READ_TIMEOUT_S),
-                )
-            except requests.exceptions.RequestException as err:
-                raise UrlFailed(f"cannot connect ({short_reason(err)})") from None
-
-            with response:
-                status = response.status_code
-                if status == 416 and offset:
-                    # What we hold is not a prefix of this file (it shrank or changed): start over.
-                    notes.append("server refused the resume offset; restarted from zero")
-                    reset()
+            with _open(session, url, transfer.headers(), transfer.label, sleep) as response:
+                if not _start_body(transfer, response):
                     continue
-                if status >= 400:
-                    raise UrlFailed(f"HTTP {status} {response.reason or ''}".strip())
-                if status not in (200, 206):
-                    raise UrlFailed(f"unexpected HTTP {status}")
-
-                total: int | None
-                if status == 206:
-                    span = _content_range(response)
-                    if span is None or span[0] != offset:
-                        notes.append("server answered a wrong byte range; restarted without resume")
-                        use_range = False
-                        continue
-                    total = span[1]
-                else:
-                    if offset:
-                        # The server ignored Range and is sending the whole file: restart cleanly.
-                        notes.append("server does not support resuming (HTTP Range); restarted")
-                        say(f"  {label}: server does not support resume, restarting from zero", always=True)
-                        reset()
-                    length = _content_length(response)
-                    total = length
-
-                remaining = None if total is None else total - offset
-                check_disk_space(part.parent, remaining, label)
-                if not started:
-                    progress.start(label, total, offset)
-                    started = True
-                else:
-                    progress.restart(offset)
-
-                reason = ""
-                try:
-                    handle = open(part, "ab")
-                except OSError as err:
-                    raise FetchError(f"cannot write {part}: {err.strerror or err}") from None
-                with handle:
-                    while True:
-                        try:
-                            # read1: whatever arrived before a drop is kept, not lost in a buffer
-                            chunk = response.raw.read1(CHUNK_SIZE, decode_content=True)
-                        except _NETWORK_ERRORS as err:
-                            reason = short_reason(err)
-                            break
-                        if not chunk:
-                            break
-                        try:
-                            _write_chunk(handle, chunk)
-                        except OSError as err:
-                            if _is_disk_full(err):
-                                raise disk_full_error(part, err) from None
-                            raise FetchError(f"cannot write {part}: {err.strerror or err}") from None
-                        hasher.update(chunk)
-                        offset += len(chunk)
-                        progress.advance(len(chunk))
-                if not reason:
-                    if total is None or offset == total:
-                        progress.finish()
-                        return DownloadResult(part, hasher.hexdigest(), offset, url, notes)
-                    if offset > total:
-                        raise UrlFailed(f"server sent {offset} bytes, more than the {total} announced")
-                    reason = f"stream ended at byte {offset} of {total}"
-
+                reason = _stop_reason(transfer, transfer.receive(response))
+            if not reason:
+                transfer.progress.finish()
+                return DownloadResult(part, transfer.hasher.hexdigest(), transfer.offset, url, transfer.notes)
             # The connection dropped mid-body: resume from what is on disk.
-            failures_in_a_row = 1 if offset > high_water else failures_in_a_row + 1
-            high_water = max(high_water, offset)
-            if failures_in_a_row > RESUME_ATTEMPTS:
-                raise UrlFailed(
-                    f"connection kept dropping ({reason}) at byte {offset}"
-                    + (f" of {total}" if total else "")
-                )
-            notes.append(f"connection dropped at byte {offset} ({reason}); resumed")
-            say(f"  {label}: connection dropped at {human_size(offset)} ({reason}); resuming")
-            sleep(min(RESUME_BACKOFF_S * 2 ** (failures_in_a_row - 1), RESUME_BACKOFF_MAX_S))
+            drops_in_a_row = 1 if transfer.offset > high_water else drops_in_a_row + 1
+            high_water = max(high_water, transfer.offset)
+            _pause_before_resume(transfer, drops_in_a_row, reason, sleep)
     except BaseException:
-        if started:
-            progress.abort()
+        if transfer.started:
+            transfer.progress.abort()
         raise
+
+
+def _pause_before_resume(transfer: _Transfer, drops: int, reason: str, sleep: Callable[[float], None]) -> None:
+    """Announce and wait before resuming; UrlFailed after RESUME_ATTEMPTS drops without progress."""
+    where = f"byte {transfer.offset}" + (f" of {transfer.total}" if transfer.total else "")
+    if drops > RESUME_ATTEMPTS:
+        raise UrlFailed(f"connection kept dropping ({reason}) at {where}")
+    transfer.notes.append(f"connection dropped at byte {transfer.offset} ({reason}); resumed")
+    wait = min(RESUME_BACKOFF_S * 2 ** (drops - 1), RESUME_BACKOFF_MAX_S)
+    dropped = f"connection dropped at {human_size(transfer.offset)} ({reason}); resuming"
+    _announce_retry(transfer.label, drops, RESUME_ATTEMPTS, wait, dropped)
+    sleep(wait)
 
 
 # ------------------------------------------------------------------------- copy (imports)

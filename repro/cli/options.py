@@ -1,0 +1,26 @@
+"""Options shared by several commands (same names and help everywhere).
+
+`--data-root PATH` and `--dataset-root NAME=PATH` feed `repro.paths.resolve_dataset_root`;
+use them as parameter defaults, e.g. `data_root: Path = DATA_ROOT_OPTION`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+DATA_ROOT_OPTION = typer.Option(
+    None,
+    "--data-root",
+    metavar="PATH",
+    show_default=False,
+    help="Folder holding the dataset folders, or one dataset's own folder "
+    "(default: $REPRO_DATA, else <cache>/data).",
+)
+
+DATASET_ROOT_OPTION = typer.Option(
+    None,
+    "--dataset-root",
+    metavar="NAME=PATH",
+    show_default=False,
+    help="Where one dataset is, e.g. lip=/data/my_lip (repeatable; beats $REPRO_DATA_<NAME> and --data-root).",
+)
