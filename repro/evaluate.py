@@ -2,9 +2,15 @@
 
 The state of a run is the dataset-wide confusion matrix (no prediction or full-resolution score
 map is kept beyond the image being evaluated). It is saved atomically every `save_every` images
-under `<output>/.progress/`, tagged with everything that determines the numbers (model, protocol
-settings, checkpoint digest, dataset root and split, precision, limit, rank layout), so an
-interrupted run resumes where it stopped and a stale state is never mixed into a new run.
+or `save_every_seconds`, and on SIGINT / SIGTERM / an error, under `<output>/.progress/`, tagged
+with everything that determines the numbers (model, protocol settings, checkpoint digest, dataset
+root and split, precision, limit, rank layout), so an interrupted run resumes where it stopped
+and a stale state is never mixed into a new run. A signal never splits an image: the matrix
+update and the image counter change together (`_Interrupts.atomic`).
+
+Every result records images/s, seconds per image, the peak memory, the FLOPs of one image's
+forward passes (torch's FlopCounterMode around the first image; it adds a little Python work to
+that image only) and the achieved share of the GPU's fp32 peak (repro.perf).
 
 Under torchrun (or any initialised default process group) each rank evaluates a strided share of
 the images (every image exactly once, no sampler padding), the int64 confusion matrices are
@@ -18,7 +24,9 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +44,7 @@ from repro.fetch.download import sha256_of
 from repro.fileio import atomic_path
 from repro.inference import PRECISIONS, Predictor
 from repro.metrics import ConfusionMatrix
+from repro.perf import FlopCount, device_peak_flops, peak_fraction, process_peak_rss_bytes
 from repro.results import EvalResult, read_result, result_filename, write_result
 
 PROGRESS_DIR = ".progress"
@@ -44,6 +53,12 @@ STATE_VERSION = 1
 
 ProgressCallback = Callable[[int, int], None]  # (images done on this rank, images of this rank)
 LogCallback = Callable[[str], None]
+PhaseCallback = Callable[[str], None]  # "building model", "loading checkpoint", "evaluating"
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived (e.g. a cluster preempting the job); progress was saved. Like
+    KeyboardInterrupt it is not an Exception, so no `except Exception` swallows it."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,6 +87,13 @@ class EvalJob:
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
     server: bool = False  # no labels: write a test-server submission instead of a metric
+    # Loads the checkpoint into the built model (a separate step so progress can name it).
+    load_weights: Callable[[torch.nn.Module], Any] | None = None
+    # The official size of the split, in `count_unit` (images, or videos for VSPW); None = unknown,
+    # no subset check. A folder with fewer is refused unless EngineOptions.allow_subset.
+    official_count: int | None = None
+    count_unit: str = "images"
+    variant: str = "upstream-head"
 
     @property
     def num_classes(self) -> int:
@@ -88,12 +110,14 @@ class EngineOptions:
     device: str = "auto"
     precision: str = "fp32"
     limit: int | None = None
-    output: str | os.PathLike = "results"
+    output: str | os.PathLike | None = None  # None: repro.paths.results_dir()
     resume: bool = True
     max_batch: int = 4  # crops (or whole images) per forward; halved on CUDA out-of-memory
     workers: int | None = None  # data-loading processes; None = min(4, CPUs - 1)
     save_every: int = 200  # images between progress saves
+    save_every_seconds: float = 300.0  # ... and at least this often
     resize_on_cpu: bool = False  # final per-output resize on the CPU, as upstream
+    allow_subset: bool = False  # evaluate a folder smaller than the official split (partial result)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,6 +313,7 @@ def _fingerprint(job: EvalJob, options: EngineOptions, ranks: _Ranks, ids: Seque
         "protocol": job.protocol_name,
         "settings": job.settings(),
         "checkpoint_sha256": job.checkpoint_sha256,
+        "variant": job.variant,  # the two forwards of a checkpoint never share progress
         "dataset": job.dataset_name,
         "split": job.split,
         "data_root": job.data_root,
@@ -309,6 +334,9 @@ class _State:
     done: int  # images of this rank's share already counted (a prefix of the share)
     seconds: float  # compute time spent so far, over all sessions
     started: str  # ISO time of the first session
+    flops_per_image: float | None = None  # counted once, on the first image evaluated
+    peak_memory: int | None = None  # the highest peak of all sessions
+    untimed: int = 0  # images counted but not in `seconds` (the FLOP-counted first image)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -318,6 +346,9 @@ class _State:
             "done": int(self.done),
             "seconds": float(self.seconds),
             "started": self.started,
+            "flops_per_image": self.flops_per_image,
+            "peak_memory": self.peak_memory,
+            "untimed": int(self.untimed),
         }
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
@@ -332,6 +363,9 @@ class _State:
                 done=int(payload["done"]),
                 seconds=float(payload["seconds"]),
                 started=str(payload["started"]),
+                flops_per_image=payload.get("flops_per_image"),
+                peak_memory=payload.get("peak_memory"),
+                untimed=int(payload.get("untimed", 0)),
             )
         except FileNotFoundError:
             return None
@@ -346,6 +380,7 @@ def _matches(result: EvalResult, job: EvalJob, options: EngineOptions, total: in
         and result.protocol == job.protocol_name
         and result.settings == job.settings()
         and result.checkpoint_sha256 == job.checkpoint_sha256
+        and result.variant == job.variant
         and result.dataset == job.dataset_name
         and result.split == job.split
         and result.data_root == job.data_root
@@ -359,6 +394,56 @@ def _matches(result: EvalResult, job: EvalJob, options: EngineOptions, total: in
 
 
 # ---------------------------------------------------------------------------------------------
+# Signals: an image is counted whole or not at all
+
+
+def _raise_for(signum: int) -> None:
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    raise Terminated(f"terminated by signal {signum}")
+
+
+class _Interrupts:
+    """While active (main thread only), SIGINT raises KeyboardInterrupt and SIGTERM `Terminated`,
+    except inside `atomic()`: a signal arriving there is raised when the block ends, so a saved
+    state never holds an image half counted (matrix updated, counter not)."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.pending: int | None = None
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                if signal.getsignal(signum) is not signal.SIG_IGN:  # keep nohup's choice
+                    self.saved[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> bool:
+        for signum, handler in self.saved.items():
+            signal.signal(signum, handler)
+        return False
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.depth:
+            self.pending = signum
+        else:
+            _raise_for(signum)
+
+    @contextlib.contextmanager
+    def atomic(self):
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if self.pending is not None and not self.depth:
+            signum, self.pending = self.pending, None
+            _raise_for(signum)
+
+
+# ---------------------------------------------------------------------------------------------
 # The engine
 
 
@@ -368,150 +453,257 @@ def run_job(
     *,
     progress: ProgressCallback | None = None,
     log: LogCallback | None = None,
+    phase: PhaseCallback | None = None,
 ) -> EvalResult:
-    """Evaluate `job`; returns (and on rank 0 writes) the result. See the module docstring."""
+    """Evaluate `job`; returns (and on rank 0 writes) the result. See the module docstring.
+
+    SIGINT / SIGTERM during the images save the progress and raise KeyboardInterrupt / Terminated.
+    """
     say = log or (lambda message: None)
+    _check_options(options)
+    ranks = setup_distributed(options.device)
+    device = resolve_device(options.device, ranks.local_rank)
+    output = _prepare_output(options.output)
+    total = len(job.dataset)
+    if total == 0:
+        raise DatasetError(f"the {job.dataset_name} {job.split} split under {job.data_root} has no images")
+    subset = _is_subset(job, options, total)
+    count = min(total, options.limit) if options.limit else total
+    share = list(range(ranks.rank, count, ranks.world_size))  # strided split, no padding
+    state_file = progress_path(output, job.model_id, job.protocol_name, ranks)
+    result_file = output / result_filename(job.model_id, job.protocol_name)
+
+    existing = _finished_result(job, options, total, result_file) if options.resume else None
+    if existing is not None:  # a finished, identical evaluation is not redone (every rank agrees)
+        say(f"{job.model_id} [{job.protocol_name}]: already evaluated ({result_file}); use --no-resume to redo")
+        return existing
+    state, fresh = _resume_state(job, options, ranks, share, state_file, say)
+    writer = _submission_writer(job, output, ranks, fresh)
+    session = _Session(state, ConfusionMatrix.from_numpy(state.matrix, device=device), state_file, options, device)
+    done_before = state.done
+    with _upstream_numerics(device):
+        if state.done < len(share):
+            _evaluate_share(job, options, device, share, session, writer, progress, phase)
+        session.save()
+
+    evaluated, seconds = _gather(session.matrix, state, ranks, device)
+    if writer is not None:
+        _barrier(ranks)
+    result = _make_result(job, options, ranks, device, session.matrix, writer, evaluated, total, count,
+                          seconds, state, subset)
+    if ranks.rank == 0:
+        if writer is not None:
+            result.submission = str(writer.finish(expected_count=count))
+        write_result(result, output)
+    _barrier(ranks)
+    _drop_state(state_file)
+    if state.done == done_before and not fresh:
+        say(f"{job.model_id} [{job.protocol_name}]: all images were already counted; result rewritten")
+    return result
+
+
+def _check_options(options: EngineOptions) -> None:
     if options.precision not in PRECISIONS:
         raise ReproError(f"unknown precision '{options.precision}'; use one of {', '.join(PRECISIONS)}")
     if options.limit is not None and options.limit <= 0:
         raise ReproError("--limit must be a positive number of images")
-    if options.save_every <= 0:
+    if options.save_every <= 0 or options.save_every_seconds <= 0:
         raise ReproError("the progress-save interval must be positive")
 
-    ranks = setup_distributed(options.device)
-    device = resolve_device(options.device, ranks.local_rank)
-    output = Path(options.output)
-    # Fail before hours of work, not at the first progress save.
-    if output.exists() and not output.is_dir():
-        raise ReproError(f"--output {output} is a file, not a folder")
+
+def _prepare_output(output: str | os.PathLike | None) -> Path:
+    """The results folder, created now: fail before hours of work, not at the first save."""
+    from repro.paths import results_dir
+
+    folder = results_dir(output)
+    if folder.exists() and not folder.is_dir():
+        raise ReproError(f"--output {folder} is a file, not a folder")
     try:
-        output.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise ReproError(f"cannot create the output folder {output}: {err.strerror}") from None
-    total = len(job.dataset)
-    if total == 0:
-        raise DatasetError(f"the {job.dataset_name} {job.split} split under {job.data_root} has no images")
-    count = min(total, options.limit) if options.limit else total
-    all_ids = job.dataset.ids
-    share = list(range(ranks.rank, count, ranks.world_size))  # strided split, no padding
-    share_ids = [all_ids[i] for i in share]
-    state_file = progress_path(output, job.model_id, job.protocol_name, ranks)
-    result_file = output / result_filename(job.model_id, job.protocol_name)
+        raise ReproError(f"cannot create the output folder {folder}: {err.strerror}") from None
+    return folder
 
-    # A finished, identical evaluation is not redone (every rank decides the same way).
-    if options.resume and result_file.is_file():
-        try:
-            existing = read_result(result_file)
-        except ReproError:
-            existing = None
-        if existing is not None and _matches(existing, job, options, total):
-            say(f"{job.model_id} [{job.protocol_name}]: already evaluated ({result_file}); use --no-resume to redo")
-            return existing
 
-    fingerprint = _fingerprint(job, options, ranks, share_ids)
+def dataset_count(dataset: Any, unit: str) -> int:
+    """Size of a dataset in the unit of its official count (images, or videos for VSPW)."""
+    videos = getattr(dataset, "videos", None)
+    return len(videos) if unit == "videos" and videos is not None else len(dataset)
+
+
+def _is_subset(job: EvalJob, options: EngineOptions, total: int) -> bool:
+    """Whether the folder holds fewer than the official split; refused unless allowed or --limit."""
+    if job.official_count is None:
+        return False
+    found = dataset_count(job.dataset, job.count_unit) if job.count_unit != "images" else total
+    if found >= job.official_count:
+        return False
+    if not options.allow_subset and options.limit is None:
+        raise DatasetError(
+            f"{job.dataset_name} {job.split} under {job.data_root} has {found} of the official "
+            f"{job.official_count} {job.count_unit}; fetch the whole split (`repro fetch --dataset "
+            f"{job.dataset_name}`) or pass --allow-subset (the result is then partial, never compared)"
+        )
+    return True
+
+
+def _finished_result(job: EvalJob, options: EngineOptions, total: int, result_file: Path) -> EvalResult | None:
+    if not result_file.is_file():
+        return None
+    try:
+        existing = read_result(result_file)
+    except ReproError:
+        return None
+    return existing if _matches(existing, job, options, total) else None
+
+
+def _resume_state(job, options, ranks, share, state_file, say) -> tuple[_State, bool]:
+    """The saved progress of this exact setup, or a fresh state; (state, fresh)."""
+    fingerprint = _fingerprint(job, options, ranks, [job.dataset.ids[i] for i in share])
     state = _State.load(state_file) if options.resume else None
     if state is not None and state.fingerprint != fingerprint:
         say(f"{job.model_id} [{job.protocol_name}]: ignoring saved progress from a different setup")
         state = None
     if state is not None and (state.done > len(share) or state.matrix.shape != (job.num_classes,) * 2):
         state = None
-    fresh = state is None
-    if fresh:
-        state = _State(fingerprint, np.zeros((job.num_classes,) * 2, np.int64), 0, 0.0,
-                       datetime.now(timezone.utc).isoformat())
-    elif state.done:
+    if state is None:
+        empty = np.zeros((job.num_classes,) * 2, np.int64)
+        return _State(fingerprint, empty, 0, 0.0, datetime.now(timezone.utc).isoformat()), True
+    if state.done:
         say(f"{job.model_id} [{job.protocol_name}]: resuming after {state.done} of {len(share)} images")
+    return state, False
 
-    writer = None
-    if job.server:
-        from repro.datasets import CityscapesSubmissionWriter
 
-        folder = output / SUBMISSION_DIR / result_filename(job.model_id, job.protocol_name)[: -len(".json")]
-        if fresh and ranks.rank == 0 and folder.exists():
-            shutil.rmtree(folder)  # predictions of an older, different run must not be zipped
-        _barrier(ranks)
-        writer = CityscapesSubmissionWriter(folder)
+def _submission_writer(job: EvalJob, output: Path, ranks: _Ranks, fresh: bool):
+    if not job.server:
+        return None
+    from repro.datasets import CityscapesSubmissionWriter
 
-    matrix = ConfusionMatrix.from_numpy(state.matrix, device=device)
-    done_before = state.done
-    clock = {"seconds_before": state.seconds, "start": time.perf_counter()}
-
-    def checkpoint_state() -> None:
-        state.matrix = matrix.to_numpy()
-        state.seconds = clock["seconds_before"] + (time.perf_counter() - clock["start"])
-        state.save(state_file)
-
-    with _upstream_numerics(device):
-        if state.done < len(share):
-            model = job.build_model().eval().to(device)
-            predictor = Predictor(
-                model, job.protocol, job.num_classes, getattr_or_key(job.protocol, "flip_pairs", ()), device,
-                max_batch=options.max_batch, precision=options.precision, resize_on_cpu=options.resize_on_cpu,
-            )
-            samples = _TransformedSamples(job.dataset, share[state.done :], job.protocol)
-            workers = _default_workers() if options.workers is None else max(0, options.workers)
-            clock["start"] = time.perf_counter()  # images/s measures evaluation, not model loading
-            if progress:
-                progress(state.done, len(share))
-            since_save = 0
-            try:
-                for item in _loader(samples, workers):
-                    if isinstance(item, _Failure):
-                        raise item.error
-                    sample_id, image, label, (height, width) = item
-                    scores = predictor(image, (height, width))
-                    prediction = scores.argmax(dim=0)  # first maximum on ties, as upstream
-                    del scores
-                    if writer is not None:
-                        writer.add(sample_id, prediction.to(torch.int64).cpu().numpy())
-                    elif label is None:
-                        raise DatasetError(f"{job.dataset_name} sample {sample_id} has no label in split {job.split}")
-                    else:
-                        if tuple(label.shape) != (height, width):
-                            raise DatasetError(f"label of {sample_id} is {tuple(label.shape)}, image is {(height, width)}")
-                        matrix.update(prediction, label.to(device, non_blocking=True))
-                    state.done += 1
-                    since_save += 1
-                    if since_save >= options.save_every:
-                        checkpoint_state()
-                        since_save = 0
-                    if progress:
-                        progress(state.done, len(share))
-            except RuntimeError as err:
-                checkpoint_state()
-                if device.type == "cuda" and "out of memory" in str(err).lower():
-                    raise ReproError(
-                        f"{job.model_id} [{job.protocol_name}]: out of GPU memory on {device}; "
-                        f"retry with --max-batch 1, another GPU, or --precision bf16 (not comparable)"
-                    ) from None
-                raise
-            except BaseException:
-                checkpoint_state()  # the matrix holds exactly `done` images: safe to resume from
-                raise
-            del predictor, model
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-        checkpoint_state()
-
-    session_images = state.done - done_before
-    evaluated, seconds = _gather(matrix, state, ranks, device)
-    if writer is not None:
-        _barrier(ranks)
-    finished = datetime.now(timezone.utc)
-
-    result = _make_result(job, options, ranks, device, matrix, writer, evaluated, total, count, seconds,
-                          datetime.fromisoformat(state.started), finished)
-    if ranks.rank == 0:
-        if writer is not None:
-            result.submission = str(writer.finish(expected_count=count))
-        write_result(result, output)
+    folder = output / SUBMISSION_DIR / result_filename(job.model_id, job.protocol_name)[: -len(".json")]
+    if fresh and ranks.rank == 0 and folder.exists():
+        shutil.rmtree(folder)  # predictions of an older, different run must not be zipped
     _barrier(ranks)
+    return CityscapesSubmissionWriter(folder)
+
+
+def _drop_state(state_file: Path) -> None:
     state_file.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         state_file.parent.rmdir()  # only when no other run keeps progress there
-    if session_images == 0 and not fresh:
-        say(f"{job.model_id} [{job.protocol_name}]: all images were already counted; result rewritten")
-    return result
+
+
+class _Session:
+    """One rank's running share: the matrix and counter, saved every N images or T seconds."""
+
+    def __init__(self, state: _State, matrix: ConfusionMatrix, state_file: Path, options: EngineOptions,
+                 device: torch.device):
+        self.state, self.matrix, self.state_file, self.device = state, matrix, state_file, device
+        self.every, self.every_seconds = options.save_every, options.save_every_seconds
+        self.seconds_before = state.seconds
+        self.start = self.last_save = time.perf_counter()
+        self.since_save = 0
+
+    def restart_clock(self) -> None:
+        """Time counts from here: images/s measures evaluation, not model building and loading."""
+        self.start = self.last_save = time.perf_counter()
+
+    def counted(self) -> None:
+        """One more image is fully in the matrix (call inside `_Interrupts.atomic`)."""
+        self.state.done += 1
+        self.since_save += 1
+        if self.since_save >= self.every or time.perf_counter() - self.last_save >= self.every_seconds:
+            self.save()
+
+    def save(self) -> None:
+        now = time.perf_counter()
+        self.state.matrix = self.matrix.to_numpy()
+        self.state.seconds = self.seconds_before + (now - self.start)
+        peaks = [p for p in (self.state.peak_memory, _peak_memory(self.device)) if p is not None]
+        self.state.peak_memory = max(peaks) if peaks else None
+        self.state.save(self.state_file)
+        self.last_save, self.since_save = now, 0
+
+
+def _peak_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    return process_peak_rss_bytes()
+
+
+def _build_model(job: EvalJob, device: torch.device, tell: PhaseCallback) -> torch.nn.Module:
+    tell("building model")
+    model = job.build_model()
+    if job.load_weights is not None:
+        tell("loading checkpoint")
+        job.load_weights(model)
+    return model.eval().to(device)
+
+
+def _evaluate_share(job, options, device, share, session: _Session, writer, progress, phase) -> None:
+    """Predict and count the images of this rank's share not counted yet."""
+    state = session.state
+    model = _build_model(job, device, phase or (lambda name: None))
+    predictor = Predictor(
+        model, job.protocol, job.num_classes, getattr_or_key(job.protocol, "flip_pairs", ()), device,
+        max_batch=options.max_batch, precision=options.precision, resize_on_cpu=options.resize_on_cpu,
+    )
+    samples = _TransformedSamples(job.dataset, share[state.done :], job.protocol)
+    workers = _default_workers() if options.workers is None else max(0, options.workers)
+    if phase:
+        phase("evaluating")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    flops = FlopCount() if state.flops_per_image is None else None
+    session.restart_clock()
+    if progress:
+        progress(state.done, len(share))
+    try:
+        with _Interrupts() as interrupts:
+            for item in _loader(samples, workers):
+                if isinstance(item, _Failure):
+                    raise item.error
+                sample_id, image, label, size = item
+                counting = flops is not None
+                with flops.counting() if counting else contextlib.nullcontext():
+                    scores = predictor(image, size)
+                prediction = scores.argmax(dim=0)  # first maximum on ties, as upstream
+                del scores
+                if flops is not None and flops.done:
+                    state.flops_per_image, flops = flops.flops, None
+                with interrupts.atomic():
+                    _count_image(job, session.matrix, writer, sample_id, prediction, label, size, device)
+                    session.counted()
+                if counting and state.done < len(share):
+                    # FlopCounterMode slows that image down (about 2x on a CPU): keep it out of the timing
+                    session.restart_clock()
+                    state.untimed += 1
+                if progress:
+                    progress(state.done, len(share))
+    except RuntimeError as err:
+        session.save()
+        if device.type == "cuda" and "out of memory" in str(err).lower():
+            raise ReproError(
+                f"{job.model_id} [{job.protocol_name}]: out of GPU memory on {device}; "
+                f"retry with --max-batch 1, another GPU, or --precision bf16 (not comparable)"
+            ) from None
+        raise
+    except BaseException:
+        session.save()  # the matrix holds exactly `done` images: safe to resume from
+        raise
+    del predictor, model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _count_image(job, matrix, writer, sample_id, prediction, label, size, device) -> None:
+    if writer is not None:
+        writer.add(sample_id, prediction.to(torch.int64).cpu().numpy())
+    elif label is None:
+        raise DatasetError(f"{job.dataset_name} sample {sample_id} has no label in split {job.split}")
+    else:
+        if tuple(label.shape) != tuple(size):
+            raise DatasetError(f"label of {sample_id} is {tuple(label.shape)}, image is {tuple(size)}")
+        matrix.update(prediction, label.to(device, non_blocking=True))
 
 
 def getattr_or_key(obj: Any, name: str, default: Any = None) -> Any:
@@ -540,20 +732,39 @@ def _gather(matrix: ConfusionMatrix, state: _State, ranks: _Ranks, device: torch
     return int(counts.item()), float(seconds.item())
 
 
-def _make_result(job, options, ranks, device, matrix, writer, evaluated, total, count, seconds, started, finished):
-    status = "server" if writer is not None else ("partial" if count < total else "complete")
-    metrics: dict[str, Any] = {}
-    if writer is None:
-        scores = matrix.scores()
-        miou = scores.miou * 100.0
-        metrics = {
-            "miou": miou,
-            "miou_rounded": round(miou, 2),
-            "aacc": scores.aacc * 100.0,
-            "macc": scores.macc * 100.0,
-            "per_class_iou": scores.per_class(list(job.class_names)),
-        }
-        metrics = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
+def _metrics(matrix: ConfusionMatrix, class_names: Sequence[str]) -> dict[str, Any]:
+    scores = matrix.scores()
+    miou = scores.miou * 100.0
+    metrics = {
+        "miou": miou,
+        "miou_rounded": round(miou, 2),
+        "aacc": scores.aacc * 100.0,
+        "macc": scores.macc * 100.0,
+        "per_class_iou": scores.per_class(list(class_names)),
+    }
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
+
+
+def _performance(state: _State, device: torch.device, ranks: _Ranks, evaluated: int, seconds: float) -> dict:
+    """images/s, s/image, peak memory, FLOPs per image and the share of the device's fp32 peak."""
+    cuda = device.type == "cuda"
+    timed = evaluated - state.untimed * ranks.world_size  # each rank leaves its counted image out
+    per_second = (timed / seconds) if seconds > 0 and timed > 0 else 0.0
+    peak = device_peak_flops(torch.cuda.get_device_name(device)) if cuda else None
+    return {
+        "images_per_second": per_second,
+        "seconds_per_image": (seconds / timed) if seconds > 0 and timed > 0 else None,
+        "peak_memory_bytes": state.peak_memory,
+        "peak_memory_kind": None if state.peak_memory is None else ("cuda-allocated" if cuda else "process-rss"),
+        "flops_per_image": state.flops_per_image,
+        "device_peak_flops": peak,
+        "peak_flops_fraction": peak_fraction(state.flops_per_image, per_second, ranks.world_size, peak),
+    }
+
+
+def _make_result(job, options, ranks, device, matrix, writer, evaluated, total, count, seconds, state, subset):
+    partial_reason = "subset" if subset else ("limit" if count < total else None)
+    status = "server" if writer is not None else ("partial" if partial_reason else "complete")
     cuda = device.type == "cuda"
     return EvalResult(
         model_id=job.model_id,
@@ -563,10 +774,13 @@ def _make_result(job, options, ranks, device, matrix, writer, evaluated, total, 
         split=job.split,
         data_root=job.data_root,
         status=status,
-        **metrics,
+        **(_metrics(matrix, job.class_names) if writer is None else {}),
         num_images=evaluated,
         num_images_total=total,
+        num_images_official=job.official_count if job.count_unit == "images" else None,
         limit=options.limit,
+        partial_reason=partial_reason,
+        variant=job.variant,
         checkpoint=job.checkpoint,
         checkpoint_sha256=job.checkpoint_sha256,
         precision=options.precision,
@@ -578,10 +792,10 @@ def _make_result(job, options, ranks, device, matrix, writer, evaluated, total, 
         engine={"max_batch": options.max_batch, "resize_on_cpu": options.resize_on_cpu},
         repro_version=repro.__version__,
         git_commit=_git_commit(),
-        started=started,
-        finished=finished,
+        started=datetime.fromisoformat(state.started),
+        finished=datetime.now(timezone.utc),
         seconds=seconds,
-        images_per_second=(evaluated / seconds) if seconds > 0 else 0.0,
+        **_performance(state, device, ranks, evaluated, seconds),
     )
 
 
@@ -617,13 +831,19 @@ def build_job(
     *,
     checkpoint: str | os.PathLike | None = None,
     data_root: str | os.PathLike | None = None,
+    variant: str | None = None,
 ) -> EvalJob:
-    """Resolve a manifest row, its protocol, checkpoint and dataset into an EvalJob."""
+    """Resolve a manifest row, its protocol, checkpoint and dataset into an EvalJob.
+
+    `variant` None is the row's default forward (the one its checkpoint was trained with)."""
     from repro.datasets import DATASETS, open_dataset
     from repro.manifest import load_manifest
     from repro.paths import dataset_root
 
+    from repro.models import row_variant
+
     entry = load_manifest().get(model_id)
+    variant = row_variant(entry, variant)
     protocol = entry.protocols.get(protocol_name)
     if protocol is None:
         have = ", ".join(entry.protocols) or "none"
@@ -642,11 +862,14 @@ def build_job(
     server = entry.eval == "server" or not getattr(dataset, "has_labels", True)
 
     def build_model() -> torch.nn.Module:
-        from repro.models import build_segmentor, load_checkpoint
+        from repro.models import build_segmentor
 
-        model = build_segmentor(entry.id)
+        return build_segmentor(entry.id, variant=variant)
+
+    def load_weights(model: torch.nn.Module) -> None:
+        from repro.models import load_checkpoint
+
         load_checkpoint(model, checkpoint_file)
-        return model.eval()
 
     return EvalJob(
         model_id=entry.id,
@@ -661,6 +884,10 @@ def build_job(
         checkpoint=str(checkpoint_file.resolve()),
         checkpoint_sha256=checkpoint_digest(checkpoint_file),
         server=server,
+        load_weights=load_weights,
+        official_count=spec.splits.get(entry.eval_split),
+        count_unit=spec.count_unit,
+        variant=variant,
     )
 
 
@@ -673,23 +900,31 @@ def evaluate(
     device: str = "auto",
     precision: str = "fp32",
     limit: int | None = None,
-    output: str | os.PathLike = "results",
+    output: str | os.PathLike | None = None,
     resume: bool = True,
     max_batch: int = 4,
     workers: int | None = None,
     save_every: int = 200,
+    save_every_seconds: float = 300.0,
     resize_on_cpu: bool = False,
+    allow_subset: bool = False,
+    variant: str | None = None,
     progress: ProgressCallback | None = None,
     log: LogCallback | None = None,
+    phase: PhaseCallback | None = None,
 ) -> EvalResult:
     """Evaluate one manifest row under one protocol ('single', 'flip' or 'ms+flip').
 
-    Writes `<output>/<id>__<protocol>.json` and returns the result; resumes an interrupted run
-    and returns a finished identical one without redoing it unless `resume=False`.
+    Writes `<output>/<id>__<protocol>.json` (output None: repro.paths.results_dir()) and returns
+    the result; resumes an interrupted run and returns a finished identical one without redoing
+    it unless `resume=False`. A dataset folder smaller than the official split is refused unless
+    `allow_subset` (or `limit`); its result is then partial (`partial_reason` "subset"). `variant`:
+    "training-era" or "upstream-head" (None = the row's default); recorded in the result.
     """
-    job = build_job(model_id, protocol_name, checkpoint=checkpoint, data_root=data_root)
+    job = build_job(model_id, protocol_name, checkpoint=checkpoint, data_root=data_root, variant=variant)
     options = EngineOptions(
         device=device, precision=precision, limit=limit, output=output, resume=resume,
-        max_batch=max_batch, workers=workers, save_every=save_every, resize_on_cpu=resize_on_cpu,
+        max_batch=max_batch, workers=workers, save_every=save_every, save_every_seconds=save_every_seconds,
+        resize_on_cpu=resize_on_cpu, allow_subset=allow_subset,
     )
-    return run_job(job, options, progress=progress, log=log)
+    return run_job(job, options, progress=progress, log=log, phase=phase)

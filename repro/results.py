@@ -10,13 +10,15 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from repro.errors import ReproError
 from repro.fileio import atomic_write_text  # noqa: F401  (re-exported for the report CLI)
+
+if TYPE_CHECKING:  # pandas loads in results_frame only: `repro status` reads results without it
+    import pandas as pd
 
 SCHEMA_VERSION = 1
 
@@ -41,8 +43,13 @@ class EvalResult(BaseModel):
     macc: float | None = None
     per_class_iou: dict[str, float | None] = Field(default_factory=dict)  # None where NaN
     num_images: int  # images evaluated
-    num_images_total: int  # images in the split
+    num_images_total: int  # images in the split folder evaluated
+    num_images_official: int | None = None  # images in the official split (None: unknown)
     limit: int | None = None
+    # Why a result is partial (never compared): "limit" (--limit N) or "subset" (the folder holds
+    # fewer images than the official split, accepted with --allow-subset). None when complete.
+    partial_reason: Literal["limit", "subset"] | None = None
+    variant: str = "upstream-head"  # which forward of the architecture was measured
     submission: str | None = None  # server runs: the zip to upload
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
@@ -59,8 +66,19 @@ class EvalResult(BaseModel):
     git_commit: str | None = None
     started: datetime
     finished: datetime
-    seconds: float
+    seconds: float  # evaluation time over all sessions (model building and loading excluded)
     images_per_second: float
+    # Performance (all optional: files written before these existed still load).
+    seconds_per_image: float | None = None
+    # Peak memory: "cuda-allocated" = torch.cuda.max_memory_allocated on the device (rank 0);
+    # "process-rss" = peak resident memory of the whole process so far (CPU runs), not the model's.
+    peak_memory_bytes: int | None = None
+    peak_memory_kind: Literal["cuda-allocated", "process-rss"] | None = None
+    # Convolution / matmul / attention FLOPs of one image's forward passes (torch's FlopCounterMode
+    # on the first image evaluated; images of another size cost proportionally more or less).
+    flops_per_image: float | None = None
+    device_peak_flops: float | None = None  # the device's dense fp32 peak (FLOP/s) when known
+    peak_flops_fraction: float | None = None  # achieved FLOP/s per device / device_peak_flops
 
 
 def result_filename(model_id: str, protocol: str) -> str:
@@ -92,5 +110,7 @@ def load_results(results_dir: str | os.PathLike) -> list[EvalResult]:
 
 def results_frame(results_dir: str | os.PathLike) -> pd.DataFrame:
     """All results of a folder as one table, one row per (model, protocol)."""
+    import pandas as pd
+
     rows = [json.loads(r.model_dump_json()) for r in load_results(results_dir)]
     return pd.json_normalize(rows, max_level=0) if rows else pd.DataFrame(columns=list(EvalResult.model_fields))

@@ -35,12 +35,21 @@ def test_named_protocol_missing_errors_for_an_id_and_skips_in_all():
     manifest = load_manifest()
     with pytest.raises(ReproError, match="no 'flip' protocol"):
         plan_runs(manifest, ["memorynetv2_aspp_resnet50os8_ade20k"], False, None, "flip")
-    runs, notes = plan_runs(manifest, None, True, "lip", "flip")
+    runs, lacking = plan_runs(manifest, None, True, "lip", "flip")
     lip_rows = [e for e in manifest.entries if e.dataset == "lip"]
     with_flip = [e.id for e in lip_rows if "flip" in e.protocols]
     assert [r.model_id for r in runs] == with_flip and all(r.protocol == "flip" for r in runs)
-    assert len(notes) == len(lip_rows) - len(with_flip) > 0
-    assert all(n.startswith("skipped ") for n in notes)
+    assert lacking == [e.id for e in lip_rows if "flip" not in e.protocols] and lacking
+
+
+def test_documented_measures_every_documented_number_of_every_row():
+    manifest = load_manifest()
+    runs, lacking = plan_runs(manifest, None, True, None, "documented")
+    assert lacking == []
+    planned = {(r.model_id, r.protocol) for r in runs}
+    documented = {(e.id, p) for e in manifest.entries for p, v in e.documented.items() if v is not None}
+    assert documented and documented <= planned
+    assert len(runs) == sum(len(e.protocols) for e in manifest.entries)
 
 
 def test_shards_partition_the_models():
@@ -75,22 +84,49 @@ def test_planning_errors():
         plan_runs(manifest, ["no_such_model"], False, None, "documented")
 
 
-def test_failures_in_all_are_reported_and_the_exit_code_is_nonzero(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))  # no cached checkpoints
+def test_nothing_fetched_prints_the_plan_and_one_fetch_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))  # no checkpoints, no datasets
     result = runner.invoke(app, ["eval", "--all", "--dataset", "voc", "--device", "cpu", "--output", str(tmp_path / "out")])
     assert result.exit_code == 1
     voc_ids = [e.id for e in load_manifest().entries if e.dataset == "voc"]
-    for model_id in voc_ids:  # every model was attempted (one failure did not stop the others)
-        assert f"repro fetch {model_id}" in result.output
-    assert "evaluation summary" in result.output
+    command = "repro fetch " + " ".join(voc_ids)
+    assert f"fetch them with: {command}" in result.stderr  # the error line
+    assert result.stderr.count("error:") == 1 and "Traceback" not in result.output
+    for model_id in voc_ids:  # the plan names each row and what it lacks
+        assert f"{model_id}  [not fetched: checkpoint + dataset]" in result.stdout
+    assert "dataset voc val: not found at" in result.stdout
+    assert "evaluation summary" not in result.output
+
+
+def test_all_with_nothing_fetched_names_repro_fetch_all(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    result = runner.invoke(app, ["eval", "--all", "--device", "cpu"])
+    assert result.exit_code == 1
+    runs = len(plan_runs(load_manifest(), None, True, None, "documented")[0])
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: nothing to evaluate: {runs} runs wait for files; fetch them with: repro fetch --all"
+    )
+    dry = runner.invoke(app, ["eval", "--all", "--device", "cpu", "--dry-run"])
+    assert dry.exit_code == 0 and "repro fetch --all" in dry.stdout and "error" not in dry.output
+    assert f"plan: {runs} run(s) on cpu" in dry.stdout
+
+
+def test_rows_without_the_protocol_are_named_in_the_plan(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    result = runner.invoke(app, ["eval", "--all", "--tta", "ms+flip", "--dataset", "lip", "--dry-run", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    lacking = [e for e in load_manifest().entries if e.dataset == "lip" and "ms+flip" not in e.protocols]
+    for entry in lacking:
+        assert f"{entry.id}  [no 'ms+flip' protocol; it has {', '.join(entry.protocols)}]" in result.stdout
+    assert f"{len(lacking)} row(s) have no 'ms+flip' protocol" in result.stdout
 
 
 def test_single_model_error_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
     result = runner.invoke(app, ["eval", "memorynetv2_upernet_resnet50os8_voc", "--device", "cpu"])
     assert result.exit_code == 1
-    assert result.output.strip().startswith("error: no cached checkpoint")
-    assert "Traceback" not in result.output
+    assert result.stderr.strip().startswith("error: no cached checkpoint")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
 # ---------------------------------------------------------------------------------------------

@@ -75,7 +75,8 @@ def lip_job(root: Path, dataset=None, sha: str = "a" * 64, factory=None) -> Eval
 
 
 def options(tmp_path: Path, **kw) -> EngineOptions:
-    return EngineOptions(device="cpu", output=tmp_path / "results", workers=0, save_every=1, **kw)
+    kw.setdefault("save_every", 1)
+    return EngineOptions(device="cpu", output=tmp_path / "results", workers=0, **kw)
 
 
 def independent_iou(root: Path, count: int) -> np.ndarray:
