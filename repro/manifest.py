@@ -6,10 +6,14 @@ when it is loaded instead of silently changing a test protocol.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import difflib
 import functools
+import hashlib
+import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -17,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from repro.errors import ManifestError, UnknownModelError
+from repro.fileio import atomic_write_text
 
 DEFAULT_PATH = Path(__file__).with_name("model_zoo.yaml")
 PROTOCOL_NAMES = ("single", "flip", "ms+flip")
@@ -236,11 +241,29 @@ def _describe(err: ValidationError, raw: dict) -> str:
 
 # libyaml's safe loader parses the 100 kB manifest ~4x faster than the pure-Python one (start-up time)
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# JSON copies of the bundled manifest's data, named by the YAML text's digest, like bytecode
+_DATA_CACHE = Path(__file__).with_name("__pycache__")
 
 
-def parse_manifest(text: str, source: str = "model_zoo.yaml") -> Manifest:
+def _yaml_data(text: str, cache_dir: Path | None):
+    """The YAML's data. With `cache_dir`, a JSON copy (10x faster to read) spares the parse next
+    time; validation still runs on it. Best effort: an unwritable folder only costs the speed."""
+    cached = cache_dir / f"model_zoo.{hashlib.sha256(text.encode()).hexdigest()[:20]}.json" if cache_dir else None
+    if cached is not None and cached.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            return json.loads(cached.read_text(encoding="utf-8"))
+    raw = yaml.load(text, Loader=_YAML_LOADER)
+    if cached is not None and not sys.dont_write_bytecode:
+        with contextlib.suppress(OSError, TypeError, ValueError):
+            dumped = json.dumps(raw)
+            if json.loads(dumped) == raw:  # e.g. a YAML date would not survive: then no copy
+                atomic_write_text(cached, dumped)
+    return raw
+
+
+def parse_manifest(text: str, source: str = "model_zoo.yaml", data_cache: Path | None = None) -> Manifest:
     try:
-        raw = yaml.load(text, Loader=_YAML_LOADER)
+        raw = _yaml_data(text, data_cache)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
@@ -255,7 +278,8 @@ def parse_manifest(text: str, source: str = "model_zoo.yaml") -> Manifest:
 
 @functools.lru_cache(maxsize=8)
 def _load_cached(path: str, mtime_ns: int) -> Manifest:
-    return parse_manifest(Path(path).read_text(encoding="utf-8"), source=path)
+    bundled = path == str(DEFAULT_PATH.resolve())
+    return parse_manifest(Path(path).read_text(encoding="utf-8"), source=path, data_cache=_DATA_CACHE if bundled else None)
 
 
 def load_manifest(path: str | os.PathLike | None = None) -> Manifest:

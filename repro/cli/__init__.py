@@ -1,18 +1,55 @@
 """The `repro` command line: a thin layer over the Python API.
 
-Each command group lives in its own module and registers itself on `app`.
+Each command group lives in its own module and registers itself on `app`. Importing this package
+must stay cheap (`repro --version` and `repro list` start in well under a second): command modules
+import torch, cv2, numpy, pandas, ... inside the command functions that need them.
 """
 
 from __future__ import annotations
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from repro import __version__
 from repro.errors import ReproError
 
 
-class _ReproGroup(TyperGroup):
+class _NaturalHelp:
+    """Help that reads as usual CLI help on typer >= 0.29, which prints a type after every
+    option (`--all <bool>`) and wraps required arguments in braces (`{model_id}`).
+
+    Flags show no type, and the usage line names arguments as `ID`, `[IDS]...`.
+    """
+
+    def get_params(self, ctx: typer.Context):
+        params = super().get_params(ctx)
+        for param in params:  # the --help option is created here, so it is covered too
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""  # typer prints the metavar instead of "<bool>"
+        return params
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                pieces.append(_usage_name(param))
+        if isinstance(self, TyperGroup):
+            pieces.append(self.subcommand_metavar)
+        return pieces
+
+
+def _usage_name(argument) -> str:
+    name = argument.metavar or (argument.name or "arg").upper()
+    if not argument.required:
+        name = f"[{name}]"
+    return name + ("..." if argument.nargs != 1 else "")
+
+
+class ReproCommand(_NaturalHelp, TyperCommand):
+    """Every `repro` command (the default of ReproTyper.command)."""
+
+
+class ReproGroup(_NaturalHelp, TyperGroup):
     """Turns a ReproError raised by any command into one line on stderr and its exit code."""
 
     def invoke(self, ctx: typer.Context):
@@ -21,18 +58,34 @@ class _ReproGroup(TyperGroup):
         except ReproError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
+        except BrokenPipeError:  # `repro list | head`: the reader left; click exits quietly
+            raise
         except OSError as err:  # full disk, permissions, ...: the OS's words, one line
             where = f": {err.filename}" if err.filename else ""
             typer.echo(f"error: {err.strerror or err}{where}", err=True)
             raise typer.Exit(1) from None
 
 
-app = typer.Typer(
-    cls=_ReproGroup,
+class ReproTyper(typer.Typer):
+    """typer.Typer whose commands and groups default to ReproCommand / ReproGroup.
+
+    Use it for command groups too (`data_app = ReproTyper(name="data", ...)`).
+    """
+
+    def __init__(self, *args, cls=None, **kwargs):
+        kwargs.setdefault("pretty_exceptions_enable", False)
+        super().__init__(*args, cls=cls or ReproGroup, **kwargs)
+
+    def command(self, *args, cls=None, **kwargs):
+        return super().command(*args, cls=cls or ReproCommand, **kwargs)
+
+
+_ReproGroup = ReproGroup  # the former private name
+
+app = ReproTyper(
     name="repro",
     help="Re-measure the published mIoU of the MCIBI / MCIBI++ (MemoryNetV2) model zoo.",
     no_args_is_help=True,
-    pretty_exceptions_enable=False,
     add_completion=False,
 )
 
@@ -55,7 +108,7 @@ def _root(
 # Command groups register themselves on `app` when imported.
 from repro.cli import zoo  # noqa: E402,F401
 
-for _optional in ("data", "fetch", "eval", "report"):
+for _optional in ("data", "fetch", "eval", "report", "status", "selftest"):
     try:
         __import__(f"repro.cli.{_optional}")
     except ModuleNotFoundError as err:  # a group still under construction

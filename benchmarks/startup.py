@@ -1,0 +1,77 @@
+"""Start-up time of the commands that do not run a model.
+
+Runs each command N times through the installed console script (a fresh process each time, as a
+user types it) and prints the median, min and max wall time. The target on the development
+machine is a median under 0.5 s for `repro --version` and `repro list`.
+
+    python benchmarks/startup.py              # 7 runs of each command
+    python benchmarks/startup.py --runs 15 --repro .venv/bin/repro
+    cd /tmp/old-checkout && python /work/main/benchmarks/startup.py --repro "python -m repro"
+
+Each command runs once untimed first (bytecode and manifest caches filled, as after a user's first
+run). PYTHONDONTWRITEBYTECODE is dropped from the children's environment unless --keep-env: with
+it set, every start recompiles repro's own modules, which no user's setup does by default. The
+time of `python -c pass` is printed too, to put the figures of a busy machine in proportion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+COMMANDS = (
+    ["--version"],
+    ["list"],
+    ["info", "mcibi_deeplabv3_r50_ade20k"],
+    ["fetch", "--where"],
+)
+
+
+def default_repro() -> str:
+    """The console script beside this interpreter (a venv's bin/), else the one on PATH."""
+    beside = Path(sys.executable).with_name("repro")
+    return str(beside) if beside.exists() else (shutil.which("repro") or "repro")
+
+
+def time_command(command: list[str], runs: int, env: dict[str, str]) -> list[float]:
+    times = []
+    for run in range(runs + 1):  # the first run fills the caches and is not counted
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if run:
+            times.append(time.perf_counter() - start)
+        if done.returncode != 0:
+            raise SystemExit(f"{' '.join(command)} failed: {done.stderr.decode().strip()}")
+    return times
+
+
+def report(label: str, times: list[float]) -> None:
+    print(f"{label:<45} {statistics.median(times):>7.3f}s {min(times):>7.3f}s {max(times):>7.3f}s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="runs per command (default 7)")
+    parser.add_argument("--repro", default=default_repro(), help="the command to time (default: the console script)")
+    parser.add_argument("--keep-env", action="store_true", help="keep PYTHONDONTWRITEBYTECODE if set")
+    args = parser.parse_args()
+    env = {**os.environ, "COLUMNS": "120"}
+    if not args.keep_env:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+    repro = shlex.split(args.repro)
+    print(f"{args.repro}, {args.runs} runs each, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(f"{'command':<45} {'median':>8} {'min':>8} {'max':>8}")
+    report("python -c pass", time_command([sys.executable, "-c", "pass"], args.runs, env))
+    for command in COMMANDS:
+        report("repro " + " ".join(command), time_command([*repro, *command], args.runs, env))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The command line starts fast and its help reads naturally, checked through real processes.
+
+Start-up: commands that do not run a model never import torch, cv2, pandas, ... (the time itself
+is measured by benchmarks/startup.py, not asserted here). Help: typer 0.29 prints `<bool>` after
+every flag and `{model_id}` in usage lines unless repro.cli's command classes are in charge.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MODEL = "mcibi_deeplabv3_r50_ade20k"
+HEAVY = ("torch", "cv2", "pandas", "numpy", "matplotlib", "scipy")
+# What `import repro.cli` may never pull in (the command modules import these inside commands).
+NOT_AT_IMPORT = (*HEAVY, "repro.models", "repro.inference", "repro.evaluate", "repro.datasets", "repro.fetch")
+
+# Run in a fresh interpreter: import repro.cli, run one command in-process (as the console script
+# would), then write the names of the modules loaded so far to the file named by argv[1].
+PROBE = """
+import json, sys
+out, args = sys.argv[1], json.loads(sys.argv[2])
+import repro.cli
+if args is not None:
+    try:
+        repro.cli.app(args, standalone_mode=False)
+    except SystemExit:
+        pass
+with open(out, "w") as f:
+    json.dump(sorted(sys.modules), f)
+"""
+
+
+def console_script() -> str:
+    beside = Path(sys.executable).with_name("repro")  # the venv running the tests
+    found = str(beside) if beside.exists() else shutil.which("repro")
+    assert found, "the repro console script is not installed (pip install -e .)"
+    return found
+
+
+@pytest.fixture
+def isolated_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REPRO_")}
+    env.update(REPRO_HOME=str(tmp_path / "home"), REPRO_DATA=str(tmp_path / "data"),
+               REPRO_RESULTS=str(tmp_path / "results"), COLUMNS="100")
+    return env
+
+
+def loaded_modules(tmp_path, env, args) -> set[str]:
+    out = tmp_path / "modules.json"
+    done = subprocess.run([sys.executable, "-c", PROBE, str(out), json.dumps(args)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(out.read_text()))
+
+
+def loaded(modules: set[str], names) -> list[str]:
+    return sorted(n for n in names if n in modules or any(m.startswith(n + ".") for m in modules))
+
+
+def test_import_of_the_cli_loads_nothing_heavy(tmp_path, isolated_env):
+    modules = loaded_modules(tmp_path, isolated_env, None)
+    assert "repro.cli.zoo" in modules  # the probe did import the command modules
+    assert loaded(modules, NOT_AT_IMPORT) == []
+    assert loaded(modules, ("pydantic", "yaml")) == []  # --version does not even read the manifest
+
+
+@pytest.mark.parametrize(
+    "args, forbidden",
+    [
+        (["--version"], HEAVY),
+        (["list"], HEAVY),
+        (["info", MODEL], HEAVY),
+        (["fetch", "--where"], ("torch", "cv2", "pandas", "numpy")),
+        (["report"], ("torch", "cv2")),  # pandas builds the report
+    ],
+)
+def test_commands_without_a_model_do_not_import_torch(tmp_path, isolated_env, args, forbidden):
+    modules = loaded_modules(tmp_path, isolated_env, args)
+    assert "repro.cli" in modules
+    assert loaded(modules, forbidden) == []
+
+
+def test_the_probe_would_see_torch(tmp_path, isolated_env):
+    """The check above can fail: a command that builds a model does load torch."""
+    probe_args = ["data", "check", "lip", "--root", str(tmp_path / "nowhere")]  # loads repro.datasets
+    modules = loaded_modules(tmp_path, isolated_env, probe_args)
+    assert loaded(modules, ("numpy",)) == ["numpy"]
+
+
+def run_repro(args, env) -> subprocess.CompletedProcess:
+    return subprocess.run([console_script(), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["eval", "--help"]])
+def test_help_reads_naturally(isolated_env, args):
+    done = run_repro(args, isolated_env)
+    assert done.returncode == 0, done.stderr
+    assert "Usage: repro" in done.stdout
+    assert "<bool>" not in done.stdout
+    assert "{" not in done.stdout and "}" not in done.stdout
+
+
+@pytest.mark.parametrize("args, usage", [
+    (["info"], "Usage: repro info [OPTIONS] ID"),
+    (["data", "check"], "Usage: repro data check [OPTIONS] DATASET"),
+    (["fetch"], "Usage: repro fetch [OPTIONS] [IDS]..."),
+    (["data"], "Usage: repro data [OPTIONS] COMMAND [ARGS]..."),
+])
+def test_usage_names_arguments_plainly(args, usage):
+    from typer.testing import CliRunner
+
+    from repro.cli import app
+
+    assert usage in CliRunner(env={"COLUMNS": "100"}).invoke(app, [*args, "--help"]).output
+
+
+def test_every_command_help_in_process():
+    """Every command and group, including ones added later, renders without typer's type tags."""
+    import typer
+    from typer.testing import CliRunner
+
+    from repro.cli import app
+
+    runner = CliRunner(env={"COLUMNS": "100"})
+    root = typer.main.get_command(app)
+    paths = [[]]
+    for name, command in root.commands.items():
+        paths.append([name])
+        paths += [[name, sub] for sub in getattr(command, "commands", {})]
+    for path in paths:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        assert "<bool>" not in result.output and "{" not in result.output, (path, result.output)
+
+
+def test_version_through_the_console_script(isolated_env):
+    from repro import __version__
+
+    done = run_repro(["--version"], isolated_env)
+    assert done.returncode == 0 and done.stdout.strip() == f"repro {__version__}"
+
+
+def test_manifest_data_cache_is_keyed_by_the_text_and_never_trusted_blindly(tmp_path, monkeypatch):
+    from repro.errors import ManifestError
+    from repro.manifest import DEFAULT_PATH, parse_manifest
+
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    text = DEFAULT_PATH.read_text(encoding="utf-8")
+    first = parse_manifest(text, data_cache=tmp_path)
+    (copy,) = tmp_path.glob("model_zoo.*.json")
+    assert parse_manifest(text, data_cache=tmp_path) == first  # read back from the JSON copy
+    copy.write_text("{not json", encoding="utf-8")
+    assert parse_manifest(text, data_cache=tmp_path) == first  # a broken copy: the YAML is parsed again
+    edited = text.replace("num_classes: 150", "num_classes: -1", 1)
+    with pytest.raises(ManifestError, match="num_classes"):  # another text, another key: validated
+        parse_manifest(edited, data_cache=tmp_path)
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    other = tmp_path / "other"
+    parse_manifest(text, data_cache=other)
+    assert not other.exists()  # PYTHONDONTWRITEBYTECODE: nothing written
+
+
+def test_constants_repeated_to_keep_imports_light_match_their_source():
+    import repro.cli.data
+    import repro.cli.report
+    import repro.cli.zoo
+    import repro.datasets.check
+    import repro.manifest
+    import repro.report
+
+    assert repro.cli.data.DEFAULT_SAMPLE == repro.datasets.check.DEFAULT_SAMPLE
+    assert repro.cli.report.DEFAULT_TOLERANCE == repro.report.DEFAULT_TOLERANCE
+    assert repro.cli.zoo.PROTOCOLS == repro.manifest.PROTOCOL_NAMES
