@@ -1,0 +1,335 @@
+"""Cluster launcher for `repro eval --launcher local|slurm`: one job per (model, protocol).
+
+It sits beside the CLI, outside the data path: each job calls `repro.evaluate.evaluate`, the
+same resumable entry point as `repro eval`, with the same output folder, so results land where a
+local run puts them, an interrupted job resumes from its saved progress when resubmitted, and a
+rerun of the launch submits only the (model, protocol) pairs without a finished result. A job
+with several GPUs runs one task per GPU; submitit exports the torch.distributed variables and the
+engine splits the images over the ranks (each image once, matrices summed).
+
+Jobs are sized from a cost estimate (`estimate_gpu_seconds`, swappable through `COST_MODEL`):
+GPU count from the estimate and a target wall time, time limit from the estimate with a margin.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from repro.errors import ReproError
+
+LAUNCHERS = ("local", "slurm")
+TARGET_JOB_SECONDS = 2 * 3600  # add GPUs to a job until its estimate fits in this
+TIME_MARGIN = 1.5  # the time limit is the estimate times this, plus SETUP_MINUTES
+SETUP_MINUTES = 10  # start-up, model build, checkpoint hashing, dataset listing
+MAX_MINUTES = 48 * 60
+LAUNCH_RECORD = "launched.json"  # under the log folder: job id per (model, protocol)
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    launcher: str = "local"  # "local" (submitit's LocalExecutor) or "slurm"
+    folder: Path | None = None  # submitit's logs and pickles (default: <output>/.submitit)
+    partition: str | None = None
+    max_gpus: int = 1  # GPUs per job at most; the estimate decides how many below that
+    time_min: int | None = None  # job time limit; None = from the estimate
+    account: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)  # --slurm-opt key=value (sbatch options)
+    wait: bool = False  # block until every job ends (always for the local launcher)
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    model_id: str
+    protocol: str
+    gpu_seconds: float  # estimated, on one GPU
+    gpus: int
+    minutes: int
+
+    @property
+    def name(self) -> str:
+        return f"repro-{self.model_id}-{self.protocol}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Cost estimate: repro.plan's (FLOP table x pixels per protocol x images / assumed device speed)
+
+CLUSTER_GPU = "A100"  # the GPU the time limits assume (repro.plan's speed for it); a rough figure
+
+
+def gpu_seconds_per_flop() -> float:
+    from repro.plan import DeviceInfo
+
+    return 1.0 / DeviceInfo("cuda", CLUSTER_GPU).flops_per_second()
+
+
+def images_in_split(entry: Any) -> int:
+    """The official image count of the row's evaluation split."""
+    from repro.datasets import DATASETS
+
+    spec = DATASETS[entry.dataset]
+    return spec.splits.get(entry.eval_split, max(spec.splits.values()))
+
+
+def estimate_gpu_seconds(model_id: str, protocol_name: str, limit: int | None = None, row: Any = None) -> float:
+    """Single-GPU seconds for one (model, protocol): from the plan's row when given (it looked at
+    the dataset), else from the manifest, the official image count and a typical image size."""
+    if row is not None and row.flops_per_image and row.images:
+        return row.flops_per_image * row.images * gpu_seconds_per_flop()
+    from repro.manifest import load_manifest
+    from repro.plan import FIXED_SIZE_DATASETS, TYPICAL_IMAGE_SIZE, estimated_flops_per_image, passes_per_image
+
+    entry = load_manifest().get(model_id)
+    size = TYPICAL_IMAGE_SIZE[entry.dataset]
+    passes = passes_per_image(entry.protocols[protocol_name], size, entry.dataset in FIXED_SIZE_DATASETS)
+    flops = estimated_flops_per_image(entry.upstream_config, passes.pixels) or 2e12 * passes.pixels / 512**2
+    images = images_in_split(entry) if limit is None else min(limit, images_in_split(entry))
+    return flops * images * gpu_seconds_per_flop()
+
+
+COST_MODEL: Callable[..., float] = estimate_gpu_seconds  # (model_id, protocol, limit, row) -> seconds
+
+
+def plan_job(model_id: str, protocol: str, options: LaunchOptions, limit: int | None = None, row: Any = None) -> JobPlan:
+    seconds = COST_MODEL(model_id, protocol, limit, row)
+    gpus = max(1, min(options.max_gpus, math.ceil(seconds / TARGET_JOB_SECONDS)))
+    minutes = options.time_min or math.ceil(seconds * TIME_MARGIN / gpus / 60) + SETUP_MINUTES
+    return JobPlan(model_id, protocol, seconds, gpus, int(min(max(minutes, 1), MAX_MINUTES)))
+
+
+# ---------------------------------------------------------------------------------------------
+# What still needs a job
+
+
+def is_finished(model_id: str, protocol: str, eval_kwargs: dict[str, Any]) -> bool:
+    """A result file for this (model, protocol) exists, made with the same protocol settings,
+    precision, limit and checkpoint file, not older than that file. (Cheap: no hashing of
+    checkpoints on the submitting host; `--force` resubmits anyway.)"""
+    from repro.manifest import load_manifest
+    from repro.results import read_result, result_filename
+
+    path = Path(eval_kwargs["output"]) / result_filename(model_id, protocol)
+    if not path.is_file():
+        return False
+    try:
+        result = read_result(path)
+    except ReproError:
+        return False
+    settings = load_manifest().get(model_id).protocols[protocol].model_dump(mode="json")
+    return (result.settings == settings and result.precision == eval_kwargs.get("precision", "fp32")
+            and result.limit == eval_kwargs.get("limit") and result.status in ("complete", "partial", "server")
+            and _same_checkpoint(result, eval_kwargs.get("checkpoint")))
+
+
+def _same_checkpoint(result: Any, checkpoint: Any) -> bool:
+    """The result's checkpoint is the one asked for (if any), still there and not replaced since."""
+    if not result.checkpoint:
+        return checkpoint is None
+    used = Path(result.checkpoint)
+    if checkpoint is not None and Path(checkpoint).expanduser().resolve() != used.resolve():
+        return False
+    try:
+        return used.stat().st_mtime <= result.finished.timestamp()
+    except OSError:
+        return False
+
+
+def pending(runs: Iterable[Any], eval_kwargs: dict[str, Any]) -> list[Any]:
+    """The runs (objects with model_id and protocol) to submit: all with resume off, else those
+    without a finished result."""
+    runs = list(runs)
+    if not eval_kwargs.get("resume", True):
+        return runs
+    return [run for run in runs if not is_finished(run.model_id, run.protocol, eval_kwargs)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The job
+
+
+def run_one(
+    model_id: str, protocol: str, eval_kwargs: dict[str, Any], dataset_roots: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """What each job executes: one resumable evaluation (one rank per task with several GPUs)."""
+    _export_distributed()
+    from repro.evaluate import evaluate
+
+    with _dataset_roots(dataset_roots):
+        result = evaluate(model_id, protocol, **eval_kwargs)
+    return {"model_id": model_id, "protocol": protocol, "status": result.status, "miou": result.miou,
+            "num_images": result.num_images, "world_size": result.world_size}
+
+
+def _dataset_roots(roots: dict[str, str] | None):
+    """The --dataset-root overrides of the submitting command, inside the job."""
+    import contextlib
+
+    if not roots:
+        return contextlib.nullcontext()
+    from repro.paths import dataset_root_overrides
+
+    return dataset_root_overrides({name: Path(path) for name, path in roots.items()})
+
+
+def _export_distributed() -> None:
+    """Under a submitit job of several tasks, set RANK/WORLD_SIZE/MASTER_* for torch.distributed."""
+    try:
+        import submitit
+
+        env = submitit.JobEnvironment()
+    except (ImportError, RuntimeError):
+        return  # not inside a submitit job
+    if env.num_tasks > 1:
+        from submitit.helpers import TorchDistributedEnvironment
+
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Submission
+
+
+def executor_parameters(plan: JobPlan, options: LaunchOptions) -> dict[str, Any]:
+    """submitit AutoExecutor parameters for one job (generic names plus slurm_* ones)."""
+    params: dict[str, Any] = {"name": plan.name, "timeout_min": plan.minutes, "tasks_per_node": plan.gpus,
+                              "nodes": 1}
+    if options.launcher == "slurm":
+        params.update(gpus_per_node=plan.gpus, cpus_per_task=max(2, min(8, os.cpu_count() or 2)))
+        if options.partition:
+            params["slurm_partition"] = options.partition
+        if options.account:
+            params["slurm_account"] = options.account
+        if options.extra:
+            params["slurm_additional_parameters"] = dict(options.extra)
+    return params
+
+
+def parse_slurm_opts(items: Sequence[str] | None) -> dict[str, str]:
+    """['qos=high', 'constraint=a100'] -> {'qos': 'high', 'constraint': 'a100'}."""
+    parsed = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ReproError(f"--slurm-opt takes key=value (an sbatch option without '--'), not '{item}'")
+        parsed[key.strip().lstrip("-").replace("-", "_")] = value.strip()
+    return parsed
+
+
+def _executor(options: LaunchOptions, folder: Path):
+    try:
+        import submitit
+    except ImportError:
+        raise ReproError("the cluster launcher needs submitit: pip install submitit") from None
+    if options.launcher not in LAUNCHERS:
+        raise ReproError(f"unknown launcher '{options.launcher}'; use one of {', '.join(LAUNCHERS)}")
+    try:
+        return submitit.AutoExecutor(folder=folder / "%j", cluster=options.launcher)
+    except RuntimeError as err:  # e.g. no sbatch on this machine
+        raise ReproError(f"cannot use the {options.launcher} launcher here: {str(err).splitlines()[0]}") from None
+
+
+def _absolute(eval_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Paths as the job must see them (it may start in another folder)."""
+    fixed = dict(eval_kwargs)
+    for key in ("output", "checkpoint", "data_root"):
+        if fixed.get(key) is not None:
+            fixed[key] = str(Path(fixed[key]).expanduser().resolve())
+    return fixed
+
+
+def submit(
+    runs: Iterable[Any], eval_kwargs: dict[str, Any], options: LaunchOptions, *,
+    dataset_roots: dict[str, Any] | None = None, plan_rows: Sequence[Any] = (), say: Callable[[str], None] = print,
+) -> list[tuple[JobPlan, Any]]:
+    """Submit one job per unfinished run; returns (plan, submitit job) pairs. `plan_rows`
+    (repro.plan rows) give the cost estimates where they cover a run."""
+    rows = {(row.model_id, row.protocol): row for row in plan_rows}
+    eval_kwargs = _absolute(eval_kwargs)
+    roots = {name: str(Path(path).expanduser().resolve()) for name, path in (dataset_roots or {}).items()}
+    folder = Path(options.folder or Path(eval_kwargs["output"]) / ".submitit").resolve()
+    runs = list(runs)
+    todo = pending(runs, eval_kwargs)
+    if len(todo) < len(runs):
+        say(f"{len(runs) - len(todo)} of {len(runs)} runs already have a result (use --force to redo them)")
+    if not todo:
+        return []
+    executor = _executor(options, folder)
+    submitted = []
+    for run in todo:
+        plan = plan_job(run.model_id, run.protocol, options, eval_kwargs.get("limit"),
+                        rows.get((run.model_id, run.protocol)))
+        executor.update_parameters(**executor_parameters(plan, options))
+        job = executor.submit(run_one, run.model_id, run.protocol, eval_kwargs, roots or None)
+        submitted.append((plan, job))
+        say(f"submitted {job.job_id}: {run.model_id} {run.protocol} "
+            f"({plan.gpus} GPU, {plan.minutes} min, est. {plan.gpu_seconds / 3600:.1f} GPU-h)")
+    _record(folder, submitted)
+    return submitted
+
+
+def _record(folder: Path, submitted: list[tuple[JobPlan, Any]]) -> None:
+    from repro.fileio import atomic_write_text
+
+    path = folder / LAUNCH_RECORD
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    for plan, job in submitted:
+        known[f"{plan.model_id}__{plan.protocol}"] = {"job_id": str(job.job_id), "gpus": plan.gpus,
+                                                      "minutes": plan.minutes, "folder": str(folder)}
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(known, indent=2, sort_keys=True) + "\n")
+
+
+def wait(submitted: list[tuple[JobPlan, Any]], *, say: Callable[[str], None] = print) -> int:
+    """Block until every job ends; print one line each; returns the number that failed."""
+    failed = 0
+    for plan, job in submitted:
+        try:
+            summary = job.result()
+        except Exception as err:  # submitit re-raises the job's error with its log
+            failed += 1
+            last = [line for line in str(err).strip().splitlines() if line.strip()]
+            say(f"job {job.job_id} {plan.model_id} {plan.protocol}: failed: {last[-1] if last else type(err).__name__}")
+            continue
+        miou = "n/a" if summary.get("miou") is None else f"{summary['miou']:.2f}"
+        say(f"job {job.job_id} {plan.model_id} {plan.protocol}: {summary['status']}, mIoU {miou}")
+    return failed
+
+
+def check_cli_options(launcher: str | None, slurm: dict[str, Any]) -> None:
+    """Before any work: --slurm-* options only with --launcher slurm; --slurm-opt well formed."""
+    given = [k for k in ("partition", "account", "extra", "time_min") if slurm.get(k)]
+    if given and launcher is None:
+        raise ReproError("--slurm-* options need --launcher slurm")
+    if given and launcher != "slurm":
+        raise ReproError("--slurm-* options apply to --launcher slurm only")
+    parse_slurm_opts(slurm.get("extra"))
+
+
+def launch_from_cli(
+    runs: Sequence[Any], launcher: str, eval_kwargs: dict[str, Any], slurm: dict[str, Any], *,
+    dataset_roots: dict[str, Any] | None = None, plan_rows: Sequence[Any] = (), say: Callable[[str], None] = print,
+) -> int:
+    """`repro eval --launcher ...`: submit, then (local launcher, or --wait) wait; returns failures."""
+    check_cli_options(launcher, slurm)
+    options = LaunchOptions(
+        launcher=launcher, partition=slurm.get("partition"), max_gpus=int(slurm.get("max_gpus") or 1),
+        time_min=slurm.get("time_min"), account=slurm.get("account"), extra=parse_slurm_opts(slurm.get("extra")),
+        wait=bool(slurm.get("wait")) or launcher == "local",
+    )
+    submitted = submit(runs, eval_kwargs, options, dataset_roots=dataset_roots, plan_rows=plan_rows, say=say)
+    if not submitted:
+        say("nothing to submit")
+        return 0
+    if not options.wait:
+        say(f"{len(submitted)} job(s) submitted; logs in {submitted[0][1].paths.folder.parent}; "
+            f"rerun the same command to resubmit unfinished ones")
+        return 0
+    return wait(submitted, say=say)

@@ -1,0 +1,435 @@
+"""`repro selftest`: does this machine compute what the reference computes?
+
+Two kinds of check, each against a fixed bar:
+
+* architecture: for one upstream config of every architecture family (ResNet-50/101 DeepLabV3,
+  MCIBI++ ASPP / PPM / UPerNet heads, ResNeSt, HRNet, ViT-L, Swin-L), the network built with the
+  deterministic fill of the parity fixtures (repro.models.fill) runs on the shipped fixture input
+  (1x3x75x113). On the CPU its logits are compared with upstream's (the fixtures shipped in
+  `repro/selftest_data/`); on a GPU the device's float32 logits (TF32 off) are also compared with
+  the CPU's. Bar: max |ours - ref| <= 1e-4 * max |ref|.
+* pipeline: a tiny filled network evaluates a few synthetic images under each protocol kind
+  (whole single, flip, ms+flip, slide ms+flip) through the real engine (`run_job`: transform,
+  inference, confusion matrix, result file), and the mIoU must equal the one of upstream's loop
+  (`reference_predict`) on the CPU and, on a GPU, the CPU engine's. The result files then go
+  through `repro.report`, so one command shows model, protocol, metric, result and report working.
+
+The outcome (device, driver, torch, cuDNN, every difference, pass/fail, date) is written to
+`<cache_home>/selftest/<device>.json`; `latest_selftest(device)` reads it back so that results
+can cite it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import repro
+from repro.errors import ReproError
+from repro.fileio import atomic_write_text
+from repro.paths import cache_home
+
+TOLERANCE = 1e-4  # of max |reference logit|, as the parity fixtures (FILL.md)
+MIOU_TOLERANCE = 1e-6  # mIoU points: the pipeline must give the same number, not a close one
+DATA_DIR = Path(__file__).with_name("selftest_data")
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # what the output prints
+    config: str  # upstream config; its fixture is DATA_DIR/<config>.npz
+    quick: bool = False  # part of --quick
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("MCIBI R-50 DeepLabV3", "mcibi_deeplabv3_resnet50os8_cityscapes", quick=True),
+    Family("MCIBI R-101 DeepLabV3", "mcibi_deeplabv3_resnet101os8_cityscapes"),
+    Family("MCIBI ResNeSt-101", "mcibi_deeplabv3_resnest101os8_cityscapes"),
+    Family("MCIBI HRNetV2-W48", "mcibi_deeplabv3_hrnetv2w48_cityscapes"),
+    Family("MCIBI ViT-L", "mcibi_deeplabv3_vitlarge_ade20k"),
+    Family("MCIBI++ R-50 (no context)", "mcibiplusplus_resnet50os8_cityscapes"),
+    Family("MCIBI++ ASPP R-101", "mcibiplusplus_aspp_resnet101os8_cityscapes"),
+    Family("MCIBI++ PPM R-50", "mcibiplusplus_ppm_resnet50os8_cityscapes", quick=True),
+    Family("MCIBI++ UPerNet R-50", "mcibiplusplus_upernet_resnet50os8_lip"),
+    Family("MCIBI++ ASPP HRNetV2-W48", "mcibiplusplus_aspp_hrnetv2w48_cityscapes"),
+    Family("MCIBI++ UPerNet Swin-L", "mcibiplusplus_upernet_swinlarge_lip", quick=True),
+)
+
+
+@dataclass
+class Check:
+    """One line of the self-test: a family's logits or one protocol kind's mIoU."""
+
+    kind: str  # "architecture" | "pipeline"
+    name: str
+    subject: str  # upstream config or protocol name
+    values: dict[str, float]  # what was compared, e.g. {"cpu-fixture": 4.7e-06}
+    bar: float
+    passed: bool
+    note: str = ""
+
+
+@dataclass
+class SelftestReport:
+    device: str
+    environment: dict[str, Any]
+    quick: bool
+    warnings: list[str]
+    checks: list[Check] = field(default_factory=list)
+    date: str = ""
+    seconds: float = 0.0
+    report_summary: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(check.passed for check in self.checks)
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "passed": self.passed, "repro_version": repro.__version__}, indent=2) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# Environment
+
+
+def numerics_warnings() -> list[str]:
+    """Global settings under which float32 is computed in reduced precision."""
+    found = []
+    if torch.backends.cuda.matmul.allow_tf32:
+        found.append("torch.backends.cuda.matmul.allow_tf32 is True (TF32 matmuls)")
+    if torch.backends.cudnn.allow_tf32 and torch.cuda.is_available():
+        found.append("torch.backends.cudnn.allow_tf32 is True (TF32 convolutions; PyTorch's default)")
+    if torch.get_float32_matmul_precision() != "highest":
+        found.append(f"torch.get_float32_matmul_precision() is '{torch.get_float32_matmul_precision()}', not 'highest'")
+    return found
+
+
+@contextlib.contextmanager
+def strict_fp32():
+    """float32 as upstream's test script computes it (TF32 off everywhere), restored afterwards."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
+        torch.set_float32_matmul_precision(saved[2])
+
+
+def _driver_version() -> str | None:
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines()
+    return lines[0].strip() if out.returncode == 0 and lines else None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    cuda = device.type == "cuda"
+    return {
+        "device": device_label(device),
+        "driver": _driver_version() if cuda else None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "cpu_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def device_label(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return "cpu"
+
+
+def resolve(device: str | None) -> torch.device:
+    """None/'auto': the GPU if there is one, else the CPU; errors as `repro eval --device`."""
+    from repro.evaluate import resolve_device
+
+    return resolve_device(device or "auto")
+
+
+# ---------------------------------------------------------------------------------------------
+# Architecture checks
+
+
+def fixture_input() -> torch.Tensor:
+    with np.load(DATA_DIR / "input.npz") as data:
+        return torch.from_numpy(data["input"].copy())
+
+
+def fixture_logits(config: str) -> torch.Tensor:
+    path = DATA_DIR / f"{config}.npz"
+    if not path.is_file():
+        raise ReproError(f"selftest fixture {path} is missing; reinstall repro")
+    with np.load(path) as data:
+        return torch.from_numpy(data["logits"].copy())
+
+
+def build_filled(config: str) -> nn.Module:
+    """The network of `config` with the fixtures' deterministic weights, eval mode, CPU."""
+    from repro.models import build_architecture, fill_model
+
+    return fill_model(build_architecture(config)).eval()
+
+
+def relative_difference(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    """max |ours - reference| / max |reference| (float64)."""
+    ours, reference = ours.detach().cpu().double(), reference.detach().cpu().double()
+    if ours.shape != reference.shape:
+        return float("inf")
+    return float((ours - reference).abs().max() / reference.abs().max().clamp_min(1e-30))
+
+
+def check_architecture(family: Family, device: torch.device) -> Check:
+    model = build_filled(family.config)  # outside inference mode: the memory caches by tensor version
+    x = fixture_input()
+    with strict_fp32(), torch.no_grad():
+        cpu_logits = model(x).float()
+        values = {"cpu-fixture": relative_difference(cpu_logits, fixture_logits(family.config))}
+        if device.type != "cpu":
+            device_logits = model.to(device)(x.to(device)).float()
+            values[f"{device.type}-cpu"] = relative_difference(device_logits, cpu_logits)
+    worst = max(values.values())
+    note = "" if worst <= TOLERANCE else f"{_worst_name(values)} {worst:.1e} > bar {TOLERANCE:.0e}"
+    return Check("architecture", family.name, family.config, values, TOLERANCE, worst <= TOLERANCE, note)
+
+
+def _worst_name(values: dict[str, float]) -> str:
+    return max(values, key=lambda name: values[name])
+
+
+# ---------------------------------------------------------------------------------------------
+# Pipeline check: synthetic images through the real engine, every protocol kind
+
+PIPELINE_DATASET = "lip"  # 20 classes with left/right channel pairs, so the flip swap is exercised
+PIPELINE_SIZES = ((41, 57), (64, 48), (37, 75), (50, 50))  # odd and portrait sizes on purpose
+_NORMALIZE = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
+_LIP_PAIRS = [[15, 14], [17, 16], [19, 18]]
+
+
+def _protocol(mode: str, scales: Sequence[float], flip: bool, probs: bool, keep_ratio: bool) -> dict:
+    return {
+        "upstream_block": "selftest", "resize": {"output_size": [48, 64], "keep_ratio": keep_ratio},
+        "normalize": _NORMALIZE, "mode": mode,
+        "crop_size": [24, 32] if mode == "slide" else None, "stride": [16, 20] if mode == "slide" else None,
+        "scales": list(scales), "flip": flip, "flip_pairs": _LIP_PAIRS if flip else [], "probs_before_resize": probs,
+    }
+
+
+PIPELINE_PROTOCOLS: dict[str, dict] = {
+    "single": _protocol("whole", [1.0], False, False, True),
+    "flip": _protocol("whole", [1.0], True, False, False),
+    "ms+flip": _protocol("whole", [0.5, 0.75, 1.0, 1.25], True, True, True),
+    "slide-ms+flip": _protocol("slide", [0.75, 1.0, 1.5], True, True, False),
+}
+
+
+class SyntheticSplit:
+    """A few seeded random images with labels (ignore pixels included), like an EvalDataset."""
+
+    def __init__(self, num_classes: int, sizes: Sequence[tuple[int, int]] = PIPELINE_SIZES, seed: int = 0):
+        from repro.datasets.base import Sample
+
+        rng = np.random.default_rng(seed)
+        self.samples = []
+        for index, (height, width) in enumerate(sizes):
+            image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            label = rng.integers(-1, num_classes, (height, width)).astype(np.int64)
+            self.samples.append(Sample(f"synthetic_{index}", image, label, Path(f"synthetic_{index}.png")))
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def ids(self) -> list[str]:
+        return [sample.id for sample in self.samples]
+
+    def __getitem__(self, index: int):
+        return self.samples[index]
+
+
+def tiny_network(num_classes: int) -> nn.Module:
+    """conv-BN-ReLU x2 + 1x1 classifier, output stride 2, with the deterministic fill."""
+    from repro.models import fill_model
+
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, num_classes, 1),
+    )
+    return fill_model(net).eval()
+
+
+def _pipeline_model_id() -> str:
+    """A real LIP row of the manifest, so that the report can place the synthetic results."""
+    from repro.manifest import load_manifest
+
+    return next(e.id for e in load_manifest().entries if e.dataset == PIPELINE_DATASET)
+
+
+def _engine_miou(name: str, dataset: SyntheticSplit, device: torch.device, output: Path, model_id: str):
+    from repro.datasets import DATASETS
+    from repro.evaluate import EngineOptions, EvalJob, run_job
+
+    job = EvalJob(
+        model_id=model_id, protocol_name=name, protocol=PIPELINE_PROTOCOLS[name], dataset=dataset,
+        dataset_name=PIPELINE_DATASET, split="val", data_root="<synthetic>",
+        class_names=DATASETS[PIPELINE_DATASET].class_names,
+        build_model=lambda: tiny_network(DATASETS[PIPELINE_DATASET].num_classes),
+        checkpoint_sha256="selftest",
+    )
+    # limit = all but one image: the result is honestly 'partial', never compared with a document
+    options = EngineOptions(device=str(device), output=output, workers=0, resume=False, limit=len(dataset) - 1)
+    return run_job(job, options)
+
+
+def reference_miou(name: str, dataset: SyntheticSplit, count: int) -> float:
+    """mIoU (percent) of upstream's test loop transcription on the CPU, first `count` images."""
+    from repro.datasets import DATASETS, test_transform
+    from repro.inference import reference_predict
+    from repro.metrics import ConfusionMatrix
+
+    num_classes = DATASETS[PIPELINE_DATASET].num_classes
+    model, protocol = tiny_network(num_classes), PIPELINE_PROTOCOLS[name]
+    matrix = ConfusionMatrix(num_classes)
+    with strict_fp32():
+        for index in range(count):
+            sample = dataset[index]
+            scores = reference_predict(model, test_transform(sample.image, protocol), protocol, num_classes,
+                                       output_size=sample.label.shape)
+            matrix.update(scores.argmax(0), torch.from_numpy(sample.label))
+    return matrix.scores().miou * 100.0
+
+
+def check_pipeline(name: str, device: torch.device, output: Path, model_id: str) -> Check:
+    dataset = SyntheticSplit(20)
+    cpu = _engine_miou(name, dataset, torch.device("cpu"), output / "cpu", model_id)
+    values = {"cpu": cpu.miou, "reference": reference_miou(name, dataset, cpu.num_images)}
+    if device.type != "cpu":
+        values[device.type] = _engine_miou(name, dataset, device, output / device.type, model_id).miou
+    spread = max(values.values()) - min(values.values())
+    passed = spread <= MIOU_TOLERANCE
+    note = "" if passed else "mIoU differs: " + ", ".join(f"{k} {v:.6f}" for k, v in values.items())
+    return Check("pipeline", f"pipeline {name}", name, values, MIOU_TOLERANCE, passed, note)
+
+
+def report_summary(results_dir: Path, model_id: str) -> str:
+    """The pipeline's result files through repro.report: its summary line (and report.md beside them)."""
+    from repro.manifest import load_manifest
+    from repro.report import build_report, render_markdown, status_counts
+
+    frame = build_report(load_manifest(), results_dir, ids=[model_id], measured_only=True)
+    atomic_write_text(results_dir / "report.md", render_markdown(frame))
+    counts = ", ".join(f"{n} {status}" for status, n in status_counts(frame).items() if n)
+    return f"{len(frame)} rows ({counts or 'none'})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Running, printing, recording
+
+
+def families(quick: bool) -> list[Family]:
+    return [f for f in FAMILIES if f.quick or not quick]
+
+
+def format_check(check: Check) -> str:
+    """One line, under 80 columns: status, name, the differences (and why it failed)."""
+    status = "ok  " if check.passed else "FAIL"
+    if check.kind == "architecture":
+        shown = "  ".join(f"{k} {v:.1e}" for k, v in check.values.items())
+    else:
+        shown = "mIoU " + "  ".join(f"{k} {v:.4f}" for k, v in check.values.items())
+    line = f"  {status}  {check.name:<27} {shown}"
+    return line if check.passed else f"{line}\n        {check.note}"
+
+
+def run_selftest(
+    device: str | None = None, quick: bool = False, *, say: Say = print, output: Path | None = None,
+) -> SelftestReport:
+    """Run every check, printing one line per check through `say`; returns the report."""
+    started = time.perf_counter()
+    target = resolve(device)
+    report = SelftestReport(device_label(target), environment(target), quick, numerics_warnings())
+    for warning in report.warnings:
+        say(f"warning: {warning}; repro evaluates with it off, but your own code may not")
+    where = f"{target.type} vs cpu and cpu vs fixtures" if target.type != "cpu" else "cpu vs shipped fixtures"
+    say(f"architectures ({where}; bar {TOLERANCE:.0e} of max|logit|):")
+    for family in families(quick):
+        report.checks.append(check_architecture(family, target))
+        say(format_check(report.checks[-1]))
+    say(f"pipeline (synthetic images, engine vs reference loop; bar {MIOU_TOLERANCE:.0e} mIoU):")
+    _run_pipeline(report, target, output, say)
+    report.date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    report.seconds = round(time.perf_counter() - started, 1)
+    return report
+
+
+def _run_pipeline(report: SelftestReport, target: torch.device, output: Path | None, say: Say) -> None:
+    folder = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="repro-selftest-"))
+    try:
+        model_id = _pipeline_model_id()
+        for name in PIPELINE_PROTOCOLS:
+            report.checks.append(check_pipeline(name, target, folder, model_id))
+            say(format_check(report.checks[-1]))
+        report.report_summary = report_summary(folder / "cpu", model_id)
+        say(f"  report of the pipeline's result files: {report.report_summary}")
+    finally:
+        if output is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _slug(label: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", label.split(" (")[0]).strip("-") or "device"
+
+
+def record_path(device_label_text: str) -> Path:
+    """<cache_home>/selftest/<device>.json, e.g. .../selftest/cuda-0.json."""
+    return cache_home() / "selftest" / f"{_slug(device_label_text)}.json"
+
+
+def record(report: SelftestReport) -> Path:
+    path = record_path(report.device)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, report.to_json())
+    return path
+
+
+def latest_selftest(device: str | torch.device) -> dict[str, Any] | None:
+    """The recorded outcome of the last selftest on `device` ('cpu', 'cuda:0', a result's device
+    label such as 'cuda:0 (NVIDIA H200)'), as {path, date, passed, device, torch, ...}; None if none."""
+    label = str(device)
+    if label.strip().lower() == "cuda":
+        label = "cuda:0"
+    path = record_path(label)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    env = data.get("environment", {})
+    return {"path": str(path), "date": data.get("date"), "passed": data.get("passed"), "device": data.get("device"),
+            "torch": env.get("torch"), "driver": env.get("driver"), "cudnn": env.get("cudnn"), "quick": data.get("quick")}

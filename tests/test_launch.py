@@ -1,0 +1,174 @@
+"""`repro eval --launcher local|slurm`: job sizing, what is (re)submitted, a real local job, sbatch script."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from synthetic_data import make_lip
+from typer.testing import CliRunner
+
+from repro import launch
+from repro.cli import app
+from repro.cli.eval import PlannedRun
+from repro.manifest import DEFAULT_PATH, load_manifest
+
+runner = CliRunner()
+MODEL = "memorynetv2_ppm_resnet50os8_lip"
+
+
+def _small_manifest(path: Path) -> Path:
+    """The bundled manifest reduced to MODEL, its single protocol at 64x48 (cheap on CPU)."""
+    raw = yaml.safe_load(DEFAULT_PATH.read_text(encoding="utf-8"))
+    entry = next(e for e in raw["models"] if e["id"] == MODEL)
+    entry["protocols"]["single"]["resize"] = {"output_size": [64, 48], "keep_ratio": False}
+    raw["models"] = [entry]
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def small_setup(tmp_path, monkeypatch):
+    """A one-model manifest, a synthetic LIP split and a filled checkpoint (paths as a dict)."""
+    from repro.models import build_segmentor, fill_model
+
+    monkeypatch.setenv("REPRO_MANIFEST", str(_small_manifest(tmp_path / "zoo.yaml")))
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    make_lip(tmp_path / "data" / "LIP", n_val=3)
+    checkpoint = tmp_path / "filled.pth"
+    torch.save({"model": fill_model(build_segmentor(MODEL)).state_dict()}, checkpoint)
+    return {"data": tmp_path / "data", "checkpoint": checkpoint, "out": tmp_path / "out"}
+
+
+def _eval_args(setup: dict) -> list[str]:
+    return ["eval", MODEL, "--tta", "single", "--checkpoint", str(setup["checkpoint"]), "--data-root",
+            str(setup["data"]), "--limit", "2", "--device", "cpu", "--workers", "0", "--output", str(setup["out"])]
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizing from the cost estimate
+
+
+def test_jobs_are_sized_from_the_estimate():
+    manifest = load_manifest()
+    entry = next(e for e in manifest.entries if {"single", "ms+flip"} <= set(e.protocols) and e.dataset == "ade20k")
+    single = launch.estimate_gpu_seconds(entry.id, "single")
+    msflip = launch.estimate_gpu_seconds(entry.id, "ms+flip")
+    assert 0 < single < msflip  # six scales with flip cost more than one pass
+    assert launch.estimate_gpu_seconds(entry.id, "single", limit=10) < single
+
+    one = launch.plan_job(entry.id, "ms+flip", launch.LaunchOptions(launcher="slurm", max_gpus=1))
+    many = launch.plan_job(entry.id, "ms+flip", launch.LaunchOptions(launcher="slurm", max_gpus=64))
+    assert one.gpus == 1 and 1 <= many.gpus <= 64
+    assert many.gpus == min(64, max(1, math.ceil(msflip / launch.TARGET_JOB_SECONDS)))
+    assert many.minutes <= one.minutes and one.minutes >= msflip / 60
+    fixed = launch.plan_job(entry.id, "ms+flip", launch.LaunchOptions(launcher="slurm", time_min=33))
+    assert fixed.minutes == 33
+
+
+def test_cost_model_can_be_swapped(monkeypatch):
+    monkeypatch.setattr(launch, "COST_MODEL", lambda model_id, protocol, limit, row: 10 * 3600.0)
+    plan = launch.plan_job(MODEL, "single", launch.LaunchOptions(launcher="slurm", max_gpus=8))
+    assert plan.gpus == 5 and plan.gpu_seconds == 36000.0
+
+
+def test_executor_parameters():
+    plan = launch.JobPlan(MODEL, "single", 100.0, 2, 45)
+    options = launch.LaunchOptions(launcher="slurm", partition="gpu", account="lab", extra={"qos": "high"})
+    params = launch.executor_parameters(plan, options)
+    assert params["timeout_min"] == 45 and params["gpus_per_node"] == 2 and params["tasks_per_node"] == 2
+    assert params["slurm_partition"] == "gpu" and params["slurm_account"] == "lab"
+    assert params["slurm_additional_parameters"] == {"qos": "high"}
+    local = launch.executor_parameters(plan, launch.LaunchOptions(launcher="local"))
+    assert not any(key.startswith("slurm_") for key in local)
+    assert launch.parse_slurm_opts(["qos=high", "--mail-type=END"]) == {"qos": "high", "mail_type": "END"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--slurm-partition", "gpu"], "need --launcher slurm"),
+    (["--launcher", "local", "--slurm-account", "lab"], "--launcher slurm only"),
+    (["--launcher", "slurm", "--slurm-opt", "qos"], "key=value"),
+])
+def test_bad_launcher_options_are_one_line(small_setup, args, message):
+    result = runner.invoke(app, _eval_args(small_setup) + args)
+    assert result.exit_code == 1, result.output
+    assert result.output.strip().startswith("error:") and message in result.output
+    assert "Traceback" not in result.output and not small_setup["out"].exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# A real job through submitit's LocalExecutor
+
+
+@pytest.mark.slow  # ~35 s: a job process imports torch and builds a ResNet-50
+def test_local_launcher_runs_the_job_and_resubmits_only_unfinished(small_setup, tmp_path):
+    from repro.evaluate import evaluate
+
+    result = runner.invoke(app, _eval_args(small_setup) + ["--launcher", "local"])
+    assert result.exit_code == 0, result.output
+    assert "submitted" in result.output and "partial, mIoU" in result.output
+    written = json.loads((small_setup["out"] / f"{MODEL}__single.json").read_text())
+    assert written["status"] == "partial" and written["num_images"] == 2
+    here = evaluate(MODEL, "single", checkpoint=small_setup["checkpoint"], data_root=small_setup["data"],
+                    device="cpu", limit=2, workers=0, output=tmp_path / "here")
+    assert written["miou"] == here.miou  # the job computed what an in-process run computes
+    assert json.loads((small_setup["out"] / ".submitit" / launch.LAUNCH_RECORD).read_text())[f"{MODEL}__single"]
+
+    again = runner.invoke(app, _eval_args(small_setup) + ["--launcher", "local"])
+    assert again.exit_code == 0 and "1 of 1 runs already have a result" in again.output
+    assert "nothing to submit" in again.output and "submitted" not in again.output.replace("nothing to submit", "")
+
+
+def test_pending_runs(small_setup, tmp_path):
+    from repro.evaluate import evaluate
+
+    out = tmp_path / "results"
+    evaluate(MODEL, "single", checkpoint=small_setup["checkpoint"], data_root=small_setup["data"], device="cpu",
+             limit=1, workers=0, output=out)
+    runs = [PlannedRun(MODEL, "single")]
+    same = {"output": out, "limit": 1, "precision": "fp32", "resume": True}
+    assert launch.pending(runs, same) == []
+    assert launch.pending(runs, {**same, "resume": False}) == runs  # --force
+    assert launch.pending(runs, {**same, "limit": 2}) == runs  # another evaluation
+    assert launch.pending(runs, {**same, "precision": "bf16"}) == runs
+    assert launch.pending(runs, {**same, "output": tmp_path / "empty"}) == runs
+    assert launch.pending(runs, {**same, "checkpoint": small_setup["checkpoint"]}) == []
+    assert launch.pending(runs, {**same, "checkpoint": tmp_path / "other.pth"}) == runs
+    small_setup["checkpoint"].touch()  # replaced after the result was written
+    os.utime(small_setup["checkpoint"], (2e9, 2e9))
+    assert launch.pending(runs, same) == runs
+
+
+# ---------------------------------------------------------------------------------------------
+# SLURM: the sbatch script submitit writes, with stand-in sbatch/srun on PATH
+
+
+def _fake_slurm(bin_dir: Path) -> None:
+    bin_dir.mkdir()
+    for name, body in {"sbatch": 'echo "Submitted batch job 4242"', "srun": "exit 0",
+                       "sacct": "exit 0", "scancel": "exit 0"}.items():
+        path = bin_dir / name
+        path.write_text(f"#!/bin/sh\n{body}\n")
+        path.chmod(path.stat().st_mode | stat.S_IEXEC)
+
+
+def test_slurm_launcher_writes_the_sized_sbatch_script(small_setup, tmp_path, monkeypatch):
+    _fake_slurm(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    args = _eval_args(small_setup) + ["--launcher", "slurm", "--slurm-partition", "gpu", "--slurm-account", "lab",
+                                      "--slurm-time-min", "30", "--slurm-opt", "qos=high"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "submitted 4242" in result.output and "1 job(s) submitted" in result.output
+    scripts = list((small_setup["out"] / ".submitit").rglob("*_submission.sh"))
+    assert len(scripts) == 1
+    script = scripts[0].read_text()
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --time=30", "#SBATCH --qos=high",
+                 "#SBATCH --gpus-per-node=1", f"#SBATCH --job-name=repro-{MODEL}-single"):
+        assert line in script, line

@@ -1,0 +1,143 @@
+"""`repro selftest` on the CPU: fixtures, pipeline, failure lines, the recorded outcome."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from repro import selftest
+from repro.cli import app
+
+runner = CliRunner()
+SMALL = selftest.Family("MCIBI++ R-50 (no context)", "mcibiplusplus_resnet50os8_cityscapes", quick=True)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def small(monkeypatch):
+    """One cheap family and two protocol kinds (whole and slide), to keep the default suite fast."""
+    monkeypatch.setattr(selftest, "FAMILIES", (SMALL,))
+    kept = {name: selftest.PIPELINE_PROTOCOLS[name] for name in ("flip", "slide-ms+flip")}
+    monkeypatch.setattr(selftest, "PIPELINE_PROTOCOLS", kept)
+
+
+def _perturbed_build(original):
+    def build(config):
+        model = original(config)
+        with torch.no_grad():
+            first_conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+            first_conv.weight.mul_(1.01)  # a 1% error in one early layer
+        return model
+
+    return build
+
+
+def test_every_family_has_its_fixture():
+    assert len(selftest.FAMILIES) >= 11 and len({f.config for f in selftest.FAMILIES}) == len(selftest.FAMILIES)
+    assert selftest.fixture_input().shape == (1, 3, 75, 113)
+    for family in selftest.FAMILIES:
+        assert selftest.fixture_logits(family.config).dim() == 4
+    assert {f.name for f in selftest.families(quick=True)} < {f.name for f in selftest.FAMILIES}
+
+
+def test_small_selftest_passes_records_and_reports(home, small, tmp_path):
+    result = runner.invoke(app, ["selftest", "--device", "cpu", "--output", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if not line.startswith("recorded: ")]  # a path
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    assert any(line.startswith("  ok    MCIBI++ R-50") for line in lines)
+    assert "selftest passed on cpu" in result.output
+    assert (tmp_path / "out" / "cpu" / "report.md").is_file()  # the result files went through repro.report
+
+    recorded = json.loads((home / "selftest" / "cpu.json").read_text())
+    assert recorded["passed"] is True and recorded["device"] == "cpu"
+    assert recorded["environment"]["torch"] == torch.__version__
+    (arch,) = [c for c in recorded["checks"] if c["kind"] == "architecture"]
+    assert 0 <= arch["values"]["cpu-fixture"] <= selftest.TOLERANCE
+    pipeline = [c for c in recorded["checks"] if c["kind"] == "pipeline"]
+    assert [c["subject"] for c in pipeline] == ["flip", "slide-ms+flip"]
+    assert all(c["values"]["cpu"] == pytest.approx(c["values"]["reference"], abs=1e-9) for c in pipeline)
+    latest = selftest.latest_selftest("cpu")
+    assert latest["passed"] is True and latest["path"].endswith("cpu.json") and latest["date"] == recorded["date"]
+
+
+def test_a_perturbed_model_fails_with_a_clear_line(home, small, monkeypatch):
+    monkeypatch.setattr(selftest, "build_filled", _perturbed_build(selftest.build_filled))
+    result = runner.invoke(app, ["selftest", "--device", "cpu"])
+    assert result.exit_code == 1
+    assert "  FAIL  MCIBI++ R-50 (no context)" in result.output
+    assert "cpu-fixture" in result.output and "> bar 1e-04" in result.output
+    assert "selftest FAILED (1 of 3 checks)" in result.output
+    assert "Traceback" not in result.output
+    assert json.loads((home / "selftest" / "cpu.json").read_text())["passed"] is False
+
+
+def test_a_broken_flip_in_the_engine_fails_the_pipeline(tmp_path, monkeypatch):
+    import repro.inference
+
+    monkeypatch.setattr(repro.inference, "swap_channel_pairs", lambda scores, pairs: scores)
+    check = selftest.check_pipeline("flip", torch.device("cpu"), tmp_path, selftest._pipeline_model_id())
+    assert not check.passed and "mIoU differs" in check.note
+    assert check.values["cpu"] != check.values["reference"]
+
+
+def test_reduced_precision_is_warned():
+    previous = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.set_float32_matmul_precision("medium")
+    try:
+        warnings = selftest.numerics_warnings()
+        with selftest.strict_fp32():
+            assert torch.get_float32_matmul_precision() == "highest"
+            assert not torch.backends.cuda.matmul.allow_tf32
+        assert torch.get_float32_matmul_precision() == "medium"  # restored
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous[0]
+        torch.set_float32_matmul_precision(previous[1])
+    assert any("allow_tf32" in w for w in warnings)
+    assert any("'medium'" in w for w in warnings)
+
+
+def test_a_bad_device_is_one_line(home):
+    result = runner.invoke(app, ["selftest", "--device", "tpu"])
+    assert result.exit_code == 1 and result.output.strip() == "error: bad device 'tpu'; use auto, cpu, cuda or cuda:N"
+
+
+def test_record_names_and_missing_record(home):
+    assert selftest.record_path("cuda:0 (NVIDIA H200)").name == "cuda-0.json"
+    assert selftest.record_path("cpu").name == "cpu.json"
+    assert selftest.latest_selftest("cuda:1") is None
+
+
+@pytest.mark.slow
+def test_quick_selftest_on_cpu_passes(home):
+    result = runner.invoke(app, ["selftest", "--quick", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("  ok  ") == len(selftest.families(quick=True)) + len(selftest.PIPELINE_PROTOCOLS)
+
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_tiny_on_cpu(tmp_path):
+    """benchmarks/gpu_check.sh --tiny: selftest --quick and one small Predictor vs reference case."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
+    env = {**os.environ, "OUT": str(tmp_path / "out"), "PYTHON": sys.executable, "REPRO_HOME": str(tmp_path / "home")}
+    done = subprocess.run(["bash", str(script), "--tiny"], env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    figures = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
+    (case,) = figures["cases"]
+    assert case["case"] == "ade20k" and case["argmax_agreement_percent"] == 100.0
+    assert case["engine_seconds_per_image"] > 0 and case["reference_seconds_per_image"] > 0
+    assert json.loads((tmp_path / "out" / "selftest.json").read_text())["passed"] is True
