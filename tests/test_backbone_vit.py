@@ -217,3 +217,48 @@ def test_vit_large_matches_upstream_fixture_statistics():
         ref_std = fixture[f"backbone_net.out{index}.channel_std"]
         assert np.abs(mean - ref_mean).max() <= 1e-4 * np.abs(ref_mean).max()
         assert np.abs(std - ref_std).max() <= 1e-4 * np.abs(ref_std).max()
+
+
+# ---- the position-embedding grid of the checkpoint (img_size 473 in 2021, 512 today) ----
+
+def test_checkpoint_grid_is_taken_and_forwards_as_a_model_built_for_it():
+    # Upstream's 2021 COCO-Stuff-10k config built img_size 473 (29x29 grid + class token = 842
+    # tokens); a model built for 512 that adapts to such a checkpoint must forward exactly as a
+    # model built with the checkpoint's img_size (what upstream ran), resized or not.
+    from repro.models import load_checkpoint
+
+    trained = tiny_vit(img_size=(58, 58))  # 58 // 8 = 7: a 7x7 grid, 50 tokens
+    adapted = tiny_vit(img_size=(64, 64))  # 8x8 grid, 65 tokens
+    assert tuple(adapted.pos_embed.shape) == (1, 65, 32)
+    load_checkpoint(adapted, trained.state_dict())
+    assert adapted.pos_grid == (7, 7) and tuple(adapted.pos_embed.shape) == (1, 50, 32)
+    for size in ((56, 56), (75, 113), (64, 64)):  # the 7x7 grid itself (no resize), odd, the old 8x8
+        images = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(size[1]))
+        with torch.no_grad():
+            for ours, reference in zip(adapted(images), trained(images)):
+                assert torch.equal(ours, reference), size
+
+
+@pytest.mark.parametrize("tokens", [842, 1025], ids=["2021-img473", "current-img512"])
+def test_vit_large_config_loads_either_position_embedding(tokens):
+    from repro.models import build_architecture, load_checkpoint
+
+    with torch.device("meta"):  # shapes only: no 300M-parameter fill
+        model = build_architecture("mcibi_deeplabv3_vitlarge_cocostuff10k")
+        state = build_architecture("mcibi_deeplabv3_vitlarge_cocostuff10k").state_dict()
+    state["backbone_net.pos_embed"] = torch.zeros(1, tokens, 1024, device="meta")
+    load_checkpoint(model, {"model": state})
+    side = math.isqrt(tokens - 1)
+    assert model.backbone_net.pos_grid == (side, side)
+    assert tuple(model.backbone_net.pos_embed.shape) == (1, tokens, 1024)
+
+
+def test_a_position_embedding_of_no_square_grid_is_a_shape_error():
+    from repro.errors import CheckpointError
+    from repro.models import load_checkpoint
+
+    model = tiny_vit(img_size=(64, 64))
+    state = model.state_dict()
+    state["pos_embed"] = torch.zeros(1, 61, 32)  # 60 grid tokens: no square grid
+    with pytest.raises(CheckpointError, match=r"pos_embed is \(1, 61, 32\) in the checkpoint but \(1, 65, 32\)"):
+        load_checkpoint(model, state)

@@ -9,46 +9,19 @@ max |ours - ref| <= 1e-4 * max |ref|. On failure the message names the first top
 
 from __future__ import annotations
 
-import gzip
 import json
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from parity_support import PARITY_DIR, upstream_filled_checkpoint, upstream_keys
 
-from repro.models import TRAINING_ONLY_PREFIXES, build_architecture, deterministic_fill, load_checkpoint
+from repro.models import TRAINING_ONLY_PREFIXES, build_architecture, load_checkpoint
 from repro.models.backbones import BackboneUnavailableError
 
-FIXTURES = Path(__file__).parent / "fixtures"
-PARITY_DIR = FIXTURES / "parity"
-KEYS_FILE = FIXTURES / "upstream_state_dict_keys.json.gz"
 # Relative tolerance of FILL.md, used for the logits and for the per-module statistics.
 RELATIVE_TOLERANCE = 1e-4
 FIXTURE_CONFIGS = sorted(p.stem for p in PARITY_DIR.glob("*.npz"))
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64}
-
-
-@lru_cache(maxsize=1)
-def upstream_keys() -> dict[str, list[tuple[str, tuple[int, ...], str]]]:
-    with gzip.open(KEYS_FILE, "rt") as f:
-        raw = json.load(f)
-    return {config: [(k, tuple(shape), dtype) for k, shape, dtype in rows] for config, rows in raw.items()}
-
-
-def upstream_filled_checkpoint(model: torch.nn.Module, config: str) -> dict:
-    """Upstream's published format ({'model': state_dict}) with every upstream key, filled per FILL.md.
-
-    Integer tensors keep the values the model builds (training-only ones, absent from the model,
-    are zeros).
-    """
-    own = model.state_dict()
-    template = {
-        key: own[key] if key in own else torch.zeros(shape, dtype=DTYPES[dtype])
-        for key, shape, dtype in upstream_keys()[config]
-    }
-    return {"model": deterministic_fill(template)}
 
 
 def channel_stats(output: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:

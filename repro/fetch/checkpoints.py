@@ -95,6 +95,9 @@ def _write_lock_record(model_id: str, record: dict | None) -> None:
 def _state_dict_of(obj) -> Mapping:
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         return obj["model"]
+    if isinstance(obj, Mapping) and isinstance(obj.get("model_ema"), Mapping):
+        raise CheckpointError("holds only 'model_ema' (moving-average weights), not the 'model' weights upstream "
+                              "evaluates; usable only deliberately (repro.models.load_checkpoint(..., ema=True))")
     if isinstance(obj, Mapping):
         return obj
     raise CheckpointError("holds no state dict")

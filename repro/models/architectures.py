@@ -4,7 +4,8 @@ The table below records, for every sssegmentation config of the two zoos, the op
 test-time network as the config sets them (read from the upstream config files; facts only).
 Configs of one family differ in more than the class count: LIP MCIBI ResNet heads use
 LeakyReLU, the MCIBI ViT-L ADE20k ASPP uses dilations 1/6/12/18, two HRNet configs drop the
-stem's first ReLU ("mcibi_version"), the MCIBI++ heads vary in whether the context branch has a
+stem's first ReLU ("mcibi_version"; the other four HRNet configs too in their "training-era"
+variant, see ERA_STEM_CONFIGS), the MCIBI++ heads vary in whether the context branch has a
 self-attention block, in the decoders' kernel sizes, in ASPP vs PPM, in the FPN width, and one
 config gathers the memory with the pixel-representation logits: the 55 configs build 34 distinct
 networks (class counts aside), not one per backbone/head family. Options that add or reshape
@@ -15,11 +16,11 @@ weights are checked against upstream's state-dict keys by the tests; the others
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from torch import nn
 
-from ..errors import UnknownModelError
+from ..errors import ReproError, UnknownModelError
 from .backbones import BACKBONES, build_backbone
 
 # Class count of each dataset suffix of the upstream config names.
@@ -33,6 +34,22 @@ DATASET_NUM_CLASSES = {
     "vspw": 124,
 }
 DEFAULT_ASPP_DILATIONS = (1, 12, 24, 36)
+
+# Forwards a config can be run with. "upstream-head": upstream's current code as the config says.
+# "training-era": the forward its checkpoint was trained with, where that differs (see below);
+# for every other config the two names give the same network.
+VARIANTS = ("training-era", "upstream-head")
+DEFAULT_VARIANT = "upstream-head"
+# Upstream's HRNet stem had no ReLU after bn1 from 2020 until commit 4602275d (2025-06-08,
+# "refactor hrnet"), which added `x = self.relu(x)` there. Every MCIBI / MCIBI++ HRNet checkpoint
+# was trained before that; upstream later set `mcibi_version=True` (the old stem) only in the two
+# Cityscapes HRNet configs, so these four run today with a stem they were never trained with.
+ERA_STEM_CONFIGS = frozenset({
+    "mcibi_deeplabv3_hrnetv2w48_ade20k",
+    "mcibi_deeplabv3_hrnetv2w48_cocostuff10k",
+    "mcibi_deeplabv3_hrnetv2w48_lip",
+    "mcibiplusplus_aspp_hrnetv2w48_lip",
+})
 
 
 @dataclass(frozen=True)
@@ -153,6 +170,26 @@ def architecture_spec(upstream_config: str) -> ArchSpec:
         raise UnknownModelError(f"unknown upstream config {upstream_config!r}{hint}") from None
 
 
+def config_variants(upstream_config: str) -> tuple[str, ...]:
+    """The distinct forwards of a config, the default first (the one its checkpoint was trained with)."""
+    return VARIANTS if upstream_config in ERA_STEM_CONFIGS else (DEFAULT_VARIANT,)
+
+
+def check_variant(variant: str, name: str) -> str:
+    """`variant` if it is a known name (both are accepted for every config), else one line naming `name`."""
+    if variant not in VARIANTS:
+        raise ReproError(f"unknown variant {variant!r} for {name}; valid: {', '.join(VARIANTS)}",
+                         exit_code=2)
+    return variant
+
+
+def variant_spec(spec: ArchSpec, upstream_config: str, variant: str) -> ArchSpec:
+    """The spec of `variant`: the training-era HRNet stem where upstream's current config lost it."""
+    if variant == "training-era" and upstream_config in ERA_STEM_CONFIGS:
+        return replace(spec, hrnet_mcibi_version=True)
+    return spec
+
+
 def build_from_spec(spec: ArchSpec, num_classes: int) -> nn.Module:
     """The segmentor for `spec` with `num_classes` outputs (train mode, default init)."""
     from .mcibi import MCIBISegmentor
@@ -178,16 +215,19 @@ def build_from_spec(spec: ArchSpec, num_classes: int) -> nn.Module:
     raise ValueError(f"unknown method {spec.method!r}")
 
 
-def build_architecture(upstream_config: str, num_classes: int | None = None) -> nn.Module:
+def build_architecture(upstream_config: str, num_classes: int | None = None,
+                       variant: str = DEFAULT_VARIANT) -> nn.Module:
     """The network upstream config `upstream_config` builds, in eval mode, float32, on the current
     default device (CPU unless a `torch.device` context says otherwise), with default weights.
 
-    `num_classes` defaults to the config's own class count.
+    `num_classes` defaults to the config's own class count; `variant` is one of `VARIANTS`
+    ("training-era" differs from "upstream-head" only for `ERA_STEM_CONFIGS`).
     """
-    spec = architecture_spec(upstream_config)
+    spec = variant_spec(architecture_spec(upstream_config), upstream_config, check_variant(variant, upstream_config))
     if num_classes is None:
         num_classes = config_num_classes(upstream_config)
     model = build_from_spec(spec, num_classes)
     model.upstream_config = upstream_config
     model.arch_spec = spec
+    model.variant = variant
     return model.float().eval()

@@ -1,15 +1,17 @@
 """Load upstream (sssegmentation) checkpoints into the bundled segmentors.
 
-Accepted input: a path to a file saved with `torch.save`, or an already loaded object; either a
-bare state dict or upstream's published format, a dict whose `model` entry is the state dict
-(other entries such as the optimizer state are ignored). A `module.` prefix (DataParallel /
+Accepted input: a path to a file saved with `torch.save` (zip or legacy format), or an already
+loaded object; either a bare state dict or one of upstream's containers, a dict whose `model`
+entry is the state dict (other entries such as epoch counters, optimizer or grad-scaler state
+are ignored; `ema=True` takes `model_ema`). A `module.` prefix (DataParallel /
 DistributedDataParallel) is stripped. Files are read with `weights_only=True`: a pickle that
 would run arbitrary code is refused.
 
 Keys are matched exactly. Weights of training-only modules are recognised by
 `TRAINING_ONLY_PREFIXES` and skipped; any other key the model lacks, or any model key the
 checkpoint lacks, is an error (except BatchNorm's `num_batches_tracked` counters, which do not
-affect inference and which torch itself fills in when absent).
+affect inference and which torch itself fills in when absent). A module may take a shape from
+the checkpoint before the comparison (`adapt_to_checkpoint`: the ViT position-embedding grid).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,8 @@ DATASET_BY_NUM_CLASSES = {
     124: "VSPW",
 }
 # Keys whose first dimension is the class count, in the order they are consulted.
-CLASS_COUNT_KEYS = ("memory_module.memory", "decoder_stage2.4.weight", "decoder_cls.conv2.weight")
+MEMORY_KEY = "memory_module.memory"
+CLASS_COUNT_KEYS = (MEMORY_KEY, "decoder_stage2.4.weight", "decoder_cls.conv2.weight")
 MAX_LISTED = 3
 ZIP_MAGIC = b"PK\x03\x04"
 PICKLE_PROTO = b"\x80"
@@ -104,13 +107,36 @@ def _first_line(err: BaseException) -> str:
     return first[:160] or type(err).__name__
 
 
-def extract_state_dict(obj: Any, origin: str = "checkpoint") -> dict[str, torch.Tensor]:
-    """The state dict inside a loaded checkpoint object (upstream's {'model': sd} or a bare sd),
-    with any `module.` prefix removed."""
-    if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
-        obj = obj["model"]
-    elif isinstance(obj, Mapping) and "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-        obj = obj["state_dict"]
+# Containers upstream's training scripts wrote, newest last: 2021 {'epoch', 'model', 'optimizer'},
+# 2022 on {'cur_epoch', 'cur_iter', 'optimizer', 'model'}, re-saved {'model'}, and current training
+# may add 'model_ema' (an exponential moving average of the weights) and 'grad_scaler'.
+# Upstream's test script evaluates 'model' unless asked for --ema: so do we.
+MODEL_KEY, EMA_KEY, OTHER_STATE_KEY = "model", "model_ema", "state_dict"
+
+
+def _select_weights(obj: Any, origin: str, ema: bool) -> Any:
+    """The state-dict part of a loaded container (the object itself when it is a bare state dict)."""
+    if not isinstance(obj, Mapping):
+        return obj
+    wanted = EMA_KEY if ema else MODEL_KEY
+    if isinstance(obj.get(wanted), Mapping):
+        return obj[wanted]
+    if ema:
+        raise CheckpointError(f"{origin} holds no '{EMA_KEY}' weights (it has: {_listing(sorted(map(str, obj)))})")
+    if isinstance(obj.get(EMA_KEY), Mapping):
+        raise CheckpointError(
+            f"{origin} holds only '{EMA_KEY}' (the moving average of the weights), not the '{MODEL_KEY}' weights "
+            f"upstream evaluates and documents; load it with ema=True to use them anyway"
+        )
+    if isinstance(obj.get(OTHER_STATE_KEY), Mapping):
+        return obj[OTHER_STATE_KEY]
+    return obj
+
+
+def extract_state_dict(obj: Any, origin: str = "checkpoint", *, ema: bool = False) -> dict[str, torch.Tensor]:
+    """The state dict inside a loaded checkpoint object (any container above, or a bare state
+    dict), with any `module.` prefix removed; `ema=True` takes 'model_ema' instead of 'model'."""
+    obj = _select_weights(obj, origin, ema)
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{origin} holds no state dict (expected a dict of tensors or {{'model': state_dict}})")
     state_dict: dict[str, torch.Tensor] = {}
@@ -133,26 +159,77 @@ def _dataset_hint(num_classes: int) -> str:
     return f" ({name}?)" if name else ""
 
 
-def load_checkpoint(model: nn.Module, source: str | os.PathLike | Mapping[str, Any], *, strict: bool = True) -> LoadReport:
-    """Load `source` (a path, a state dict, or upstream's {'model': state_dict}) into `model`.
+# Key patterns of each backbone's upstream state dict, most specific first (ResNet last: the
+# others' keys are not ResNet-like, but ResNeSt's are a superset of ResNet's).
+BACKBONE_SIGNATURES: tuple[tuple[str, str], ...] = (
+    ("backbone_net.pos_embed", "ViT-L"),
+    ("relative_position_bias_table", "Swin-L"),
+    ("backbone_net.transition1.", "HRNetV2-W48"),
+    ("backbone_net.layer1.0.conv2.fc1.", "ResNeSt-101"),
+    ("backbone_net.layer3.22.", "ResNet-101"),
+    ("backbone_net.layer3.5.", "ResNet-50"),
+)
 
-    Raises `CheckpointError` (one line) for unreadable/truncated files, pickles that
-    weights_only refuses, a class-count mismatch, missing or unexpected keys (with strict=True)
-    and shape mismatches. Returns a `LoadReport`.
-    """
-    if isinstance(source, (str, os.PathLike)):
-        origin = str(source)
-        state_dict = extract_state_dict(_read_file(Path(source)), origin)
-    else:
-        origin = "checkpoint"
-        state_dict = extract_state_dict(source, origin)
 
-    report = LoadReport()
-    report.skipped = [k for k in state_dict if k.startswith(TRAINING_ONLY_PREFIXES)]
-    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
-    own = model.state_dict()
-    name = _model_name(model)
+def backbone_of(keys: Iterable[str]) -> str | None:
+    """The backbone a set of upstream state-dict keys belongs to (None when none fits)."""
+    keys = list(keys)
+    for pattern, name in BACKBONE_SIGNATURES:
+        if any(pattern in key for key in keys):
+            return name
+    return None
 
+
+def _adapt_to_checkpoint(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Let modules whose parameter shape is a free choice take the checkpoint's (e.g. the ViT
+    position-embedding grid, set by the training image size) before the shapes are compared."""
+    for prefix, module in model.named_modules():
+        adapt = getattr(module, "adapt_to_checkpoint", None)
+        if callable(adapt):
+            adapt(state_dict, prefix + "." if prefix else "")
+
+
+def method_of(state: Mapping[str, torch.Tensor]) -> str | None:
+    """MCIBI (memory of class features, (K, 1, C)) or MCIBI++ (per-class (mean, std), (K, 2))."""
+    memory = state.get(MEMORY_KEY)
+    if memory is None:
+        return None
+    return {3: "MCIBI", 2: "MCIBI++"}.get(memory.dim())
+
+
+def _mismatch_hint(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor]) -> str:
+    """What a checkpoint that does not fit probably is: another backbone, method or head."""
+    ours, theirs = backbone_of(own), backbone_of(state_dict)
+    if theirs and ours and theirs != ours:
+        return f"its keys look like a {theirs} backbone but the model has {ours}: is it another model's checkpoint?"
+    ours, theirs = method_of(own), method_of(state_dict)
+    if theirs and ours and theirs != ours:
+        return f"its memory is {theirs}'s but the model is {ours}: is it another model's checkpoint?"
+    return "is it the checkpoint of another architecture (head, method or backbone)?"
+
+
+def _check_fit(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor], origin: str, name: str,
+               strict: bool) -> None:
+    """One CheckpointError line naming the first missing, unexpected and mis-shaped keys."""
+    missing = [k for k in own if k not in state_dict and not k.endswith(OPTIONAL_SUFFIXES)]
+    unexpected = [k for k in state_dict if k not in own]
+    misshaped = [k for k in state_dict if k in own and tuple(state_dict[k].shape) != tuple(own[k].shape)]
+    parts = []
+    if strict and missing:
+        parts.append(f"lacks {len(missing)} of the {len(own)} weights it needs ({_listing(missing)})")
+    if strict and unexpected:
+        parts.append(f"has {len(unexpected)} weights it does not know ({_listing(unexpected)})")
+    if misshaped:
+        shown = "; ".join(f"{k} is {tuple(state_dict[k].shape)} in the checkpoint but {tuple(own[k].shape)} "
+                          f"in the model" for k in misshaped[:2])
+        more = "; ..." if len(misshaped) > 2 else ""
+        parts.append(f"has {len(misshaped)} weights of the wrong shape ({shown}{more})")
+    if parts:
+        hint = _mismatch_hint(own, state_dict)
+        raise CheckpointError(f"{origin} does not fit model {name}: {', '.join(parts)}; {hint}")
+
+
+def _check_class_count(own: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor], name: str) -> None:
     ckpt_classes = _class_count({k: tuple(v.shape) for k, v in state_dict.items()})
     model_classes = _class_count({k: tuple(v.shape) for k, v in own.items()})
     if ckpt_classes is not None and model_classes is not None and ckpt_classes != model_classes:
@@ -161,34 +238,38 @@ def load_checkpoint(model: nn.Module, source: str | os.PathLike | Mapping[str, A
             f"{model_classes}{_dataset_hint(model_classes)}; is it the checkpoint of another model?"
         )
 
+
+def load_checkpoint(model: nn.Module, source: str | os.PathLike | Mapping[str, Any], *, strict: bool = True,
+                    ema: bool = False) -> LoadReport:
+    """Load `source` (a path, a state dict, or one of upstream's containers) into `model`.
+
+    `ema=True` loads the container's 'model_ema' weights instead of 'model'. Raises
+    `CheckpointError` (one line) for unreadable/truncated files, pickles that weights_only
+    refuses, an EMA-only file, a class-count mismatch, missing or unexpected keys (with
+    strict=True) and shape mismatches. Returns a `LoadReport`.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        origin = str(source)
+        state_dict = extract_state_dict(_read_file(Path(source)), origin, ema=ema)
+    else:
+        origin = "checkpoint"
+        state_dict = extract_state_dict(source, origin, ema=ema)
+
+    report = LoadReport()
+    report.skipped = [k for k in state_dict if k.startswith(TRAINING_ONLY_PREFIXES)]
+    state_dict = {k: v for k, v in state_dict.items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
+    name = _model_name(model)
+    _check_class_count(model.state_dict(), state_dict, name)
+    _adapt_to_checkpoint(model, state_dict)
+    own = model.state_dict()
+    _check_fit(own, state_dict, origin, name, strict)
+
     missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    required_missing = [k for k in missing if not k.endswith(OPTIONAL_SUFFIXES)]
     report.missing = missing if not strict else [k for k in missing if k.endswith(OPTIONAL_SUFFIXES)]
-    if strict and required_missing:
-        raise CheckpointError(
-            f"{origin} lacks {len(required_missing)} of the {len(own)} weights model {name} needs "
-            f"(e.g. {_listing(required_missing)}); is it the checkpoint of another architecture?"
-        )
-    if strict and unexpected:
-        raise CheckpointError(
-            f"{origin} has {len(unexpected)} weights model {name} does not know "
-            f"(e.g. {_listing(unexpected)}); is it the checkpoint of another architecture?"
-        )
-    report.unexpected = unexpected if not strict else []
-
-    mismatched = [k for k in state_dict if k in own and tuple(state_dict[k].shape) != tuple(own[k].shape)]
-    if mismatched:
-        first = mismatched[0]
-        raise CheckpointError(
-            f"{origin}: {len(mismatched)} weights have the wrong shape for model {name}, e.g. {first} is "
-            f"{tuple(state_dict[first].shape)} in the checkpoint but {tuple(own[first].shape)} in the model"
-        )
-
+    report.unexpected = [k for k in state_dict if k not in own] if not strict else []
     usable = {k: v for k, v in state_dict.items() if k in own}
     # Counters the checkpoint lacks keep the model's values.
     for key in missing:
-        if key.endswith(OPTIONAL_SUFFIXES) or not strict:
-            usable[key] = own[key]
+        usable[key] = own[key]
     model.load_state_dict(usable, strict=True)
     return report

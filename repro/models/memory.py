@@ -68,8 +68,11 @@ class FeatureMemory(nn.Module):
 
 def draw_class_vectors(mean_std: torch.Tensor, channels: int) -> torch.Tensor:
     """Upstream's test-time draw: class c's vector is N(mean_c, std_c) of length `channels`,
-    drawn with torch's CPU generator seeded with c. Returns a CPU float32 (K, channels) tensor."""
-    values = mean_std.detach().to(device="cpu", dtype=torch.float32)
+    drawn with torch's CPU generator seeded with c. Returns a CPU (K, channels) tensor in torch's
+    default dtype: upstream's `torch.full(shape, memory[c, 0])` takes that dtype whatever the
+    model's (float32 normally, also for a `.double()` model), and the forward then casts the
+    draws to the model's dtype (`type_as`)."""
+    values = mean_std.detach().to(device="cpu", dtype=torch.get_default_dtype())
     generator = torch.Generator(device="cpu")
     rows = []
     for class_index in range(values.shape[0]):
@@ -100,7 +103,7 @@ class GaussianClassMemory(nn.Module):
         # Cache of the drawn vectors: the CPU draw plus one copy per (device, dtype) it was used on,
         # valid while the memory parameter keeps the same storage and version counter.
         self._draw_key: tuple[Any, ...] | None = None
-        self._draws: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+        self._draws: dict[Any, torch.Tensor] = {}  # "drawn": the CPU draw; (device, dtype): copies
         self._register_load_state_dict_pre_hook(self._on_load_state_dict)
 
     def _on_load_state_dict(self, *args: Any, **kwargs: Any) -> None:
@@ -114,16 +117,16 @@ class GaussianClassMemory(nn.Module):
     def class_vectors(self, device: torch.device | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
         """The (K, C) vectors upstream draws at test time, on `device` in `dtype` (cached)."""
         param = self.memory
-        key = (param.device, param.dtype, param.data_ptr(), param._version)
+        key = (param.device, param.dtype, param.data_ptr(), param._version, torch.get_default_dtype())
         if key != self._draw_key:
             cpu_draw = draw_class_vectors(param, self.feats_channels)
-            self._draws = {(cpu_draw.device, cpu_draw.dtype): cpu_draw}
+            self._draws = {"drawn": cpu_draw}
             self._draw_key = key
         device = torch.device(device) if device is not None else param.device
-        dtype = dtype or torch.float32
+        dtype = dtype or param.dtype
         cached = self._draws.get((device, dtype))
         if cached is None:
-            cached = self._draws[(torch.device("cpu"), torch.float32)].to(device=device, dtype=dtype)
+            cached = self._draws["drawn"].to(device=device, dtype=dtype)
             self._draws[(cached.device, cached.dtype)] = cached
         return cached
 

@@ -14,9 +14,11 @@ Normalisation is ``nn.BatchNorm2d`` (upstream builds SyncBatchNorm: same paramet
 mode, the same arithmetic).
 
 ``mcibi_version``: the upstream config switch of the same name. When true the stem has no ReLU
-between ``bn1`` and ``conv2``. Set by ``mcibi_deeplabv3_hrnetv2w48_cityscapes`` and
-``mcibiplusplus_aspp_hrnetv2w48_cityscapes``; every other HRNet config (ade20k, cocostuff10k,
-lip) leaves it false.
+between ``bn1`` and ``conv2``: upstream's stem from 2020 until its commit 4602275d (2025-06-08,
+"refactor hrnet"), which added that ReLU, so every MCIBI / MCIBI++ HRNet checkpoint was trained
+without it. Upstream's current configs set it only for ``mcibi_deeplabv3_hrnetv2w48_cityscapes``
+and ``mcibiplusplus_aspp_hrnetv2w48_cityscapes``; for the ade20k, cocostuff10k and lip configs
+repro sets it in the "training-era" variant (repro.models.architectures.ERA_STEM_CONFIGS).
 """
 
 from __future__ import annotations
@@ -228,7 +230,7 @@ class HRNetV2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
         x = self.bn1(self.conv1(x))
-        if not self.mcibi_version:
+        if not self.mcibi_version:  # the ReLU upstream added in 4602275d (2025-06-08)
             x = self.relu(x)
         x = self.relu(self.bn2(self.conv2(x)))
         branches = [self.layer1(x)]

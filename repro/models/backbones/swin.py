@@ -58,7 +58,8 @@ def _unwindows(windows: torch.Tensor, window_size: int, height: int, width: int)
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, c)
 
 
-def shifted_window_mask(height: int, width: int, window_size: int, shift: int, device: torch.device) -> torch.Tensor:
+def shifted_window_mask(height: int, width: int, window_size: int, shift: int, device: torch.device,
+                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(nW, N, N) additive mask for shifted windows on a padded (height, width) grid.
 
     The grid is cut into 3x3 regions at -window and -shift from each far edge; tokens of
@@ -74,7 +75,7 @@ def shifted_window_mask(height: int, width: int, window_size: int, shift: int, d
     region = region_ids(height)[:, None] * 3 + region_ids(width)[None, :]
     region_windows = _windows(region[None, :, :, None], window_size).squeeze(-1)  # (nW, N)
     differs = region_windows[:, :, None] != region_windows[:, None, :]
-    mask = torch.zeros(differs.shape, dtype=torch.float32, device=device)
+    mask = torch.zeros(differs.shape, dtype=dtype, device=device)
     return mask.masked_fill_(differs, SHIFT_MASK_VALUE)
 
 
@@ -212,7 +213,7 @@ class SwinStage(nn.Module):
         shift_mask = None
         if len(self.blocks) > 1:  # one mask serves every shifted block of the stage
             hp, wp = hw[0] + (-hw[0]) % ws, hw[1] + (-hw[1]) % ws
-            shift_mask = shifted_window_mask(hp, wp, ws, ws // 2, x.device)
+            shift_mask = shifted_window_mask(hp, wp, ws, ws // 2, x.device, x.dtype)
         for block in self.blocks:
             x = block(x, hw, shift_mask)
         if self.downsample is None:

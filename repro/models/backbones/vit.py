@@ -22,7 +22,8 @@ per backbone output applied over channels before the head (`build_output_norms` 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -134,6 +135,27 @@ class VisionTransformer(nn.Module):
         self.layers = nn.ModuleList(
             EncoderBlock(embed_dim, num_heads, mlp_ratio, norm_eps, qkv_bias) for _ in range(depth)
         )
+
+    def adapt_to_checkpoint(self, state_dict: Mapping[str, torch.Tensor], prefix: str) -> None:
+        """Take the position-embedding grid of a checkpoint (called by `load_checkpoint`).
+
+        The grid is the training config's img_size // 16: 32x32 + class token = 1025 tokens for
+        upstream's current 512, 29x29 + 1 = 842 for the 473 of the 2021 COCO-Stuff-10k config.
+        Upstream, built with the checkpoint's img_size, resizes from that grid in every forward
+        whose token count differs (the 2021 code, b493b419, and today's, whose 0e362f3a
+        "refactor vit.forward" only renamed variables), exactly as `position_embedding` does
+        once `pos_grid` is the checkpoint's. Non-square or other-width embeddings are left to
+        the loader's shape error.
+        """
+        stored = state_dict.get(prefix + "pos_embed")
+        if stored is None or stored.dim() != 3 or tuple(stored.shape) == tuple(self.pos_embed.shape):
+            return
+        side = math.isqrt(max(stored.shape[1] - 1, 0))
+        if stored.shape[0] != 1 or stored.shape[2] != self.embed_dim or side < 1 or side * side != stored.shape[1] - 1:
+            return
+        old = self.pos_embed
+        self.pos_grid = (side, side)
+        self.pos_embed = nn.Parameter(old.new_zeros(tuple(stored.shape)), requires_grad=old.requires_grad)
 
     def position_embedding(self, grid: tuple[int, int], num_tokens: int) -> torch.Tensor:
         """The (1, 1 + h*w, C) embedding for a token grid, resized only when the count differs."""

@@ -1,0 +1,65 @@
+"""The model variant through evaluation: `repro eval --variant`, recorded in the result, part of
+the resume fingerprint (progress and finished results of one forward never serve the other)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+import yaml
+from synthetic_data import make_lip
+from test_evaluate import ModelFactory, lip_job, options
+from typer.testing import CliRunner
+
+from repro.cli import app
+from repro.evaluate import _fingerprint, run_job, setup_distributed
+from repro.manifest import DEFAULT_PATH
+from repro.models import build_segmentor, fill_model
+
+runner = CliRunner()
+MODEL = "memorynetv2_ppm_resnet50os8_lip"  # one forward: both names run the same network
+
+
+def test_each_variant_is_its_own_evaluation(tmp_path):
+    make_lip(tmp_path / "LIP", n_val=2)
+    factory = ModelFactory(20)
+    first = lip_job(tmp_path / "LIP", factory=factory)
+    assert first.variant == "upstream-head"
+    assert run_job(first, options(tmp_path)).variant == "upstream-head"
+    other = lip_job(tmp_path / "LIP", factory=factory)
+    other.variant = "training-era"
+    ranks = setup_distributed("cpu")
+    ids = list(first.dataset.ids)
+    assert _fingerprint(first, options(tmp_path), ranks, ids) != _fingerprint(other, options(tmp_path), ranks, ids)
+    result = run_job(other, options(tmp_path))  # the finished upstream-head result is not reused
+    assert result.variant == "training-era" and factory.calls == 2
+    written = json.loads((tmp_path / "results" / "tiny_lip__ms+flip.json").read_text())
+    assert written["variant"] == "training-era"
+
+
+def small_manifest(path):
+    """The bundled manifest reduced to MODEL, its single protocol at 64x48 (CPU-cheap)."""
+    raw = yaml.safe_load(DEFAULT_PATH.read_text(encoding="utf-8"))
+    entry = next(e for e in raw["models"] if e["id"] == MODEL)
+    entry["protocols"]["single"]["resize"] = {"output_size": [64, 48], "keep_ratio": False}
+    raw["models"] = [entry]
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+def test_cli_variant_is_recorded_and_an_unknown_one_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPRO_MANIFEST", str(small_manifest(tmp_path / "zoo.yaml")))
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    make_lip(tmp_path / "data" / "LIP", n_val=1)
+    checkpoint = tmp_path / "filled.pth"
+    torch.save({"model": fill_model(build_segmentor(MODEL)).state_dict()}, checkpoint)
+    args = ["eval", MODEL, "--tta", "single", "--checkpoint", str(checkpoint), "--data-root", str(tmp_path / "data"),
+            "--device", "cpu", "--workers", "0", "--limit", "1", "--output", str(tmp_path / "out")]
+
+    bad = runner.invoke(app, [*args, "--variant", "2021"])
+    assert bad.exit_code == 2 and "training-era" in bad.output and "Traceback" not in bad.output
+
+    result = runner.invoke(app, [*args, "--variant", "training-era"])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "out" / f"{MODEL}__single.json").read_text())
+    assert written["variant"] == "training-era"
