@@ -9,8 +9,8 @@ and a stale state is never mixed into a new run. A signal never splits an image:
 update and the image counter change together (`_Interrupts.atomic`).
 
 Every result records images/s, seconds per image, the peak memory, the FLOPs of one image's
-forward passes (torch's FlopCounterMode around the first image; it adds a little Python work to
-that image only) and the achieved share of the GPU's fp32 peak (repro.perf).
+forward passes (watched on the first image by `repro.inference.FlopObserver`, or counted with
+torch's FlopCounterMode on a "meta"-device twin of the network: the predictions are untouched) and the achieved share of the GPU's fp32 peak (repro.perf).
 
 Under torchrun (or any initialised default process group) each rank evaluates a strided share of
 the images (every image exactly once, no sampler padding), the int64 confusion matrices are
@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import os
+import queue
 import shutil
 import signal
 import subprocess
@@ -42,9 +43,9 @@ import repro
 from repro.errors import CheckpointError, DatasetError, ReproError
 from repro.fetch.download import sha256_of
 from repro.fileio import atomic_path
-from repro.inference import PRECISIONS, Predictor
+from repro.inference import PRECISIONS, FlopObserver, Predictor, count_flops
 from repro.metrics import ConfusionMatrix
-from repro.perf import FlopCount, device_peak_flops, peak_fraction, process_peak_rss_bytes
+from repro.perf import device_peak_flops, peak_fraction, process_peak_rss_bytes
 from repro.results import EvalResult, read_result, result_filename, write_result
 
 PROGRESS_DIR = ".progress"
@@ -94,10 +95,15 @@ class EvalJob:
     official_count: int | None = None
     count_unit: str = "images"
     variant: str = "upstream-head"
+    default_variant: str = "upstream-head"  # the row's default: its results keep the plain file name
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def result_filename(self) -> str:
+        return result_filename(self.model_id, self.protocol_name, self.variant, self.default_variant)
 
     def settings(self) -> dict:
         if hasattr(self.protocol, "model_dump"):
@@ -235,7 +241,10 @@ def _reduce_device(device: torch.device) -> torch.device:
 
 
 def _default_workers() -> int:
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    """Loader processes: none on a machine of one or two cores (a process there only competes
+    with the compute threads; a prefetch thread reads ahead instead), else up to 4."""
+    cpus = os.cpu_count() or 1
+    return 0 if cpus <= 2 else min(4, cpus - 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -283,14 +292,60 @@ def _init_worker(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
+_END = object()
+PREFETCH_DEPTH = 2  # samples read ahead by the loader thread
+
+
+def _prefetched(samples: _TransformedSamples, depth: int = PREFETCH_DEPTH):
+    """Yields samples[0], samples[1], ... read `depth` ahead by a background thread (OpenCV and
+    numpy release the GIL), in order; an exception in the thread is raised at its place."""
+    items: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for k in range(len(samples)):
+                if not put((True, samples[k])):
+                    return
+        except BaseException as err:  # handed to the consumer, raised there
+            put((False, err))
+            return
+        put((True, _END))
+
+    thread = threading.Thread(target=read, name="repro-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            ok, item = items.get()
+            if not ok:
+                raise item
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+
+
 def _loader(samples: _TransformedSamples, workers: int):
+    """Worker processes when `workers` > 0, else a prefetch thread in this process."""
+    if workers <= 0:
+        return _prefetched(samples)
     return torch.utils.data.DataLoader(
         samples,
         batch_size=None,
         shuffle=False,
         num_workers=workers,
         collate_fn=_as_is,
-        worker_init_fn=_init_worker if workers > 0 else None,
+        worker_init_fn=_init_worker,
         persistent_workers=False,
     )
 
@@ -299,8 +354,9 @@ def _loader(samples: _TransformedSamples, workers: int):
 # Progress state
 
 
-def progress_path(output: Path, model_id: str, protocol_name: str, ranks: _Ranks) -> Path:
-    stem = result_filename(model_id, protocol_name)[: -len(".json")]
+def progress_path(output: Path, model_id: str, protocol_name: str, ranks: _Ranks,
+                  variant: str | None = None, default_variant: str | None = None) -> Path:
+    stem = result_filename(model_id, protocol_name, variant, default_variant)[: -len(".json")]
     suffix = f".rank{ranks.rank}-of-{ranks.world_size}" if ranks.distributed else ""
     return output / PROGRESS_DIR / f"{stem}{suffix}.pt"
 
@@ -470,8 +526,8 @@ def run_job(
     subset = _is_subset(job, options, total)
     count = min(total, options.limit) if options.limit else total
     share = list(range(ranks.rank, count, ranks.world_size))  # strided split, no padding
-    state_file = progress_path(output, job.model_id, job.protocol_name, ranks)
-    result_file = output / result_filename(job.model_id, job.protocol_name)
+    state_file = progress_path(output, job.model_id, job.protocol_name, ranks, job.variant, job.default_variant)
+    result_file = output / job.result_filename
 
     existing = _finished_result(job, options, total, result_file) if options.resume else None
     if existing is not None:  # a finished, identical evaluation is not redone (every rank agrees)
@@ -494,7 +550,7 @@ def run_job(
     if ranks.rank == 0:
         if writer is not None:
             result.submission = str(writer.finish(expected_count=count))
-        write_result(result, output)
+        write_result(result, output, job.default_variant)
     _barrier(ranks)
     _drop_state(state_file)
     if state.done == done_before and not fresh:
@@ -579,7 +635,7 @@ def _submission_writer(job: EvalJob, output: Path, ranks: _Ranks, fresh: bool):
         return None
     from repro.datasets import CityscapesSubmissionWriter
 
-    folder = output / SUBMISSION_DIR / result_filename(job.model_id, job.protocol_name)[: -len(".json")]
+    folder = output / SUBMISSION_DIR / job.result_filename[: -len(".json")]
     if fresh and ranks.rank == 0 and folder.exists():
         shutil.rmtree(folder)  # predictions of an older, different run must not be zipped
     _barrier(ranks)
@@ -630,13 +686,42 @@ def _peak_memory(device: torch.device) -> int | None:
     return process_peak_rss_bytes()
 
 
+@contextlib.contextmanager
+def _weight_init_skipped():
+    """torch.nn.init's in-place initialisers as no-ops: building a network then skips drawing
+    random weights (about half a second for a ResNet-50 segmentor) that a strict checkpoint load
+    overwrites anyway."""
+    names = [name for name in dir(torch.nn.init) if name.endswith("_") and not name.startswith("_")]
+    saved = {name: getattr(torch.nn.init, name) for name in names}
+    for name in names:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(torch.nn.init, name, function)
+
+
 def _build_model(job: EvalJob, device: torch.device, tell: PhaseCallback) -> torch.nn.Module:
     tell("building model")
-    model = job.build_model()
+    # load_weights loads strictly (every weight but BN's num_batches_tracked counters)
+    with _weight_init_skipped() if job.load_weights is not None else contextlib.nullcontext():
+        model = job.build_model()
     if job.load_weights is not None:
         tell("loading checkpoint")
         job.load_weights(model)
     return model.eval().to(device)
+
+
+def _flop_observer(model: torch.nn.Module, predictor: Predictor) -> tuple[FlopObserver, int] | None:
+    """Watches the first image's real forward passes for their FLOPs, where that is exact."""
+    return (FlopObserver(), predictor.oom_retries) if FlopObserver.observable(model) else None
+
+
+def _observed_flops(observed: tuple[FlopObserver, int] | None, predictor: Predictor) -> float | None:
+    if observed is None or observed[1] != predictor.oom_retries or observed[0].total <= 0:
+        return None  # an out-of-memory retry would count the failed forward too
+    return float(observed[0].total)
 
 
 def _evaluate_share(job, options, device, share, session: _Session, writer, progress, phase) -> None:
@@ -653,7 +738,7 @@ def _evaluate_share(job, options, device, share, session: _Session, writer, prog
         phase("evaluating")
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    flops = FlopCount() if state.flops_per_image is None else None
+    count_flops_next = state.flops_per_image is None
     session.restart_clock()
     if progress:
         progress(state.done, len(share))
@@ -663,20 +748,24 @@ def _evaluate_share(job, options, device, share, session: _Session, writer, prog
                 if isinstance(item, _Failure):
                     raise item.error
                 sample_id, image, label, size = item
-                counting = flops is not None
-                with flops.counting() if counting else contextlib.nullcontext():
+                observed = _flop_observer(model, predictor) if count_flops_next else None
+                with observed[0] if observed else contextlib.nullcontext():
                     scores = predictor(image, size)
                 prediction = scores.argmax(dim=0)  # first maximum on ties, as upstream
                 del scores
-                if flops is not None and flops.done:
-                    state.flops_per_image, flops = flops.flops, None
                 with interrupts.atomic():
                     _count_image(job, session.matrix, writer, sample_id, prediction, label, size, device)
                     session.counted()
-                if counting and state.done < len(share):
-                    # FlopCounterMode slows that image down (about 2x on a CPU): keep it out of the timing
-                    session.restart_clock()
-                    state.untimed += 1
+                if count_flops_next:
+                    count_flops_next = False
+                    state.flops_per_image = _observed_flops(observed, predictor)
+                    if state.flops_per_image is None:  # count on a "meta" twin: no arithmetic
+                        state.flops_per_image = count_flops(
+                            model, job.protocol, job.num_classes, tuple(image.shape), size,
+                            flip_pairs=getattr_or_key(job.protocol, "flip_pairs", ()), max_batch=options.max_batch)
+                        if state.done < len(share):
+                            session.restart_clock()  # that counting (imports, a second) is not timed
+                            state.untimed += 1
                 if progress:
                     progress(state.done, len(share))
     except RuntimeError as err:
@@ -789,7 +878,8 @@ def _make_result(job, options, ranks, device, matrix, writer, evaluated, total, 
         cuda_version=torch.version.cuda if cuda else None,
         cudnn_version=torch.backends.cudnn.version() if cuda else None,
         world_size=ranks.world_size,
-        engine={"max_batch": options.max_batch, "resize_on_cpu": options.resize_on_cpu},
+        engine={"max_batch": options.max_batch, "resize_on_cpu": options.resize_on_cpu,
+                "channels_last": device.type == "cpu" and not options.resize_on_cpu},  # as Predictor
         repro_version=repro.__version__,
         git_commit=_git_commit(),
         started=datetime.fromisoformat(state.started),
@@ -888,6 +978,7 @@ def build_job(
         official_count=spec.splits.get(entry.eval_split),
         count_unit=spec.count_unit,
         variant=variant,
+        default_variant=entry.default_variant,
     )
 
 

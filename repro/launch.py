@@ -108,20 +108,22 @@ def plan_job(model_id: str, protocol: str, options: LaunchOptions, limit: int | 
 
 def is_finished(model_id: str, protocol: str, eval_kwargs: dict[str, Any]) -> bool:
     """A result file for this (model, protocol) exists, made with the same protocol settings,
-    precision, limit and checkpoint file, not older than that file. (Cheap: no hashing of
+    forward variant, precision, limit and checkpoint file, not older than that file. (Cheap: no hashing of
     checkpoints on the submitting host; `--force` resubmits anyway.)"""
     from repro.manifest import load_manifest
     from repro.results import read_result, result_filename
 
-    path = Path(eval_kwargs["output"]) / result_filename(model_id, protocol)
+    entry = load_manifest().get(model_id)
+    variant = eval_kwargs.get("variant") or entry.default_variant
+    path = Path(eval_kwargs["output"]) / result_filename(model_id, protocol, variant, entry.default_variant)
     if not path.is_file():
         return False
     try:
         result = read_result(path)
     except ReproError:
         return False
-    settings = load_manifest().get(model_id).protocols[protocol].model_dump(mode="json")
-    return (result.settings == settings and result.precision == eval_kwargs.get("precision", "fp32")
+    settings = entry.protocols[protocol].model_dump(mode="json")
+    return (result.settings == settings and result.variant == variant and result.precision == eval_kwargs.get("precision", "fp32")
             and result.limit == eval_kwargs.get("limit") and result.status in ("complete", "partial", "server")
             and _same_checkpoint(result, eval_kwargs.get("checkpoint")))
 

@@ -307,7 +307,7 @@ class Plan:
 def build_plan(
     manifest: Any, runs: Sequence[Any], lacking: Sequence[str], tta: str, device: DeviceInfo, *,
     checkpoint: Any = None, data_root: Any = None, limit: int | None = None, allow_subset: bool = False,
-    output: Any = None, resume: bool = True, everything: bool = False,
+    output: Any = None, resume: bool = True, everything: bool = False, variant: str | None = None,
 ) -> Plan:
     """The plan of `runs` (objects with model_id, protocol) and of the rows `lacking` the protocol.
 
@@ -331,7 +331,8 @@ def build_plan(
         row = _plan_row(entry, run.protocol, datasets[key], checkpoints[entry.id], limit, allow_subset)
         row.estimate(entry.upstream_config, device)
         if output is not None and resume:
-            row.result_on_disk = (Path(output) / result_filename(entry.id, run.protocol)).is_file()
+            name = result_filename(entry.id, run.protocol, variant, entry.default_variant)
+            row.result_on_disk = (Path(output) / name).is_file()
         rows.append(row)
     for model_id in lacking:
         entry = manifest.get(model_id)

@@ -81,12 +81,18 @@ class EvalResult(BaseModel):
     peak_flops_fraction: float | None = None  # achieved FLOP/s per device / device_peak_flops
 
 
-def result_filename(model_id: str, protocol: str) -> str:
-    return f"{model_id}__{protocol}.json"
+def result_filename(model_id: str, protocol: str, variant: str | None = None, default_variant: str | None = None) -> str:
+    """`<id>__<protocol>.json` for the row's default forward, `<id>__<protocol>__<variant>.json`
+    for another one, so that measuring both forwards of a checkpoint keeps both results."""
+    if variant is None or variant == default_variant:
+        return f"{model_id}__{protocol}.json"
+    return f"{model_id}__{protocol}__{variant}.json"
 
 
-def write_result(result: EvalResult, out_dir: str | os.PathLike) -> Path:
-    path = Path(out_dir) / result_filename(result.model_id, result.protocol)
+def write_result(result: EvalResult, out_dir: str | os.PathLike, default_variant: str | None = None) -> Path:
+    """Writes the result under `result_filename`; `default_variant` None: the plain name."""
+    variant = result.variant if default_variant is not None else None
+    path = Path(out_dir) / result_filename(result.model_id, result.protocol, variant, default_variant)
     atomic_write_text(path, result.model_dump_json(indent=2) + "\n")
     return path
 

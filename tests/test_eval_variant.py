@@ -33,8 +33,11 @@ def test_each_variant_is_its_own_evaluation(tmp_path):
     assert _fingerprint(first, options(tmp_path), ranks, ids) != _fingerprint(other, options(tmp_path), ranks, ids)
     result = run_job(other, options(tmp_path))  # the finished upstream-head result is not reused
     assert result.variant == "training-era" and factory.calls == 2
-    written = json.loads((tmp_path / "results" / "tiny_lip__ms+flip.json").read_text())
-    assert written["variant"] == "training-era"
+    # the row's default forward keeps the plain name; the other one gets its own file, so both stay
+    default = json.loads((tmp_path / "results" / "tiny_lip__ms+flip.json").read_text())
+    written = json.loads((tmp_path / "results" / "tiny_lip__ms+flip__training-era.json").read_text())
+    assert default["variant"] == "upstream-head" and written["variant"] == "training-era"
+    assert run_job(other, options(tmp_path)).variant == "training-era" and factory.calls == 2  # resumed, not redone
 
 
 def small_manifest(path):
@@ -61,5 +64,6 @@ def test_cli_variant_is_recorded_and_an_unknown_one_refused(tmp_path, monkeypatc
 
     result = runner.invoke(app, [*args, "--variant", "training-era"])
     assert result.exit_code == 0, result.output
-    written = json.loads((tmp_path / "out" / f"{MODEL}__single.json").read_text())
+    written = json.loads((tmp_path / "out" / f"{MODEL}__single__training-era.json").read_text())
     assert written["variant"] == "training-era"
+    assert f"{MODEL}__single__training-era.json" in result.output  # eval prints where it wrote

@@ -194,7 +194,7 @@ def _make_plan(manifest: Manifest, runs, lacking, tta: str, settings: RunSetting
     return build_plan(
         manifest, runs, lacking, tta, detect_device(settings.device), checkpoint=settings.checkpoint,
         data_root=settings.data_root, limit=settings.limit, allow_subset=settings.allow_subset,
-        output=settings.output, resume=settings.resume, everything=everything,
+        output=settings.output, resume=settings.resume, everything=everything, variant=settings.variant,
     )
 
 
@@ -290,7 +290,10 @@ def _report_run(label: str, result, output: Path) -> None:
         miou = "n/a" if result.miou_rounded is None else f"{result.miou_rounded:.2f}"
         what = f"mIoU {miou}" + (f" (partial: {_partial_text(result)})" if result.status == "partial" else "")
     _say(f"{label}: {what}; {_perf_text(result)}")
-    _say(f"  wrote {(output / result_filename(result.model_id, result.protocol)).resolve()}")
+    from repro.manifest import load_manifest
+
+    default = load_manifest().get(result.model_id).default_variant
+    _say(f"  wrote {(output / result_filename(result.model_id, result.protocol, result.variant, default)).resolve()}")
 
 
 def _partial_text(result) -> str:
