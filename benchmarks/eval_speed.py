@@ -20,6 +20,7 @@ equals it unless --orig-height/--orig-width say otherwise.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -88,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         protocol = entry.protocols[name]
         pairs = protocol.flip_pairs
-        predictor = Predictor(model, protocol, entry.num_classes, pairs, device,
+        # a copy: the Predictor may convert its model to channels_last in place (CPU), and the
+        # reference loop must run upstream's NCHW layout
+        predictor = Predictor(copy.deepcopy(model), protocol, entry.num_classes, pairs, device,
                               max_batch=args.max_batch, precision=args.precision)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)

@@ -10,7 +10,8 @@ update and the image counter change together (`_Interrupts.atomic`).
 
 Every result records images/s, seconds per image, the peak memory, the FLOPs of one image's
 forward passes (watched on the first image by `repro.inference.FlopObserver`, or counted with
-torch's FlopCounterMode on a "meta"-device twin of the network: the predictions are untouched) and the achieved share of the GPU's fp32 peak (repro.perf).
+torch's FlopCounterMode on a "meta"-device twin of the network: the predictions are untouched)
+and the achieved share of the GPU's fp32 peak (repro.perf).
 
 Under torchrun (or any initialised default process group) each rank evaluates a strided share of
 the images (every image exactly once, no sampler padding), the int64 confusion matrices are
@@ -719,9 +720,10 @@ def _flop_observer(model: torch.nn.Module, predictor: Predictor) -> tuple[FlopOb
 
 
 def _observed_flops(observed: tuple[FlopObserver, int] | None, predictor: Predictor) -> float | None:
-    if observed is None or observed[1] != predictor.oom_retries or observed[0].total <= 0:
+    observer, retries = observed or (None, 0)
+    if observer is None or retries != predictor.oom_retries or not observer.complete or observer.total <= 0:
         return None  # an out-of-memory retry would count the failed forward too
-    return float(observed[0].total)
+    return float(observer.total)
 
 
 def _evaluate_share(job, options, device, share, session: _Session, writer, progress, phase) -> None:

@@ -19,16 +19,19 @@ The order of operations follows upstream's test loop (`auginference` + `test.py`
 
 What differs from upstream, on purpose and only up to float rounding: windows (and the flipped
 pass) run through the model in batches (`max_batch` inputs per forward, halved automatically on
-CUDA out-of-memory), and the final per-output resize and running sum happen on the compute device
-unless `resize_on_cpu=True` (upstream does them on the CPU). Flips, channel swaps and window
-placement are exact permutations/additions in the same order, so they are bit-identical.
+CUDA out-of-memory), the final per-output resize and running sum happen on the compute device
+unless `resize_on_cpu=True` (upstream does them on the CPU), and on the CPU the network runs in
+the channels_last (NHWC) layout unless `resize_on_cpu=True` or `channels_last=False`. Flips,
+channel swaps and window placement are exact permutations/additions in the same order, so they
+are bit-identical.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -168,6 +171,7 @@ class Predictor:
         max_batch: int = 4,
         precision: str = "fp32",
         resize_on_cpu: bool = False,
+        channels_last: bool | None = None,
     ):
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
@@ -186,6 +190,14 @@ class Predictor:
         self.precision = precision
         self.resize_on_cpu = resize_on_cpu
         self.oom_retries = 0  # how often the batch had to be halved (for the record)
+        # oneDNN's convolutions run ~10% faster on NHWC tensors on the CPU (rounding differs as
+        # with batching); the model's weights are converted in place. Default: on the CPU, except
+        # with resize_on_cpu, the mode that follows upstream's operations exactly (NCHW).
+        if channels_last is None:
+            channels_last = self.device.type == "cpu" and not resize_on_cpu
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
 
     # -- model calls ---------------------------------------------------------------------------
 
@@ -195,6 +207,8 @@ class Predictor:
         return torch.autocast(device_type=self.device.type, dtype=_AUTOCAST_DTYPES[self.precision])
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
         with self._autocast():
             logits = self.model(batch)
         if isinstance(logits, Mapping):  # tolerate models returning a dict of outputs
@@ -282,11 +296,15 @@ class Predictor:
         `probs_before_resize` is off, probabilities when it is on. The tensor lives on the compute
         device (on the CPU with `resize_on_cpu`).
         """
+        return self._predict(image, output_size)
+
+    def _predict(self, image: torch.Tensor, output_size: Sequence[int] | None) -> torch.Tensor:
         if image.dim() == 3:
             image = image.unsqueeze(0)
         if image.dim() != 4 or image.shape[0] != 1 or image.shape[1] != 3:
             raise ValueError(f"expected one image (3, H, W), got shape {tuple(image.shape)}")
-        image = image.to(device="cpu", dtype=torch.float32)  # the multi-scale resize is CPU-side
+        # the multi-scale resize is CPU-side (on "meta" when only counting FLOPs)
+        image = image.to(device="meta" if self.device.type == "meta" else "cpu", dtype=torch.float32)
         out_h, out_w = (int(v) for v in (output_size or image.shape[-2:]))
         total: torch.Tensor | None = None
         for scale in self.settings.scales:
@@ -297,6 +315,132 @@ class Predictor:
                 total = resized if total is None else total.add_(resized)
         assert total is not None
         return total.div_(self.settings.num_outputs)[0]
+
+
+def _meta_twin(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` whose parameters and buffers live on the "meta" device (shapes only,
+    no memory, no arithmetic); the model itself is untouched."""
+    memo: dict[int, Any] = {}
+    for tensor in model.parameters():
+        memo[id(tensor)] = torch.nn.Parameter(torch.empty_like(tensor, device="meta"), requires_grad=False)
+    for tensor in model.buffers():
+        memo[id(tensor)] = torch.empty_like(tensor, device="meta")
+    return copy.deepcopy(model, memo)
+
+
+def _meta_reads_as_zeros():
+    """A dispatch mode in which copying a "meta" tensor to a real device gives zeros, so that a
+    module drawing on the CPU from its weights (MCIBI++'s memory) runs on a meta twin."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class MetaReadsAsZeros(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if func is torch.ops.aten._to_copy.default and args[0].device.type == "meta":
+                target = torch.device(kwargs.get("device") or "meta")
+                if target.type != "meta":
+                    return torch.zeros(args[0].shape, dtype=kwargs.get("dtype") or args[0].dtype, device=target)
+            return func(*args, **kwargs)
+
+    return MetaReadsAsZeros()
+
+
+def _matmul_flops(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> int:
+    return 2 * out.numel() * a.shape[-1]
+
+
+def _conv_flops(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> int:
+    return 2 * out.numel() * weight[0].numel()  # weight (out, in / groups, *kernel)
+
+
+def _sdpa_flops(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor) -> int:
+    pairs = q.shape[:-1].numel() * k.shape[-2]  # (batch, heads, queries) x keys
+    return 2 * pairs * (q.shape[-1] + v.shape[-1])
+
+
+# FLOPs of one call of the functions that do the multiply-adds, as torch's FlopCounterMode counts
+# them (2 per multiply-add; bias, normalisation, activations and resizes not counted).
+_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
+    torch.conv1d: _conv_flops, torch.conv2d: _conv_flops, torch.conv3d: _conv_flops,
+    F.conv1d: _conv_flops, F.conv2d: _conv_flops, F.conv3d: _conv_flops,
+    torch.matmul: _matmul_flops, torch.Tensor.matmul: _matmul_flops, torch.Tensor.__matmul__: _matmul_flops,
+    torch.mm: _matmul_flops, torch.bmm: _matmul_flops,
+    torch.addmm: lambda c, a, b, out: _matmul_flops(a, b, out),
+    torch.baddbmm: lambda c, a, b, out: _matmul_flops(a, b, out),
+    F.linear: lambda x, w, out: 2 * out.numel() * w.shape[-1],
+    F.scaled_dot_product_attention: _sdpa_flops,
+}
+
+
+class FlopObserver:
+    """Counts the FLOPs of the multiply-add functions called inside `with` (a torch-function
+    mode: it watches the real calls and changes nothing they compute, at no extra arithmetic).
+    Not for networks with nn.MultiheadAttention, whose fast path steps aside under any mode:
+    `observable(model)` says which; count those with `count_flops`."""
+
+    def __init__(self) -> None:
+        from torch.overrides import TorchFunctionMode
+
+        observer = self
+        self.total = 0
+        self.complete = True  # False when a call could not be counted: then `total` is no figure
+
+        class Watch(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                formula = _FLOP_FORMULAS.get(func)
+                if formula is not None:
+                    observer._add(formula, [*args, *kwargs.values()], out)
+                return out
+
+        self._mode = Watch()
+
+    def _add(self, formula: Callable[..., int], args: list, out: Any) -> None:
+        wanted = formula.__code__.co_argcount - 1
+        tensors = [a for a in args if isinstance(a, torch.Tensor)][:wanted]
+        try:
+            self.total += formula(*tensors, out)
+        except Exception:  # never disturb the prediction being watched
+            self.complete = False
+
+    @staticmethod
+    def observable(model: torch.nn.Module) -> bool:
+        return not any(isinstance(m, torch.nn.MultiheadAttention) for m in model.modules())
+
+    def __enter__(self) -> FlopObserver:
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._mode.__exit__(*exc)
+
+
+def count_flops(
+    model: torch.nn.Module,
+    protocol: Any,
+    num_classes: int,
+    image_shape: Sequence[int],
+    output_size: Sequence[int],
+    *,
+    flip_pairs: Sequence[Sequence[int]] | None = None,
+    max_batch: int = 4,
+) -> float | None:
+    """FLOPs of one image's forward passes under `protocol` (torch's FlopCounterMode), counted on
+    a "meta"-device twin of `model`: no arithmetic runs, so it costs a fraction of a second and
+    cannot touch the numbers of a real prediction. None when unknown."""
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        predictor = Predictor(_meta_twin(model), protocol, num_classes, flip_pairs, "meta", max_batch=max_batch)
+        image = torch.empty(tuple(image_shape), device="meta")
+        # no_grad, not inference_mode: python dispatch modes do not see inference-mode copies
+        with torch.no_grad(), FlopCounterMode(display=False) as counter, _meta_reads_as_zeros():
+            predictor._predict(image, output_size)
+        total = float(counter.get_total_flops())
+    except Exception:  # a module that cannot run on "meta" (or an old torch): no figure, no failure
+        return None
+    return total if total > 0 else None
 
 
 def predict(

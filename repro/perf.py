@@ -1,15 +1,13 @@
-"""Performance figures recorded with every result: FLOPs per image, peak memory, share of the peak.
+"""Performance figures recorded with every result: peak memory, share of the peak (the FLOPs per
+image come from `repro.inference.count_flops`).
 
 Light at import (no torch): the eval command's plan uses the peak table before any model runs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import resource
 import sys
-from collections.abc import Iterator
-from typing import Any
 
 # Dense fp32 peaks (TFLOP/s, no TF32, no sparsity) from the vendors' data sheets. Matched in
 # order against torch.cuda.get_device_name(), so the more specific names come first.
@@ -70,33 +68,3 @@ def process_peak_rss_bytes() -> int | None:
     except (OSError, ValueError):
         return None
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
-
-
-class FlopCount:
-    """Counts the FLOPs of the forward passes run inside `counting()` (once, then a no-op).
-
-    torch.utils.flop_counter.FlopCounterMode counts convolutions, matmuls and attention from the
-    real tensors' shapes. It adds a little Python work per operator, so it wraps one image only.
-    """
-
-    def __init__(self) -> None:
-        self.flops: float | None = None
-        self.done = False
-
-    @contextlib.contextmanager
-    def counting(self) -> Iterator[None]:
-        if self.done:
-            yield
-            return
-        self.done = True
-        try:
-            from torch.utils.flop_counter import FlopCounterMode
-
-            mode: Any = FlopCounterMode(display=False)
-        except ImportError:  # an old torch without the counter: no figure, no failure
-            yield
-            return
-        with mode:
-            yield
-        total = float(mode.get_total_flops())
-        self.flops = total if total > 0 else None

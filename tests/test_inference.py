@@ -311,3 +311,151 @@ def test_settings_from_manifest_protocol():
     settings = TTASettings.from_protocol(entry.protocols["ms+flip"])
     assert settings.flip and settings.flip_pairs == ((15, 14), (17, 16), (19, 18))
     assert settings.scales == (0.75, 1.0, 1.25) and settings.mode == "slide"
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU speed paths: NHWC layout, FLOPs counted on a meta twin, the loader's prefetch thread
+
+
+def test_channels_last_is_the_cpu_default_and_keeps_predictions():
+    settings = PROTOCOLS["slide-ms-flip"]
+    image = torch.randn(3, 27, 38, generator=torch.Generator().manual_seed(9))
+    expected = reference_predict(TinyConvNet(5), image, settings, 5, [(1, 3)], output_size=(31, 45))
+    model = TinyConvNet(5)
+    predictor = Predictor(model, settings, 5, [(1, 3)], "cpu")
+    assert predictor.channels_last and model.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    got = predictor(image, (31, 45))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert torch.equal(got.argmax(0), expected.argmax(0))
+    assert not Predictor(TinyConvNet(5), settings, 5, device="cpu", channels_last=False).channels_last
+
+
+def test_count_flops_equals_counting_the_real_forward_and_leaves_the_model_alone():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from repro.inference import count_flops
+
+    settings = PROTOCOLS["slide-ms-flip"]
+    image = torch.randn(3, 27, 38, generator=torch.Generator().manual_seed(10))
+    model = TinyConvNet(5)
+    before = predict(model, image, settings, 5, device="cpu", max_batch=3)
+    with FlopCounterMode(display=False) as counter:
+        predict(TinyConvNet(5), image, settings, 5, device="cpu", max_batch=3)
+    flops = count_flops(model, settings, 5, image.shape, (27, 38), max_batch=3)
+    assert flops == counter.get_total_flops() > 0
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    assert torch.equal(predict(model, image, settings, 5, device="cpu", max_batch=3), before)
+
+
+def test_count_flops_is_none_when_the_model_cannot_run_on_meta():
+    from repro.inference import count_flops
+
+    class NeedsData(TinyConvNet):
+        def forward(self, x):
+            if float(x.mean()) > 1e9:  # data-dependent: impossible on "meta"
+                return x
+            return super().forward(x)
+
+    assert count_flops(NeedsData(5), _whole(), 5, (3, 8, 8), (8, 8)) is None
+
+
+class _Items:
+    def __init__(self, n: int, bad: int | None = None):
+        self.n, self.bad, self.read = n, bad, []
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, k: int):
+        if k == self.bad:
+            raise KeyError(f"item {k}")
+        self.read.append(k)
+        return k
+
+
+def test_prefetch_thread_yields_in_order_and_raises_in_place():
+    from repro.evaluate import _loader
+
+    assert list(_loader(_Items(7), 0)) == list(range(7))
+    got = []
+    with pytest.raises(KeyError, match="item 3"):
+        for item in _loader(_Items(6, bad=3), 0):
+            got.append(item)
+    assert got == [0, 1, 2]
+
+
+def test_prefetch_thread_stops_when_the_consumer_stops():
+    from repro.evaluate import PREFETCH_DEPTH, _loader
+
+    items = _Items(100)
+    loader = _loader(items, 0)
+    assert next(loader) == 0
+    loader.close()
+    import time
+
+    time.sleep(0.3)
+    assert len(items.read) <= 2 + PREFETCH_DEPTH
+
+
+@pytest.mark.parametrize("cpus, expected", [(1, 0), (2, 0), (3, 2), (16, 4)])
+def test_no_loader_processes_on_small_machines(monkeypatch, cpus, expected):
+    from repro import evaluate
+
+    monkeypatch.setattr(evaluate.os, "cpu_count", lambda: cpus)
+    assert evaluate._default_workers() == expected
+
+
+def test_count_flops_runs_modules_that_draw_on_the_cpu_from_their_weights():
+    from repro.inference import count_flops
+
+    class DrawsOnCpu(TinyConvNet):  # like MCIBI++'s memory: CPU draw from a parameter
+        def forward(self, x):
+            weight = self.body[0].weight.detach().to(device="cpu", dtype=torch.float32)
+            torch.normal(weight, weight.abs() + 1.0, generator=torch.Generator().manual_seed(0))
+            return super().forward(x)
+
+    expected = count_flops(TinyConvNet(5), _whole(flip=True), 5, (3, 16, 16), (16, 16))
+    assert count_flops(DrawsOnCpu(5), _whole(flip=True), 5, (3, 16, 16), (16, 16)) == expected > 0
+
+
+def test_weight_init_is_skipped_while_building_and_restored_after():
+    from repro.evaluate import _weight_init_skipped
+
+    original = torch.nn.init.kaiming_uniform_
+    with _weight_init_skipped():
+        conv = nn.Conv2d(3, 4, 3)
+        assert torch.nn.init.kaiming_uniform_ is not original
+        marker = torch.full((2, 2), 7.0)
+        assert torch.equal(torch.nn.init.normal_(marker), torch.full((2, 2), 7.0))
+    assert torch.nn.init.kaiming_uniform_ is original
+    assert conv.weight.shape == (4, 3, 3, 3)
+
+
+def test_flop_observer_counts_the_real_forward_without_changing_it():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from repro.inference import FlopObserver
+
+    settings = PROTOCOLS["slide-ms-flip"]
+    image = torch.randn(3, 27, 38, generator=torch.Generator().manual_seed(11))
+    predictor = Predictor(TinyConvNet(5), settings, 5, device="cpu", max_batch=3)
+    plain = predictor(image)
+    with FlopObserver() as observer:
+        watched = predictor(image)
+    with FlopCounterMode(display=False) as counter:
+        predict(TinyConvNet(5), image, settings, 5, device="cpu", max_batch=3)
+    assert torch.equal(watched, plain)
+    assert observer.total == counter.get_total_flops() > 0
+    assert FlopObserver.observable(TinyConvNet(5))
+    assert not FlopObserver.observable(nn.Sequential(nn.MultiheadAttention(4, 1)))
+
+
+def test_flop_observer_never_breaks_the_call_it_watches():
+    from repro.inference import FlopObserver
+
+    x, weight = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
+    with FlopObserver() as observer:
+        out = F.conv2d(input=x, weight=weight)  # keywords: counted all the same
+        odd = torch.matmul(torch.randn(3), torch.randn(3))  # a 0-d result: counted or flagged, never raised
+    assert torch.equal(out, F.conv2d(x, weight)) and odd.dim() == 0
+    assert observer.total >= 2 * out.numel() * weight[0].numel()

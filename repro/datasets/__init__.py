@@ -27,13 +27,18 @@ from repro.datasets.cityscapes import (
     write_cityscapes_submission,
 )
 from repro.datasets.registry import DATASETS, LAYOUTS, get_spec, open_dataset
-from repro.datasets.transforms import (
-    normalize_image,
-    resize_image,
-    resize_output_size,
-    test_transform,
-    to_chw_tensor,
-)
+
+# The transforms need torch: imported on first use, so that layouts and checks (`repro status`,
+# `repro data list`) start without it.
+_TRANSFORMS = ("normalize_image", "resize_image", "resize_output_size", "test_transform", "to_chw_tensor")
+
+
+def __getattr__(name: str):
+    if name in _TRANSFORMS:
+        from repro.datasets import transforms
+
+        return getattr(transforms, name)
+    raise AttributeError(f"module 'repro.datasets' has no attribute {name!r}")
 
 __all__ = [
     "DATASETS",
