@@ -6,18 +6,16 @@ from __future__ import annotations
 import json
 
 import torch
-import yaml
 from synthetic_data import make_lip
+from test_cli_eval import MODEL, _small_manifest  # MODEL has one forward: both names run it
 from test_evaluate import ModelFactory, lip_job, options
 from typer.testing import CliRunner
 
 from repro.cli import app
 from repro.evaluate import _fingerprint, run_job, setup_distributed
-from repro.manifest import DEFAULT_PATH
 from repro.models import build_segmentor, fill_model
 
 runner = CliRunner()
-MODEL = "memorynetv2_ppm_resnet50os8_lip"  # one forward: both names run the same network
 
 
 def test_each_variant_is_its_own_evaluation(tmp_path):
@@ -40,18 +38,8 @@ def test_each_variant_is_its_own_evaluation(tmp_path):
     assert run_job(other, options(tmp_path)).variant == "training-era" and factory.calls == 2  # resumed, not redone
 
 
-def small_manifest(path):
-    """The bundled manifest reduced to MODEL, its single protocol at 64x48 (CPU-cheap)."""
-    raw = yaml.safe_load(DEFAULT_PATH.read_text(encoding="utf-8"))
-    entry = next(e for e in raw["models"] if e["id"] == MODEL)
-    entry["protocols"]["single"]["resize"] = {"output_size": [64, 48], "keep_ratio": False}
-    raw["models"] = [entry]
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return path
-
-
 def test_cli_variant_is_recorded_and_an_unknown_one_refused(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPRO_MANIFEST", str(small_manifest(tmp_path / "zoo.yaml")))
+    monkeypatch.setenv("REPRO_MANIFEST", str(_small_manifest(tmp_path / "zoo.yaml")))
     monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
     make_lip(tmp_path / "data" / "LIP", n_val=1)
     checkpoint = tmp_path / "filled.pth"

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 from synthetic_data import make_lip
+from test_evaluate import CountingDataset
 from tiny_models import TinyConvNet
 
 import repro.evaluate as engine
@@ -29,26 +30,6 @@ PROTOCOL = Protocol(  # slide + two scales + flip with LIP's channel pairs: ever
     mode="slide", crop_size=[24, 24], stride=[16, 16], scales=[0.75, 1.0], flip=True,
     flip_pairs=[[15, 14], [17, 16], [19, 18]], probs_before_resize=True,
 )
-
-
-class RecordingDataset:
-    """A real EvalDataset that records which indices were read, and can crash once at one index."""
-
-    def __init__(self, inner, crash_at: int | None = None):
-        self.inner, self.crash_at, self.reads = inner, crash_at, []
-
-    def __len__(self):
-        return len(self.inner)
-
-    @property
-    def ids(self):
-        return self.inner.ids
-
-    def __getitem__(self, index):
-        if index == self.crash_at:
-            raise RuntimeError("simulated crash")
-        self.reads.append(index)
-        return self.inner[index]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +86,7 @@ def _all_ranks(root: Path, out: Path, world: SimulatedWorld, limit: int | None =
     """Ranks W-1 .. 0, each with its own recording dataset; returns (result, reads per rank)."""
     reads = {}
     for rank in reversed(range(world.world_size)):
-        dataset = RecordingDataset(open_dataset("lip", root, "val"))
+        dataset = CountingDataset(open_dataset("lip", root, "val"))
         result = world.run(rank, _job(root, dataset), _options(out, limit=limit))
         reads[rank] = dataset.reads
     return result, reads
@@ -139,13 +120,13 @@ def test_a_resumed_rank_counts_each_image_once(lip_root, tmp_path, monkeypatch, 
     world = SimulatedWorld(monkeypatch, 3)
     out = tmp_path / "split"
     share_1 = list(range(1, N_IMAGES, 3))  # rank 1 of 3: images 1 and 4
-    crashing = RecordingDataset(open_dataset("lip", lip_root, "val"), crash_at=share_1[crash_after])
+    crashing = CountingDataset(open_dataset("lip", lip_root, "val"), crash_at=share_1[crash_after])
     with pytest.raises(RuntimeError, match="simulated crash"):
         world.run(1, _job(lip_root, crashing), _options(out))
     saved = torch.load(progress_path(out, "tiny_lip", "ms+flip", _Ranks(1, 3)), weights_only=True)
     assert saved["done"] == crash_after
 
-    resumed = RecordingDataset(open_dataset("lip", lip_root, "val"))
+    resumed = CountingDataset(open_dataset("lip", lip_root, "val"))
     world.run(1, _job(lip_root, resumed), _options(out))
     assert crashing.reads + resumed.reads == share_1  # the counted prefix is not read again
     for rank in (2, 0):
@@ -160,7 +141,7 @@ def test_progress_of_another_world_size_is_not_mixed_in(lip_root, tmp_path, monk
     out = tmp_path / "split"
     three = SimulatedWorld(monkeypatch, 3)
     with pytest.raises(RuntimeError):
-        three.run(1, _job(lip_root, RecordingDataset(open_dataset("lip", lip_root, "val"), crash_at=4)), _options(out))
+        three.run(1, _job(lip_root, CountingDataset(open_dataset("lip", lip_root, "val"), crash_at=4)), _options(out))
     two = SimulatedWorld(monkeypatch, 2)  # restarted with another layout: rank 1 of 2 starts afresh
     _, reads = _all_ranks(lip_root, out, two)
     assert reads == {1: [1, 3, 5], 0: [0, 2, 4, 6]}

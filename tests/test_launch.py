@@ -10,27 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from synthetic_data import make_lip
+from test_cli_eval import MODEL, _small_manifest
 from typer.testing import CliRunner
 
 from repro import launch
 from repro.cli import app
 from repro.cli.eval import PlannedRun
-from repro.manifest import DEFAULT_PATH, load_manifest
+from repro.manifest import load_manifest
 
 runner = CliRunner()
-MODEL = "memorynetv2_ppm_resnet50os8_lip"
-
-
-def _small_manifest(path: Path) -> Path:
-    """The bundled manifest reduced to MODEL, its single protocol at 64x48 (cheap on CPU)."""
-    raw = yaml.safe_load(DEFAULT_PATH.read_text(encoding="utf-8"))
-    entry = next(e for e in raw["models"] if e["id"] == MODEL)
-    entry["protocols"]["single"]["resize"] = {"output_size": [64, 48], "keep_ratio": False}
-    raw["models"] = [entry]
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return path
 
 
 @pytest.fixture
