@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -138,6 +139,10 @@ def test_every_command_help_in_process():
         result = runner.invoke(app, [*path, "--help"])
         assert result.exit_code == 0, (path, result.output)
         assert "<bool>" not in result.output and "{" not in result.output, (path, result.output)
+        assert not TYPER_TYPE_TAG.search(result.output), (path, result.output)  # <str>, <list[str]>, <a|b>
+
+
+TYPER_TYPE_TAG = re.compile(r"<(bool|str|int|float|path|int range|float range|list\[\w+\])>|<[\w+-]+(\|[\w+-]+)+>")
 
 
 def test_version_through_the_console_script(isolated_env):

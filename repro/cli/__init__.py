@@ -24,8 +24,10 @@ class _NaturalHelp:
     def get_params(self, ctx: typer.Context):
         params = super().get_params(ctx)
         for param in params:  # the --help option is created here, so it is covered too
-            if getattr(param, "is_flag", False) and param.metavar is None:
-                param.metavar = ""  # typer prints the metavar instead of "<bool>"
+            if param.param_type_name == "argument":  # its name says it all: no "<list[str]>" beside it
+                param.display_type_rich = _no_type
+            elif param.metavar is None:  # typer prints the metavar instead of "<bool>", "<str>"
+                param.metavar = "" if getattr(param, "is_flag", False) else _click_style(param.display_type(ctx))
         return params
 
     def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
@@ -36,6 +38,24 @@ class _NaturalHelp:
         if isinstance(self, TyperGroup):
             pieces.append(self.subcommand_metavar)
         return pieces
+
+
+_TYPE_NAMES = {"str": "TEXT", "int": "INTEGER", "int range": "INTEGER", "float": "FLOAT", "float range": "FLOAT",
+               "path": "PATH", "file": "PATH", "directory": "DIR"}
+
+
+def _click_style(typer_type: str) -> str:
+    """typer's "<int>", "<table|json>", "<list[str]>" as click wrote them: INTEGER, [table|json], TEXT."""
+    label = typer_type.strip("<>")
+    if label.startswith("list[") and label.endswith("]"):
+        label = label[5:-1]  # a repeatable option: the help says so
+    if "|" in label:
+        return f"[{label}]"
+    return _TYPE_NAMES.get(label, label.upper())
+
+
+def _no_type(ctx) -> None:
+    return None
 
 
 def _usage_name(argument) -> str:
@@ -80,8 +100,6 @@ class ReproTyper(typer.Typer):
         return super().command(*args, cls=cls or ReproCommand, **kwargs)
 
 
-_ReproGroup = ReproGroup  # the former private name
-
 app = ReproTyper(
     name="repro",
     help="Re-measure the published mIoU of the MCIBI / MCIBI++ (MemoryNetV2) model zoo.",
@@ -105,15 +123,14 @@ def _root(
     """Re-measure the published mIoU of the MCIBI / MCIBI++ (MemoryNetV2) model zoo."""
 
 
-# Command groups register themselves on `app` when imported.
-from repro.cli import zoo  # noqa: E402,F401
-
-for _optional in ("data", "fetch", "eval", "report", "status", "selftest"):
-    try:
-        __import__(f"repro.cli.{_optional}")
-    except ModuleNotFoundError as err:  # a group still under construction
-        if err.name != f"repro.cli.{_optional}":
-            raise
+# Command groups register themselves on `app` when imported; this order is the help's order.
+from repro.cli import zoo  # noqa: E402,F401,I001
+from repro.cli import data  # noqa: E402,F401
+from repro.cli import fetch  # noqa: E402,F401
+from repro.cli import eval  # noqa: E402,F401
+from repro.cli import report  # noqa: E402,F401
+from repro.cli import status  # noqa: E402,F401
+from repro.cli import selftest  # noqa: E402,F401
 
 
 def main() -> None:

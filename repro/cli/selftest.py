@@ -16,8 +16,10 @@ def selftest_command(
     output: Path = typer.Option(None, "--output", help="Keep the pipeline's result files and report.md in this folder."),
     record: bool = typer.Option(True, "--record/--no-record", help="Save the outcome in the cache for results to cite."),
 ) -> None:
-    """Check every architecture family against the shipped fixtures (and the GPU against the CPU),
-    and one synthetic end-to-end evaluation per protocol kind; exit 1 if a check fails."""
+    """Check that this machine computes what the reference computes.
+
+    Every architecture family against the shipped fixtures (and the GPU against the CPU), then one synthetic end-to-end evaluation per protocol kind; exit 1 if a check fails.
+    """
     from repro import selftest
 
     say = typer.echo  # stdout, plain lines (fit 80 columns, fine in a pipe)

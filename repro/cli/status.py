@@ -21,7 +21,7 @@ class StatusFormat(str, Enum):
 
 @app.command("status")
 def status(
-    ids: list[str] = typer.Argument(None, metavar="ID", help="Only these models (ids or aliases); default: all."),
+    ids: list[str] = typer.Argument(None, help="Only these models (ids or aliases); default: all."),
     fmt: StatusFormat = typer.Option(StatusFormat.table, "--format", help="table (plain text) or json."),
     verify: bool = typer.Option(
         False, "--verify", help="Re-hash the cached checkpoints (slow for large files) instead of trusting fetch's record."
@@ -35,8 +35,10 @@ def status(
         None, "--manifest", help="A model_zoo.yaml (default: the bundled one, or $REPRO_MANIFEST)."
     ),
 ) -> None:
-    """Show, per model, the checkpoint (cached / verified), the dataset (present / complete) and
-    the results per protocol (complete / partial / stale / not run)."""
+    """Per model: checkpoint cached? dataset complete? which protocols have results?
+
+    The checkpoint (cached / verified), the dataset (present / complete) and the results per protocol (complete / partial / stale / not run), with the command that fixes what is missing.
+    """
     from repro import status as status_api
     from repro.manifest import load_manifest
     from repro.paths import dataset_root_overrides, parse_dataset_roots
