@@ -279,11 +279,15 @@ def dataset_status(name: str, split: str, data_root: str | os.PathLike | None = 
     from repro.datasets.base import missing_file_problems
     from repro.datasets.registry import LAYOUTS, get_spec
     from repro.errors import DatasetError
-    from repro.paths import resolve_dataset_root
+    from repro.paths import dataset_place, resolve_dataset_root
 
     spec = get_spec(name)
-    root = resolve_dataset_root(name, data_root)  # honours --dataset-root and $REPRO_DATA_<NAME>
     expected = spec.splits.get(split)
+    try:
+        root = resolve_dataset_root(name, data_root)  # honours --dataset-root and $REPRO_DATA_<NAME>
+    except ReproError as err:  # e.g. two candidate folders: a detail of this dataset, not a failure
+        place = str(dataset_place(name, data_root))
+        return DatasetStatus(name, spec.title, split, place, DATA_MISSING, str(err), None, expected, spec.count_unit)
     found = DatasetStatus(name, spec.title, split, str(root), DATA_MISSING, "", None, expected, spec.count_unit)
     if not root.is_dir():
         found.detail = f"not found; repro fetch --dataset {name}, or point --data-root at it"

@@ -190,3 +190,26 @@ def test_a_server_that_always_drops_and_ignores_range_is_given_up(fetch_env, tmp
             download_to_part(url, tmp_path / "f.bin.part")
         attempts = len(server.requests_for("/f.bin"))
     assert attempts == download.RESUME_ATTEMPTS + 1
+
+
+def test_a_206_without_a_usable_range_fails_the_url_instead_of_looping(fetch_env, tmp_path):
+    import io
+
+    import requests
+
+    class Session:
+        calls = 0
+
+        def get(self, url, headers, **kwargs):
+            self.calls += 1
+            if self.calls > 20:
+                raise AssertionError("still asking: the download loops")
+            response = requests.Response()
+            response.status_code, response.url = 206, url
+            response.raw = io.BytesIO(DATA)  # and no Content-Range, whatever was asked
+            return response
+
+    session = Session()
+    with pytest.raises(UrlFailed, match="wrong byte range"):
+        download_to_part("http://example.invalid/f.bin", tmp_path / "f.bin.part", session=session)
+    assert session.calls <= 2

@@ -159,3 +159,13 @@ def test_fetch_finds_a_dataset_under_any_folder_name(fetch_env, monkeypatch, tmp
     refused = _fetch("--dataset", "lip", "--force")  # never deletes a folder found elsewhere
     assert refused.exit_code == 1 and "--force deletes only what repro put there" in refused.stderr
     assert (mine / "val_id.txt").is_file()
+
+
+def test_link_of_the_cached_file_itself_keeps_it(fetch_env, lip_checkpoint):
+    assert _fetch(MODEL, "--from", lip_checkpoint).exit_code == 0  # a copy in the cache
+    cached = fetch_env / "cache" / "checkpoints" / MODEL / lip_checkpoint.name
+    content = cached.read_bytes()
+    result = _fetch(MODEL, "--from", cached, "--link")  # --from the cache's own file
+    assert result.exit_code == 0, result.output
+    assert not cached.is_symlink() and cached.read_bytes() == content  # not a link to itself
+    assert checkpoint_path(MODEL) == cached

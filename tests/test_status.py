@@ -300,3 +300,12 @@ def test_status_does_not_import_torch(scene):
     assert out.returncode == 0, out.stderr
     assert "mcibi_r50_ade" in out.stdout  # it did run
     assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_two_candidate_dataset_folders_are_a_detail_not_a_failure(home):
+    make_lip(home / "data" / "lip_a", n_val=1)
+    make_lip(home / "data" / "lip_b", n_val=1)
+    result = runner.invoke(app, ["status", "--manifest", str(MANIFEST), "--format", "json", "v2_fcn_lip"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)["datasets"][0]
+    assert data["state"] == "missing" and "several lip folders" in data["detail"]

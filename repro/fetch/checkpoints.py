@@ -395,10 +395,11 @@ def _link_file(entry, source: Path, *, force: bool) -> Path:
     if (dest.exists() or dest.is_symlink()) and not force and not _same_file(dest, source, result.sha256):
         raise FetchError(f"{dest} already holds a different file; pass --force to replace it by a link to {source}")
     folder.mkdir(parents=True, exist_ok=True)
-    temp = part_path_for(dest)
-    temp.unlink(missing_ok=True)
-    temp.symlink_to(source)
-    os.replace(temp, dest)  # atomic: the old file or link until the new link is in place
+    if dest.resolve() != source:  # else `dest` is (a link to) `source`: a link would point at itself
+        temp = part_path_for(dest)
+        temp.unlink(missing_ok=True)
+        temp.symlink_to(source)
+        os.replace(temp, dest)  # atomic: the old file or link until the new link is in place
     _record(entry, dest, result, source.as_uri())
     _drop_other_files(folder, dest)
     say(f"{entry.id}: linked {dest} → {source} (sha256 {result.sha256})")

@@ -515,6 +515,8 @@ def _start_body(transfer: _Transfer, response: requests.Response) -> bool:
     if status == 206:
         span = _content_range(response)
         if span is None or span[0] != transfer.offset:
+            if not transfer.offset or not transfer.use_range:  # no Range was asked: asking again loops
+                raise UrlFailed("server answered a wrong byte range")
             transfer.notes.append("server answered a wrong byte range; restarted without resume")
             transfer.use_range = False
             return False
