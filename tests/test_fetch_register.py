@@ -169,3 +169,12 @@ def test_link_of_the_cached_file_itself_keeps_it(fetch_env, lip_checkpoint):
     assert result.exit_code == 0, result.output
     assert not cached.is_symlink() and cached.read_bytes() == content  # not a link to itself
     assert checkpoint_path(MODEL) == cached
+
+
+def test_force_never_deletes_a_folder_named_by_the_user(fetch_env, tmp_path):
+    mine = sd.make_lip(tmp_path / "my_lip", n_val=2)  # a partial copy: fails the count check
+    result = _fetch("--dataset", "lip", "--dataset-root", f"lip={mine}")
+    assert result.exit_code == 1 and "--allow-subset" in result.stderr and "--force" not in result.stderr
+    refused = _fetch("--dataset", "lip", "--dataset-root", f"lip={mine}", "--force")
+    assert refused.exit_code == 1 and "--force deletes only what repro put there" in refused.stderr
+    assert (mine / "val_id.txt").is_file()

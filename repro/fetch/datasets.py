@@ -498,10 +498,13 @@ def _ready(spec: DatasetSources, dest: Path, place: Path, *, force: bool, allow_
     if not (dest.exists() or dest.is_symlink()):
         return False
     if force:
-        if dest != place and not dest.is_symlink():
+        # Only what repro put there is deleted: a link it registered, or a folder it unpacked.
+        # A folder of the user's own (also one named by --dataset-root) is never removed.
+        if not dest.is_symlink() and not is_extracted(dest):
+            where = "" if dest == place else f", outside its place {place}"
             raise DatasetError(
-                f"{spec.title} was found at {dest}, outside its place {place}; --force deletes only "
-                f"what repro put there: fix or remove {dest} by hand"
+                f"{spec.title} was found at {dest}{where}, which repro did not unpack; --force deletes "
+                f"only what repro put there: fix or remove {dest} by hand"
             )
         say(f"{spec.title}: --force: removing {dest}")
         _remove_tree(dest)
@@ -510,11 +513,11 @@ def _ready(spec: DatasetSources, dest: Path, place: Path, *, force: bool, allow_
     if not problems:
         say(f"{spec.title}: present and complete ({dest})")
         return True
-    state = "was unpacked by repro but" if is_extracted(dest) else "exists but"
-    raise DatasetError(
-        f"{spec.title} at {dest} {state} fails the layout check: {_problem_summary(problems)}; "
-        "rerun with --force to replace it"
-    )
+    if is_extracted(dest):
+        state, remedy = "was unpacked by repro but", "rerun with --force to replace it"
+    else:
+        state, remedy = "exists but", f"fix or move {dest} by hand (--allow-subset accepts a partial copy)"
+    raise DatasetError(f"{spec.title} at {dest} {state} fails the layout check: {_problem_summary(problems)}; {remedy}")
 
 
 def _unpack(spec: DatasetSources, archives, dest: Path, source_key: str, downloaded: list[Path]) -> None:
