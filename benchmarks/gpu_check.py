@@ -18,6 +18,7 @@ the script itself; the models stay full size).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import sys
@@ -77,7 +78,10 @@ def run_case(case: Case, device: torch.device, tiny: bool, count: int, max_batch
     model = fill_model(build_segmentor(entry.id)).eval().to(device)
     generator = torch.Generator().manual_seed(0)
     images = [torch.randn(3, height, width, generator=generator) for _ in range(count)]
-    predictor = Predictor(model, protocol, entry.num_classes, protocol.flip_pairs, device, max_batch=max_batch)
+    # a copy: on the CPU the Predictor converts its model to channels_last in place, and the
+    # reference loop must run upstream's NCHW layout
+    predictor = Predictor(copy.deepcopy(model), protocol, entry.num_classes, protocol.flip_pairs, device,
+                          max_batch=max_batch)
 
     def engine(x):
         return predictor(x, (height, width))

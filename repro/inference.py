@@ -196,8 +196,8 @@ class Predictor:
         if channels_last is None:
             channels_last = self.device.type == "cpu" and not resize_on_cpu
         self.channels_last = bool(channels_last)
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
+        # both ways: a model an earlier Predictor left in NHWC must run NCHW when that is asked for
+        model.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
     # -- model calls ---------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import platform
 import re
 import shutil
@@ -202,7 +203,8 @@ def relative_difference(ours: torch.Tensor, reference: torch.Tensor) -> float:
     ours, reference = ours.detach().cpu().double(), reference.detach().cpu().double()
     if ours.shape != reference.shape:
         return float("inf")
-    return float((ours - reference).abs().max() / reference.abs().max().clamp_min(1e-30))
+    value = float((ours - reference).abs().max() / reference.abs().max().clamp_min(1e-30))
+    return value if math.isfinite(value) else float("inf")  # NaN would slip past max() and <=
 
 
 def check_architecture(family: Family, device: torch.device) -> Check:
@@ -333,7 +335,7 @@ def check_pipeline(name: str, device: torch.device, output: Path, model_id: str)
     if device.type != "cpu":
         values[device.type] = _engine_miou(name, dataset, device, output / device.type, model_id).miou
     spread = max(values.values()) - min(values.values())
-    passed = spread <= MIOU_TOLERANCE
+    passed = all(math.isfinite(v) for v in values.values()) and spread <= MIOU_TOLERANCE
     note = "" if passed else "mIoU differs: " + ", ".join(f"{k} {v:.6f}" for k, v in values.items())
     return Check("pipeline", f"pipeline {name}", name, values, MIOU_TOLERANCE, passed, note)
 

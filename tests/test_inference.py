@@ -330,6 +330,18 @@ def test_channels_last_is_the_cpu_default_and_keeps_predictions():
     assert not Predictor(TinyConvNet(5), settings, 5, device="cpu", channels_last=False).channels_last
 
 
+def test_nchw_is_restored_for_a_model_an_earlier_predictor_left_in_nhwc():
+    settings = PROTOCOLS["slide-ms-flip"]
+    image = torch.randn(3, 27, 38, generator=torch.Generator().manual_seed(9))
+    model = TinyConvNet(5)
+    Predictor(model, settings, 5, device="cpu")(image)  # the CPU default: NHWC, in place
+    exact = Predictor(model, settings, 5, device="cpu", resize_on_cpu=True)  # upstream's NCHW
+    assert not exact.channels_last
+    assert all(p.is_contiguous() for p in model.parameters())
+    fresh = Predictor(TinyConvNet(5), settings, 5, device="cpu", resize_on_cpu=True)
+    assert torch.equal(exact(image), fresh(image))
+
+
 def test_count_flops_equals_counting_the_real_forward_and_leaves_the_model_alone():
     from torch.utils.flop_counter import FlopCounterMode
 

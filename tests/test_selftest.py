@@ -89,6 +89,23 @@ def test_a_broken_flip_in_the_engine_fails_the_pipeline(tmp_path, monkeypatch):
     assert check.values["cpu"] != check.values["reference"]
 
 
+def test_a_nan_on_the_device_fails_the_architecture_check():
+    """NaN logits must fail: max() of {'cpu-fixture': small, 'cuda-cpu': nan} would be the small one."""
+    assert selftest.relative_difference(torch.tensor([float("nan"), 1.0]), torch.tensor([1.0, 1.0])) == float("inf")
+    assert selftest.relative_difference(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 1.0])) == 0.0
+
+
+def test_a_nan_miou_fails_the_pipeline(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    # the CPU engine and the reference agree, the GPU engine gives NaN: max/min would skip it
+    monkeypatch.setattr(selftest, "_engine_miou", lambda name, dataset, device, output, model_id:
+                        SimpleNamespace(miou=50.0 if device.type == "cpu" else float("nan"), num_images=3))
+    monkeypatch.setattr(selftest, "reference_miou", lambda name, dataset, count: 50.0)
+    check = selftest.check_pipeline("flip", torch.device("cuda"), tmp_path, "any")
+    assert not check.passed
+
+
 def test_reduced_precision_is_warned():
     previous = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
     torch.backends.cuda.matmul.allow_tf32 = True
