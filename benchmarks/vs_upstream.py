@@ -314,8 +314,9 @@ def run_case(name: str, case: Case, args, work: Path) -> dict:
 def summarize(name: str, case: Case, times: dict, ours: tuple, theirs: tuple) -> dict:
     wall = {side: statistics.median(w for w, _ in runs) for side, runs in times.items()}
     cpu = {side: statistics.median(c for _, c in runs) for side, runs in times.items()}
-    same_iou = all((a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-9)
-                   for a, b in zip(ours[1], theirs[1]))
+    same_iou = len(ours[1]) == len(theirs[1]) and all(
+        (a is None and b is None) or (a is not None and b is not None and abs(a - b) < 1e-9)
+        for a, b in zip(ours[1], theirs[1]))
     return {
         "case": name, "model": case.model_id, "protocol": case.protocol, "images": case.images,
         "repro_s": wall["repro"], "upstream_s": wall["upstream"], "ratio": wall["upstream"] / wall["repro"],
