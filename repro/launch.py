@@ -106,10 +106,12 @@ def plan_job(model_id: str, protocol: str, options: LaunchOptions, limit: int | 
 # What still needs a job
 
 
-def is_finished(model_id: str, protocol: str, eval_kwargs: dict[str, Any]) -> bool:
+def is_finished(model_id: str, protocol: str, eval_kwargs: dict[str, Any], folder_images: int | None = None) -> bool:
     """A result file for this (model, protocol) exists, made with the same protocol settings,
-    forward variant, precision, limit and checkpoint file, not older than that file. (Cheap: no hashing of
-    checkpoints on the submitting host; `--force` resubmits anyway.)"""
+    forward variant, precision, limit, dataset folder and checkpoint file, not older than that file.
+    (Cheap: no hashing of checkpoints on the submitting host; `--force` resubmits anyway.)
+    `folder_images`: the images in the dataset folder now, where known (else a result of a
+    subset folder is not finished: the folder may be whole by now)."""
     from repro.manifest import load_manifest
     from repro.results import read_result, result_filename
 
@@ -125,7 +127,17 @@ def is_finished(model_id: str, protocol: str, eval_kwargs: dict[str, Any]) -> bo
     settings = entry.protocols[protocol].model_dump(mode="json")
     return (result.settings == settings and result.variant == variant and result.precision == eval_kwargs.get("precision", "fp32")
             and result.limit == eval_kwargs.get("limit") and result.status in ("complete", "partial", "server")
+            and (result.num_images_total == folder_images if folder_images is not None
+                 else not (result.partial_reason == "subset" and result.limit is None))
+            and _same_data(result, entry.dataset, eval_kwargs.get("data_root"))
             and _same_checkpoint(result, eval_kwargs.get("checkpoint")))
+
+
+def _same_data(result: Any, dataset: str, data_root: Any) -> bool:
+    """The result measured the dataset folder the job would use (the engine redoes another one)."""
+    from repro.paths import dataset_root
+
+    return Path(result.data_root).resolve() == dataset_root(dataset, data_root).resolve()
 
 
 def _same_checkpoint(result: Any, checkpoint: Any) -> bool:
@@ -266,7 +278,14 @@ def submit(
         plan = plan_job(run.model_id, run.protocol, options, eval_kwargs.get("limit"),
                         rows.get((run.model_id, run.protocol)))
         executor.update_parameters(**executor_parameters(plan, options))
-        job = executor.submit(run_one, run.model_id, run.protocol, eval_kwargs, roots or None)
+        try:
+            job = executor.submit(run_one, run.model_id, run.protocol, eval_kwargs, roots or None)
+        except RuntimeError as err:  # e.g. sbatch refused a partition or account (submitit's FailedJobError)
+            if submitted:
+                _record(folder, submitted)  # the jobs already submitted stay on record
+            lines = [line for line in str(err).strip().splitlines() if line.strip()]
+            raise ReproError(f"submitting {run.model_id} {run.protocol} failed: "
+                             f"{lines[0] if lines else type(err).__name__}") from None
         submitted.append((plan, job))
         say(f"submitted {job.job_id}: {run.model_id} {run.protocol} "
             f"({plan.gpus} GPU, {plan.minutes} min, est. {plan.gpu_seconds / 3600:.1f} GPU-h)")

@@ -201,7 +201,6 @@ class PlanRow:
     protocol: str | None  # None: the row has no protocol of the requested name
     dataset: str
     images: int | None = None  # to evaluate (after --limit)
-    images_exact: bool = True  # False: the official count, the dataset was not looked at
     passes: PassCount | None = None
     flops_per_image: float | None = None
     seconds: float | None = None
@@ -310,15 +309,14 @@ def build_plan(
     manifest: Any, runs: Sequence[Any], lacking: Sequence[str], tta: str, device: DeviceInfo, *,
     checkpoint: Any = None, data_root: Any = None, limit: int | None = None, allow_subset: bool = False,
     output: Any = None, resume: bool = True, everything: bool = False, variant: str | None = None,
+    precision: str = "fp32",
 ) -> Plan:
     """The plan of `runs` (objects with model_id, protocol) and of the rows `lacking` the protocol.
 
     `everything`: the runs are the whole zoo (--all, no filter), so missing files are fetched
     with `repro fetch --all` rather than a list of ids.
     """
-    from pathlib import Path
-
-    from repro.results import result_filename
+    from repro.launch import is_finished
 
     datasets: dict[tuple[str, str], DatasetInfo] = {}
     checkpoints: dict[str, str | None] = {}
@@ -332,9 +330,10 @@ def build_plan(
             checkpoints[entry.id] = _checkpoint_problem(entry.id, checkpoint)
         row = _plan_row(entry, run.protocol, datasets[key], checkpoints[entry.id], limit, allow_subset)
         row.estimate(entry.upstream_config, device)
-        if output is not None and resume:
-            name = result_filename(entry.id, run.protocol, variant, entry.default_variant)
-            row.result_on_disk = (Path(output) / name).is_file()
+        if output is not None and resume:  # a result of another evaluation (--limit, ...) is redone
+            same = {"output": output, "limit": limit, "precision": precision, "variant": variant,
+                    "data_root": data_root, "checkpoint": checkpoint}
+            row.result_on_disk = is_finished(entry.id, run.protocol, same, datasets[key].images)
         rows.append(row)
     for model_id in lacking:
         entry = manifest.get(model_id)
@@ -368,7 +367,6 @@ def _plan_row(entry: Any, protocol_name: str, data: DatasetInfo, checkpoint_prob
             f"pass --allow-subset to evaluate it anyway (partial, never compared)"
         )
     images = data.images if data.images is not None else data.official
-    row.images_exact = data.images is not None
     row.images = min(images, limit) if images is not None and limit else images
     size = data.image_size or TYPICAL_IMAGE_SIZE[entry.dataset]
     row.passes = passes_per_image(entry.protocols[protocol_name], size, entry.dataset in FIXED_SIZE_DATASETS)

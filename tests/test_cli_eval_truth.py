@@ -140,3 +140,38 @@ def test_sigterm_saves_progress_and_the_same_command_resumes(setup, tmp_path):
     for key in ("miou", "aacc", "macc", "per_class_iou"):
         assert resumed[key] == one_shot[key]
     assert not state_file.exists()
+
+
+def test_sigterm_while_planning_exits_143_without_a_traceback(setup, tmp_path, monkeypatch):
+    """SIGTERM outside a run (here: while the plan looks at the files) ends the command quietly."""
+    env, data, checkpoint = setup
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+
+    monkeypatch.setattr("repro.plan.build_plan", terminated)
+    result = runner.invoke(app, _args(data, checkpoint, "--allow-subset", "--output", str(tmp_path)))
+    assert result.exit_code == 143, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # not Terminated's traceback
+    assert not (tmp_path / f"{MODEL}__single.json").exists()
+
+
+def test_the_plan_keeps_only_a_result_of_the_same_evaluation(setup, tmp_path, monkeypatch):
+    """A --limit smoke result does not make the full run look done (the engine redoes it)."""
+    env, data, checkpoint = setup
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    out = ["--allow-subset", "--output", str(tmp_path)]
+    smoke = runner.invoke(app, _args(data, checkpoint, *out, "--limit", "1"))
+    assert smoke.exit_code == 0, smoke.output
+    kept = runner.invoke(app, _args(data, checkpoint, *out, "--limit", "1", "--dry-run"))
+    assert "result on disk (kept unless --force)" in kept.stdout
+    full = runner.invoke(app, _args(data, checkpoint, *out, "--dry-run"))
+    assert full.exit_code == 0, full.output
+    assert "result on disk" not in full.stdout and "ready" in full.stdout
+    runner.invoke(app, _args(data, checkpoint, *out))
+    again = runner.invoke(app, _args(data, checkpoint, *out, "--dry-run"))
+    assert "result on disk (kept unless --force)" in again.stdout  # the same subset folder: kept

@@ -121,12 +121,14 @@ def test_pending_runs(small_setup, tmp_path):
     evaluate(MODEL, "single", checkpoint=small_setup["checkpoint"], data_root=small_setup["data"], device="cpu",
              limit=1, workers=0, output=out)
     runs = [PlannedRun(MODEL, "single")]
-    same = {"output": out, "limit": 1, "precision": "fp32", "resume": True}
+    same = {"output": out, "limit": 1, "precision": "fp32", "resume": True, "data_root": small_setup["data"]}
     assert launch.pending(runs, same) == []
     assert launch.pending(runs, {**same, "resume": False}) == runs  # --force
     assert launch.pending(runs, {**same, "limit": 2}) == runs  # another evaluation
     assert launch.pending(runs, {**same, "precision": "bf16"}) == runs
     assert launch.pending(runs, {**same, "output": tmp_path / "empty"}) == runs
+    make_lip(tmp_path / "other" / "LIP", n_val=3)
+    assert launch.pending(runs, {**same, "data_root": tmp_path / "other"}) == runs  # another dataset folder
     assert launch.pending(runs, {**same, "checkpoint": small_setup["checkpoint"]}) == []
     assert launch.pending(runs, {**same, "checkpoint": tmp_path / "other.pth"}) == runs
     small_setup["checkpoint"].touch()  # replaced after the result was written
@@ -161,3 +163,28 @@ def test_slurm_launcher_writes_the_sized_sbatch_script(small_setup, tmp_path, mo
     for line in ("#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --time=30", "#SBATCH --qos=high",
                  "#SBATCH --gpus-per-node=1", f"#SBATCH --job-name=repro-{MODEL}-single"):
         assert line in script, line
+
+
+def test_a_rejected_sbatch_is_one_error_line(small_setup, tmp_path, monkeypatch):
+    _fake_slurm(tmp_path / "bin")
+    (tmp_path / "bin" / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: invalid partition specified: nope' >&2\n"
+                                             "exit 1\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    result = runner.invoke(app, _eval_args(small_setup) + ["--launcher", "slurm", "--slurm-partition", "nope"])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and isinstance(result.exception, SystemExit), result.exception
+    assert result.output.strip().splitlines()[-1].startswith("error: ")
+    assert "invalid partition specified" in result.output
+
+
+def test_a_subset_result_is_resubmitted(small_setup, tmp_path):
+    """A result of a folder smaller than the official split (--allow-subset) does not stop a later
+    launch: the dataset may be whole by then (the job returns the result at once if not)."""
+    from repro.evaluate import evaluate
+
+    out = tmp_path / "results"
+    result = evaluate(MODEL, "single", checkpoint=small_setup["checkpoint"], data_root=small_setup["data"],
+                      device="cpu", workers=0, output=out, allow_subset=True)
+    assert result.partial_reason == "subset"
+    runs = [PlannedRun(MODEL, "single")]
+    assert launch.pending(runs, {"output": out, "precision": "fp32", "resume": True, "allow_subset": True}) == runs

@@ -178,6 +178,8 @@ def _sigterm_raises():
         return
     try:
         yield
+    except Terminated:  # outside a run (planning, launching, between runs): no traceback
+        raise typer.Exit(143) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -195,6 +197,7 @@ def _make_plan(manifest: Manifest, runs, lacking, tta: str, settings: RunSetting
         manifest, runs, lacking, tta, detect_device(settings.device), checkpoint=settings.checkpoint,
         data_root=settings.data_root, limit=settings.limit, allow_subset=settings.allow_subset,
         output=settings.output, resume=settings.resume, everything=everything, variant=settings.variant,
+        precision=settings.precision,
     )
 
 
