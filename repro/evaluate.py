@@ -478,8 +478,11 @@ class _Interrupts:
         return self
 
     def __exit__(self, *exc: Any) -> bool:
-        for signum, handler in self.saved.items():
-            signal.signal(signum, handler)
+        for signum, handler in self.saved.items():  # None: a handler not set from Python
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        if self.pending is not None:  # it came inside an atomic block that raised: it still wins
+            signum, self.pending = self.pending, None
+            _raise_for(signum)
         return False
 
     def _handle(self, signum: int, _frame: Any) -> None:

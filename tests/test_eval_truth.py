@@ -144,6 +144,16 @@ def test_a_signal_inside_an_image_is_raised_after_it(lip_root):
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
 
 
+def test_a_signal_inside_an_image_that_fails_is_not_lost():
+    """A Ctrl-C that lands while an image's update raises (e.g. a bad label) still stops the run."""
+    with pytest.raises(KeyboardInterrupt):
+        with _Interrupts() as interrupts:
+            with interrupts.atomic():
+                os.kill(os.getpid(), signal.SIGINT)
+                raise ValueError("a label of the wrong shape")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
 def test_sigterm_mid_run_saves_whole_images(lip_root, tmp_path):
     state_file = progress_path(tmp_path / "results", "tiny_lip", "ms+flip", _single())
 
