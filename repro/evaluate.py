@@ -47,7 +47,7 @@ from repro.fileio import atomic_path
 from repro.inference import PRECISIONS, FlopObserver, Predictor, count_flops
 from repro.metrics import ConfusionMatrix
 from repro.perf import device_peak_flops, peak_fraction, process_peak_rss_bytes
-from repro.results import EvalResult, read_result, result_filename, write_result
+from repro.results import EvalResult, latest_selftest, read_result, result_filename, write_result
 
 PROGRESS_DIR = ".progress"
 SUBMISSION_DIR = "submissions"
@@ -891,6 +891,7 @@ def _make_result(job, options, ranks, device, matrix, writer, evaluated, total, 
         finished=datetime.now(timezone.utc),
         seconds=seconds,
         **_performance(state, device, ranks, evaluated, seconds),
+        selftest=latest_selftest(_device_label(device)),
     )
 
 

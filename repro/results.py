@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from repro.errors import ReproError
 from repro.fileio import atomic_write_text  # noqa: F401  (re-exported for the report CLI)
+from repro.paths import cache_home
 
 if TYPE_CHECKING:  # pandas loads in results_frame only: `repro status` reads results without it
     import pandas as pd
@@ -79,6 +81,8 @@ class EvalResult(BaseModel):
     flops_per_image: float | None = None
     device_peak_flops: float | None = None  # the device's dense fp32 peak (FLOP/s) when known
     peak_flops_fraction: float | None = None  # achieved FLOP/s per device / device_peak_flops
+    # the last `repro selftest` recorded on this device when the run ended (path, date, passed, ...)
+    selftest: dict | None = None
 
 
 def result_filename(model_id: str, protocol: str, variant: str | None = None, default_variant: str | None = None) -> str:
@@ -120,3 +124,29 @@ def results_frame(results_dir: str | os.PathLike) -> pd.DataFrame:
 
     rows = [json.loads(r.model_dump_json()) for r in load_results(results_dir)]
     return pd.json_normalize(rows, max_level=0) if rows else pd.DataFrame(columns=list(EvalResult.model_fields))
+
+
+# ---------------------------------------------------------------------------------------------
+# `repro selftest` records (written by repro/selftest.py; read here so that results can cite them)
+
+
+def selftest_record_path(device_label: str) -> Path:
+    """<cache_home>/selftest/<device>.json, e.g. .../selftest/cuda-0.json for 'cuda:0 (NVIDIA H200)'."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", device_label.split(" (")[0]).strip("-") or "device"
+    return cache_home() / "selftest" / f"{slug}.json"
+
+
+def latest_selftest(device: object) -> dict | None:
+    """The last recorded `repro selftest` on `device` ('cpu', 'cuda:0', a result's device label),
+    as {path, date, passed, device, torch, driver, cudnn, quick}; None if there is none."""
+    label = str(device)
+    if label.strip().lower() == "cuda":
+        label = "cuda:0"
+    path = selftest_record_path(label)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    env = data.get("environment", {})
+    return {"path": str(path), "date": data.get("date"), "passed": data.get("passed"), "device": data.get("device"),
+            "torch": env.get("torch"), "driver": env.get("driver"), "cudnn": env.get("cudnn"), "quick": data.get("quick")}

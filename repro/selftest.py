@@ -25,7 +25,6 @@ import contextlib
 import json
 import math
 import platform
-import re
 import shutil
 import subprocess
 import tempfile
@@ -43,7 +42,7 @@ from torch import nn
 import repro
 from repro.errors import ReproError
 from repro.fileio import atomic_write_text
-from repro.paths import cache_home
+from repro.results import latest_selftest, selftest_record_path  # noqa: F401  (the API of this module too)
 
 TOLERANCE = 1e-4  # of max |reference logit|, as the parity fixtures (FILL.md)
 MIOU_TOLERANCE = 1e-6  # mIoU points: the pipeline must give the same number, not a close one
@@ -405,33 +404,10 @@ def _run_pipeline(report: SelftestReport, target: torch.device, output: Path | N
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _slug(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", label.split(" (")[0]).strip("-") or "device"
-
-
-def record_path(device_label_text: str) -> Path:
-    """<cache_home>/selftest/<device>.json, e.g. .../selftest/cuda-0.json."""
-    return cache_home() / "selftest" / f"{_slug(device_label_text)}.json"
-
-
 def record(report: SelftestReport) -> Path:
-    path = record_path(report.device)
+    path = selftest_record_path(report.device)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, report.to_json())
     return path
 
 
-def latest_selftest(device: str | torch.device) -> dict[str, Any] | None:
-    """The recorded outcome of the last selftest on `device` ('cpu', 'cuda:0', a result's device
-    label such as 'cuda:0 (NVIDIA H200)'), as {path, date, passed, device, torch, ...}; None if none."""
-    label = str(device)
-    if label.strip().lower() == "cuda":
-        label = "cuda:0"
-    path = record_path(label)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    env = data.get("environment", {})
-    return {"path": str(path), "date": data.get("date"), "passed": data.get("passed"), "device": data.get("device"),
-            "torch": env.get("torch"), "driver": env.get("driver"), "cudnn": env.get("cudnn"), "quick": data.get("quick")}

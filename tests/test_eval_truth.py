@@ -172,3 +172,16 @@ def test_sigterm_mid_run_saves_whole_images(lip_root, tmp_path):
     one_shot = run_job(lip_job(lip_root), options(tmp_path / "once"))
     assert resumed.num_images == N_IMAGES
     assert (resumed.miou, resumed.aacc, resumed.per_class_iou) == (one_shot.miou, one_shot.aacc, one_shot.per_class_iou)
+
+
+def test_result_cites_the_devices_last_selftest(lip_root, tmp_path, monkeypatch):
+    from repro.results import selftest_record_path
+
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    assert run_job(lip_job(lip_root), options(tmp_path / "a")).selftest is None  # none recorded yet
+    record = selftest_record_path("cpu")
+    record.parent.mkdir(parents=True)
+    record.write_text(json.dumps({"date": "2026-11-29T18:00:00+00:00", "passed": True, "device": "cpu",
+                                  "quick": True, "environment": {"torch": torch.__version__}}))
+    cited = run_job(lip_job(lip_root), options(tmp_path / "b")).selftest
+    assert cited["passed"] is True and cited["path"] == str(record) and cited["date"].startswith("2026-11-29")

@@ -129,8 +129,8 @@ def test_a_bad_device_is_one_line(home):
 
 
 def test_record_names_and_missing_record(home):
-    assert selftest.record_path("cuda:0 (NVIDIA H200)").name == "cuda-0.json"
-    assert selftest.record_path("cpu").name == "cpu.json"
+    assert selftest.selftest_record_path("cuda:0 (NVIDIA H200)").name == "cuda-0.json"
+    assert selftest.selftest_record_path("cpu").name == "cpu.json"
     assert selftest.latest_selftest("cuda:1") is None
 
 
