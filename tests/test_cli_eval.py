@@ -146,6 +146,19 @@ def _small_manifest(path: Path) -> Path:
     return path
 
 
+@pytest.fixture
+def small_setup(tmp_path, monkeypatch):
+    """A one-model manifest, a synthetic LIP split and a filled checkpoint (paths as a dict)."""
+    from repro.models import build_segmentor, fill_model
+
+    monkeypatch.setenv("REPRO_MANIFEST", str(_small_manifest(tmp_path / "zoo.yaml")))
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    make_lip(tmp_path / "data" / "LIP", n_val=3)
+    checkpoint = tmp_path / "filled.pth"
+    torch.save({"model": fill_model(build_segmentor(MODEL)).state_dict()}, checkpoint)
+    return {"data": tmp_path / "data", "checkpoint": checkpoint, "out": tmp_path / "out"}
+
+
 def test_eval_cli_end_to_end(tmp_path, monkeypatch):
     from repro.datasets import open_dataset, test_transform
     from repro.inference import reference_predict

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 
-import torch
 from synthetic_data import make_lip
-from test_cli_eval import MODEL, _small_manifest  # MODEL has one forward: both names run it
+from test_cli_eval import MODEL, small_setup  # noqa: F401 - fixture; MODEL has one forward: both names run it
 from test_evaluate import ModelFactory, lip_job, options
 from typer.testing import CliRunner
 
 from repro.cli import app
 from repro.evaluate import _fingerprint, run_job, setup_distributed
-from repro.models import build_segmentor, fill_model
 
 runner = CliRunner()
 
@@ -38,20 +36,15 @@ def test_each_variant_is_its_own_evaluation(tmp_path):
     assert run_job(other, options(tmp_path)).variant == "training-era" and factory.calls == 2  # resumed, not redone
 
 
-def test_cli_variant_is_recorded_and_an_unknown_one_refused(tmp_path, monkeypatch):
-    monkeypatch.setenv("REPRO_MANIFEST", str(_small_manifest(tmp_path / "zoo.yaml")))
-    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
-    make_lip(tmp_path / "data" / "LIP", n_val=1)
-    checkpoint = tmp_path / "filled.pth"
-    torch.save({"model": fill_model(build_segmentor(MODEL)).state_dict()}, checkpoint)
-    args = ["eval", MODEL, "--tta", "single", "--checkpoint", str(checkpoint), "--data-root", str(tmp_path / "data"),
-            "--device", "cpu", "--workers", "0", "--limit", "1", "--output", str(tmp_path / "out")]
+def test_cli_variant_is_recorded_and_an_unknown_one_refused(small_setup):
+    args = ["eval", MODEL, "--tta", "single", "--checkpoint", str(small_setup["checkpoint"]), "--data-root",
+            str(small_setup["data"]), "--device", "cpu", "--workers", "0", "--limit", "1", "--output", str(small_setup["out"])]
 
     bad = runner.invoke(app, [*args, "--variant", "2021"])
     assert bad.exit_code == 2 and "training-era" in bad.output and "Traceback" not in bad.output
 
     result = runner.invoke(app, [*args, "--variant", "training-era"])
     assert result.exit_code == 0, result.output
-    written = json.loads((tmp_path / "out" / f"{MODEL}__single__training-era.json").read_text())
+    written = json.loads((small_setup["out"] / f"{MODEL}__single__training-era.json").read_text())
     assert written["variant"] == "training-era"
     assert f"{MODEL}__single__training-era.json" in result.output  # eval prints where it wrote

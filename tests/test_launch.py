@@ -9,9 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
-import torch
 from synthetic_data import make_lip
-from test_cli_eval import MODEL, _small_manifest
+from test_cli_eval import MODEL, small_setup  # noqa: F401 - fixture
 from typer.testing import CliRunner
 
 from repro import launch
@@ -20,19 +19,6 @@ from repro.cli.eval import PlannedRun
 from repro.manifest import load_manifest
 
 runner = CliRunner()
-
-
-@pytest.fixture
-def small_setup(tmp_path, monkeypatch):
-    """A one-model manifest, a synthetic LIP split and a filled checkpoint (paths as a dict)."""
-    from repro.models import build_segmentor, fill_model
-
-    monkeypatch.setenv("REPRO_MANIFEST", str(_small_manifest(tmp_path / "zoo.yaml")))
-    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
-    make_lip(tmp_path / "data" / "LIP", n_val=3)
-    checkpoint = tmp_path / "filled.pth"
-    torch.save({"model": fill_model(build_segmentor(MODEL)).state_dict()}, checkpoint)
-    return {"data": tmp_path / "data", "checkpoint": checkpoint, "out": tmp_path / "out"}
 
 
 def _eval_args(setup: dict) -> list[str]:
