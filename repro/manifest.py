@@ -77,6 +77,12 @@ class Schedule(_Strict):
     epochs: int
 
 
+def _at_least_one_protocol(documented: dict) -> dict:
+    if not documented:
+        raise ValueError("must name at least one protocol")
+    return documented
+
+
 class UpstreamNow(_Strict):
     """Upstream's current numbers for a row, where they differ from the document's."""
 
@@ -88,9 +94,7 @@ class UpstreamNow(_Strict):
     @field_validator("documented")
     @classmethod
     def _names_a_protocol(cls, value):
-        if not value:
-            raise ValueError("must name at least one protocol")
-        return value
+        return _at_least_one_protocol(value)
 
     @field_validator("date")
     @classmethod
@@ -142,9 +146,7 @@ class ModelEntry(_Strict):
     @field_validator("documented")
     @classmethod
     def _documented_not_empty(cls, value):
-        if not value:
-            raise ValueError("must name at least one protocol")
-        return value
+        return _at_least_one_protocol(value)
 
     @field_validator("variants")
     @classmethod
