@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
+from repro.plan import is_finished  # noqa: F401  (also part of this module's API, as before)
 
 LAUNCHERS = ("local", "slurm")
 TARGET_JOB_SECONDS = 2 * 3600  # add GPUs to a job until its estimate fits in this
@@ -104,53 +105,6 @@ def plan_job(model_id: str, protocol: str, options: LaunchOptions, limit: int | 
 
 # ---------------------------------------------------------------------------------------------
 # What still needs a job
-
-
-def is_finished(model_id: str, protocol: str, eval_kwargs: dict[str, Any], folder_images: int | None = None) -> bool:
-    """A result file for this (model, protocol) exists, made with the same protocol settings,
-    forward variant, precision, limit, dataset folder and checkpoint file, not older than that file.
-    (Cheap: no hashing of checkpoints on the submitting host; `--force` resubmits anyway.)
-    `folder_images`: the images in the dataset folder now, where known (else a result of a
-    subset folder is not finished: the folder may be whole by now)."""
-    from repro.manifest import load_manifest
-    from repro.results import read_result, result_filename
-
-    entry = load_manifest().get(model_id)
-    variant = eval_kwargs.get("variant") or entry.default_variant
-    path = Path(eval_kwargs["output"]) / result_filename(model_id, protocol, variant, entry.default_variant)
-    if not path.is_file():
-        return False
-    try:
-        result = read_result(path)
-    except ReproError:
-        return False
-    settings = entry.protocols[protocol].model_dump(mode="json")
-    return (result.settings == settings and result.variant == variant and result.precision == eval_kwargs.get("precision", "fp32")
-            and result.limit == eval_kwargs.get("limit") and result.status in ("complete", "partial", "server")
-            and (result.num_images_total == folder_images if folder_images is not None
-                 else not (result.partial_reason == "subset" and result.limit is None))
-            and _same_data(result, entry.dataset, eval_kwargs.get("data_root"))
-            and _same_checkpoint(result, eval_kwargs.get("checkpoint")))
-
-
-def _same_data(result: Any, dataset: str, data_root: Any) -> bool:
-    """The result measured the dataset folder the job would use (the engine redoes another one)."""
-    from repro.paths import dataset_root
-
-    return Path(result.data_root).resolve() == dataset_root(dataset, data_root).resolve()
-
-
-def _same_checkpoint(result: Any, checkpoint: Any) -> bool:
-    """The result's checkpoint is the one asked for (if any), still there and not replaced since."""
-    if not result.checkpoint:
-        return checkpoint is None
-    used = Path(result.checkpoint)
-    if checkpoint is not None and Path(checkpoint).expanduser().resolve() != used.resolve():
-        return False
-    try:
-        return used.stat().st_mtime <= result.finished.timestamp()
-    except OSError:
-        return False
 
 
 def pending(runs: Iterable[Any], eval_kwargs: dict[str, Any]) -> list[Any]:

@@ -17,8 +17,10 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from repro.errors import ReproError
 from repro.perf import device_peak_flops
 
 REFERENCE_PIXELS = 512 * 512
@@ -245,7 +247,6 @@ class DatasetInfo:
 def inspect_dataset(name: str, split: str, data_root: Any = None) -> DatasetInfo:
     """Open a dataset split (if there) to count its images and read the first image's size."""
     from repro.datasets import DATASETS, open_dataset
-    from repro.errors import ReproError
     from repro.paths import dataset_root
 
     spec = DATASETS[name]
@@ -266,7 +267,6 @@ def inspect_dataset(name: str, split: str, data_root: Any = None) -> DatasetInfo
 
 
 def _checkpoint_problem(model_id: str, checkpoint: Any) -> str | None:
-    from repro.errors import ReproError
     from repro.evaluate import resolve_checkpoint
 
     try:
@@ -316,7 +316,6 @@ def build_plan(
     `everything`: the runs are the whole zoo (--all, no filter), so missing files are fetched
     with `repro fetch --all` rather than a list of ids.
     """
-    from repro.launch import is_finished
 
     datasets: dict[tuple[str, str], DatasetInfo] = {}
     checkpoints: dict[str, str | None] = {}
@@ -435,3 +434,54 @@ def _footer(plan: Plan) -> list[str]:
         waiting = sum(1 for row in runs if row.missing)
         lines.append(f"{waiting} run(s) wait for files; fetch them with: {command}")
     return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# A finished result on disk (cheap: no checkpoint hashing; the engine's own check is exact)
+
+
+def is_finished(model_id: str, protocol: str, eval_kwargs: dict[str, Any], folder_images: int | None = None) -> bool:
+    """A result file for this (model, protocol) exists, made with the same protocol settings,
+    forward variant, precision, limit, dataset folder and checkpoint file, not older than that file.
+    (Cheap: no hashing of checkpoints on the submitting host; `--force` resubmits anyway.)
+    `folder_images`: the images in the dataset folder now, where known (else a result of a
+    subset folder is not finished: the folder may be whole by now)."""
+    from repro.manifest import load_manifest
+    from repro.results import read_result, result_filename
+
+    entry = load_manifest().get(model_id)
+    variant = eval_kwargs.get("variant") or entry.default_variant
+    path = Path(eval_kwargs["output"]) / result_filename(model_id, protocol, variant, entry.default_variant)
+    if not path.is_file():
+        return False
+    try:
+        result = read_result(path)
+    except ReproError:
+        return False
+    settings = entry.protocols[protocol].model_dump(mode="json")
+    return (result.settings == settings and result.variant == variant and result.precision == eval_kwargs.get("precision", "fp32")
+            and result.limit == eval_kwargs.get("limit") and result.status in ("complete", "partial", "server")
+            and (result.num_images_total == folder_images if folder_images is not None
+                 else not (result.partial_reason == "subset" and result.limit is None))
+            and _same_data(result, entry.dataset, eval_kwargs.get("data_root"))
+            and _same_checkpoint(result, eval_kwargs.get("checkpoint")))
+
+
+def _same_data(result: Any, dataset: str, data_root: Any) -> bool:
+    """The result measured the dataset folder the job would use (the engine redoes another one)."""
+    from repro.paths import dataset_root
+
+    return Path(result.data_root).resolve() == dataset_root(dataset, data_root).resolve()
+
+
+def _same_checkpoint(result: Any, checkpoint: Any) -> bool:
+    """The result's checkpoint is the one asked for (if any), still there and not replaced since."""
+    if not result.checkpoint:
+        return checkpoint is None
+    used = Path(result.checkpoint)
+    if checkpoint is not None and Path(checkpoint).expanduser().resolve() != used.resolve():
+        return False
+    try:
+        return used.stat().st_mtime <= result.finished.timestamp()
+    except OSError:
+        return False
