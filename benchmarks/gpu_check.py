@@ -1,18 +1,26 @@
-"""GPU speed and agreement: repro's batched Predictor vs `reference_predict` (upstream's loop).
+"""GPU speed, memory and agreement: repro's Predictor vs `reference_predict` (upstream's loop).
 
-Three real-size cases, weights from the deterministic fill, fp32 with TF32 off:
+Real-size cases, weights from the deterministic fill, fp32 with TF32 off, under a cap of
+`--memory-cap-gib` (24 GiB: the issue's budget) on the GPU's allocator:
 
-* ade20k:     MCIBI R-50 ADE20k, ms+flip (whole, six scales), one 512x683 image
-* cityscapes: MCIBI++ ASPP R-101 Cityscapes, ms+flip slide, one 1024x2048 image
-* swin:       MCIBI++ UPerNet Swin-L ADE20k, ms+flip slide 640x640 windows, one 640x853 image
+* ade20k:     MCIBI R-50 ADE20k, ms+flip (whole, six scales), 512x683 images
+* swin:       MCIBI++ UPerNet Swin-L ADE20k, ms+flip slide 640x640 windows, a 640x853 image
+* vit:        MCIBI ViT-L ADE20k, ms+flip slide 512x512 windows, a 512x683 image
+* cityscapes: MCIBI++ ASPP R-101 Cityscapes, ms+flip slide, a 1024x2048 image
 
-For each: seconds per image of both paths, their ratio, argmax agreement (% of pixels), max
-|score difference| and peak device memory of each path (torch.cuda.max_memory_allocated). Prints
-one line per case and writes everything as JSON. `--tiny` shrinks the images (for a CPU check of
-the script itself; the models stay full size).
+For each case the reference loop runs once (batch 1, NCHW, cudnn.benchmark off, CPU-side resizes
+and sums, as upstream's test.py), then each engine setting (network layout, cuDNN autotuner,
+max_batch, precision): seconds per image (argmax included, after one untimed image of the same
+size whose time is kept as `first_image_seconds`), ratio, argmax agreement with the reference (% of
+pixels), max |score difference|, peak device memory and how often max_batch was halved.
 
-    python benchmarks/gpu_check.py --device cuda --json $OUT/gpu_check.json
-    python benchmarks/gpu_check.py --device cpu --tiny
+`--e2e N` first runs a whole evaluation of N images through the engine (`run_job` with its
+defaults: loader threads, predictor, confusion matrix, result record) on synthetic ADE20k-size
+images, next to the reference loop over the same images.
+`--tiny` shrinks the images (a CPU check of this script; the models stay full size).
+
+    python benchmarks/gpu_check.py --device cuda --e2e 6 --json $OUT/gpu_check.json
+    python benchmarks/gpu_check.py --device cpu --tiny --cases ade20k
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import copy
 import json
 import platform
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +39,31 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from repro.inference import Predictor, reference_predict  # noqa: E402
-from repro.manifest import load_manifest  # noqa: E402
-from repro.models import build_segmentor, fill_model  # noqa: E402
-from repro.selftest import strict_fp32  # noqa: E402
+from repro.inference import Predictor, reference_predict
+from repro.manifest import load_manifest
+from repro.models import build_segmentor, fill_model
+from repro.selftest import strict_fp32
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One engine configuration to time."""
+
+    name: str
+    channels_last: bool
+    cudnn_benchmark: bool
+    precision: str = "fp32"
+    max_batch: int = 4
+
+
+SETTINGS = {s.name: s for s in (
+    Setting("nchw", False, False),  # the engine's CUDA default before this check
+    Setting("nhwc", True, False),
+    Setting("nchw+bench", False, True),
+    Setting("nhwc+bench", True, True),
+    Setting("nhwc+bench+b8", True, True, max_batch=8),
+    Setting("bf16", True, True, precision="bf16"),
+)}
 
 
 @dataclass(frozen=True)
@@ -43,12 +73,20 @@ class Case:
     protocol: str
     size: tuple[int, int]  # test-transformed (= original) image, height x width
     tiny_size: tuple[int, int]
+    images: int  # timed images per setting
+    settings: tuple[str, ...]
 
 
+_ALL = tuple(SETTINGS)
 CASES = (
-    Case("ade20k", "mcibi_deeplabv3_r50_ade20k", "ms+flip", (512, 683), (64, 85)),
-    Case("cityscapes", "memorynetv2_aspp_resnet101os8_cityscapes", "ms+flip", (1024, 2048), (96, 192)),
-    Case("swin", "memorynetv2_upernet_swinlarge_ade20k", "ms+flip", (640, 853), (64, 85)),
+    Case("ade20k", "mcibi_deeplabv3_r50_ade20k", "ms+flip", (512, 683), (64, 85), 3,
+         ("nchw", "nhwc", "nchw+bench", "nhwc+bench", "bf16")),
+    Case("swin", "memorynetv2_upernet_swinlarge_ade20k", "ms+flip", (640, 853), (64, 85), 1,
+         ("nchw", "nhwc", "nhwc+bench", "bf16")),
+    Case("vit", "mcibi_deeplabv3_vitlarge_ade20k", "ms+flip", (512, 683), (64, 85), 1,
+         ("nchw", "nhwc+bench", "bf16")),
+    Case("cityscapes", "memorynetv2_aspp_resnet101os8_cityscapes", "ms+flip", (1024, 2048), (96, 192), 1,
+         ("nchw", "bf16")),
 )
 
 
@@ -57,66 +95,150 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _measure(fn, images, device) -> dict:
-    """Seconds per image, peak memory and the argmax maps of `fn` over `images`."""
+def _time_images(fn, images, device) -> tuple[float, list[torch.Tensor]]:
+    """Seconds per image of `fn` + argmax over `images`; the scores, moved to the CPU untimed."""
+    _sync(device)
+    start = time.perf_counter()
+    scores = []
+    for image in images:
+        out = fn(image)
+        out.argmax(0)  # the prediction, where the scores are (upstream: on the CPU)
+        scores.append(out)
+    _sync(device)
+    seconds = (time.perf_counter() - start) / len(images)
+    return seconds, [s.float().cpu() for s in scores]
+
+
+def _reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    _sync(device)
+
+
+def _peak(device: torch.device) -> int | None:
+    return torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+
+
+def _agreement(ours: list[torch.Tensor], theirs: list[torch.Tensor]) -> dict:
+    agree = sum(int((a.argmax(0) == b.argmax(0)).sum()) for a, b in zip(ours, theirs))
+    pixels = sum(a[0].numel() for a in ours)
+    return {"argmax_agreement_percent": 100.0 * agree / pixels, "argmax_differing_pixels": pixels - agree,
+            "max_abs_score_diff": max(float((a - b).abs().max()) for a, b in zip(ours, theirs))}
+
+
+def time_reference(model, entry, protocol, images, warm, size, device) -> dict:
+    torch.backends.cudnn.benchmark = False  # upstream's test.py leaves it off
+
+    def reference(x):
+        return reference_predict(model, x, protocol, entry.num_classes, protocol.flip_pairs, device, output_size=size)
+
+    _reset_peak(device)
     start = time.perf_counter()
-    scores = [fn(image).float().cpu() for image in images]
+    reference(warm)
+    first = time.perf_counter() - start
+    seconds, scores = _time_images(reference, images, device)
+    return {"seconds_per_image": seconds, "first_image_seconds": first, "peak_memory_bytes": _peak(device),
+            "scores": scores}
+
+
+def time_setting(setting: Setting, model, entry, protocol, images, warm, size, device) -> dict:
+    torch.backends.cudnn.benchmark = setting.cudnn_benchmark and device.type == "cuda"
+    predictor = Predictor(model, protocol, entry.num_classes, protocol.flip_pairs, device,
+                          max_batch=setting.max_batch, precision=setting.precision,
+                          channels_last=setting.channels_last)
+    _reset_peak(device)
+    start = time.perf_counter()
+    predictor(warm, size)
     _sync(device)
-    seconds = (time.perf_counter() - start) / len(images)
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return {"seconds_per_image": seconds, "peak_memory_bytes": peak, "scores": scores}
+    first = time.perf_counter() - start
+    seconds, scores = _time_images(lambda x: predictor(x, size), images, device)
+    torch.backends.cudnn.benchmark = False
+    return {"setting": setting.name, "channels_last": setting.channels_last,
+            "cudnn_benchmark": setting.cudnn_benchmark, "precision": setting.precision,
+            "max_batch_asked": setting.max_batch, "max_batch_after": predictor.max_batch,
+            "oom_halvings": predictor.oom_retries, "seconds_per_image": seconds, "first_image_seconds": first,
+            "peak_memory_bytes": _peak(device), "scores": scores}
 
 
-def run_case(case: Case, device: torch.device, tiny: bool, count: int, max_batch: int) -> dict:
+def run_case(case: Case, device: torch.device, tiny: bool, settings: list[str], say) -> dict:
     entry = load_manifest().get(case.model_id)
     protocol = entry.protocols[case.protocol]
     height, width = case.tiny_size if tiny else case.size
-    model = fill_model(build_segmentor(entry.id)).eval().to(device)
+    reference_model = fill_model(build_segmentor(entry.id)).eval().to(device)
+    # a copy: the Predictor converts its model's layout in place; the reference runs NCHW
+    engine_model = copy.deepcopy(reference_model)
     generator = torch.Generator().manual_seed(0)
-    images = [torch.randn(3, height, width, generator=generator) for _ in range(count)]
-    # a copy: on the CPU the Predictor converts its model to channels_last in place, and the
-    # reference loop must run upstream's NCHW layout
-    predictor = Predictor(copy.deepcopy(model), protocol, entry.num_classes, protocol.flip_pairs, device,
-                          max_batch=max_batch)
+    images = [torch.randn(3, height, width, generator=generator) for _ in range(case.images)]
+    warm = torch.randn(3, height, width, generator=generator)  # same size: cuDNN's choices, allocator
+    reference = time_reference(reference_model, entry, protocol, images, warm, (height, width), device)
+    say(f"{case.name:<10} reference  {reference['seconds_per_image']:.3f} s/img"
+        f" (first {reference['first_image_seconds']:.2f} s, {_gib(reference['peak_memory_bytes'])})")
+    rows = []
+    for name in settings:
+        row = time_setting(SETTINGS[name], engine_model, entry, protocol, images, warm, (height, width), device)
+        row.update(_agreement(row.pop("scores"), reference["scores"]))
+        row["speedup"] = reference["seconds_per_image"] / row["seconds_per_image"]
+        rows.append(row)
+        say(format_row(case.name, row))
+    del reference["scores"]
+    return {"case": case.name, "model_id": entry.id, "protocol": case.protocol, "mode": protocol.mode,
+            "scales": protocol.scales, "size": [height, width], "images": case.images,
+            "reference": reference, "settings": rows}
 
-    def engine(x):
-        return predictor(x, (height, width))
 
-    def reference(x):
-        return reference_predict(model, x, protocol, entry.num_classes, protocol.flip_pairs, device,
-                                 output_size=(height, width))
+def run_e2e(device: torch.device, tiny: bool, count: int, output: Path, say) -> dict:
+    """A whole evaluation through the engine (`run_job`, its defaults) and the reference loop on
+    the same images: MCIBI R-50 ADE20k ms+flip, images of four sizes."""
+    from repro.datasets import DATASETS, test_transform
+    from repro.evaluate import EngineOptions, EvalJob, run_job
+    from repro.metrics import ConfusionMatrix
+    from repro.selftest import SyntheticSplit
 
-    warm = torch.randn(3, max(32, height // 4), max(32, width // 4), generator=generator)
-    engine(warm), reference(warm)  # CUDA context, cuDNN handles, allocator: outside the timing
-    ours, theirs = _measure(engine, images, device), _measure(reference, images, device)
-    agree = sum(int((a.argmax(0) == b.argmax(0)).sum()) for a, b in zip(ours["scores"], theirs["scores"]))
-    pixels = sum(a[0].numel() for a in ours["scores"])
-    return {
-        "case": case.name, "model_id": entry.id, "protocol": case.protocol, "mode": protocol.mode,
-        "scales": protocol.scales, "size": [height, width], "images": count, "max_batch": predictor.max_batch,
-        "engine_seconds_per_image": ours["seconds_per_image"],
-        "reference_seconds_per_image": theirs["seconds_per_image"],
-        "speedup": theirs["seconds_per_image"] / ours["seconds_per_image"],
-        "argmax_agreement_percent": 100.0 * agree / pixels, "argmax_differing_pixels": pixels - agree,
-        "max_abs_score_diff": max(float((a - b).abs().max()) for a, b in zip(ours["scores"], theirs["scores"])),
-        "engine_peak_memory_bytes": ours["peak_memory_bytes"],
-        "reference_peak_memory_bytes": theirs["peak_memory_bytes"],
-    }
+    entry = load_manifest().get("mcibi_deeplabv3_r50_ade20k")
+    protocol = entry.protocols["ms+flip"]
+    sizes = [(64, 85), (64, 64), (85, 64)] if tiny else [(512, 683), (512, 512), (683, 512), (512, 910)]
+    if tiny:  # the test resize would bring the images back to 512 (short side)
+        protocol = protocol.model_copy(update={"resize": protocol.resize.model_copy(update={"output_size": [256, 64]})})
+    dataset = SyntheticSplit(entry.num_classes, [sizes[i % len(sizes)] for i in range(count)])
+    model = fill_model(build_segmentor(entry.id)).eval()
+    job = EvalJob(model_id=entry.id, protocol_name="ms+flip", protocol=protocol, dataset=dataset,
+                  dataset_name=entry.dataset, split="val", data_root="<synthetic>",
+                  class_names=DATASETS[entry.dataset].class_names, build_model=lambda: copy.deepcopy(model),
+                  checkpoint_sha256="gpu_check")
+    options = EngineOptions(device=str(device), output=output, resume=False)
+    start = time.perf_counter()
+    result = run_job(job, options)
+    engine_seconds = time.perf_counter() - start
+    matrix = ConfusionMatrix(entry.num_classes)
+    reference_model = copy.deepcopy(model).to(device)
+    start = time.perf_counter()
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        scores = reference_predict(reference_model, test_transform(sample.image, protocol), protocol,
+                                   entry.num_classes, protocol.flip_pairs, device, output_size=sample.label.shape)
+        matrix.update(scores.argmax(0), torch.from_numpy(sample.label))
+    reference_seconds = time.perf_counter() - start
+    row = {"images": count, "sizes": sizes,
+           "engine_whole_seconds": engine_seconds, "reference_loop_seconds": reference_seconds,
+           "engine_miou": result.miou, "reference_miou": matrix.scores().miou * 100.0,
+           "result_perf": {k: getattr(result, k, None) for k in (
+               "images_per_second", "seconds_per_image", "peak_memory_bytes", "peak_memory_kind",
+               "flops_per_image", "device_peak_flops", "peak_flops_fraction", "engine")}}
+    say(f"e2e: engine {engine_seconds:.1f} s (result: {row['result_perf']['seconds_per_image']}"
+        f" s/img) vs reference loop {reference_seconds:.1f} s over {count} images;"
+        f" mIoU {row['engine_miou']:.4f} vs {row['reference_miou']:.4f}")
+    return row
 
 
 def _gib(value) -> str:
     return "n/a" if value is None else f"{value / 2**30:.1f} GiB"
 
 
-def format_row(row: dict) -> str:
-    return (f"{row['case']:<10} {row['size'][0]}x{row['size'][1]} engine {row['engine_seconds_per_image']:.2f} s/img"
-            f" ({_gib(row['engine_peak_memory_bytes'])}), reference {row['reference_seconds_per_image']:.2f} s/img"
-            f" ({_gib(row['reference_peak_memory_bytes'])}), x{row['speedup']:.2f},"
-            f" argmax {row['argmax_agreement_percent']:.4f}%")
+def format_row(case: str, row: dict) -> str:
+    return (f"{case:<10} {row['setting']:<13} {row['seconds_per_image']:.3f} s/img x{row['speedup']:.2f}"
+            f" (first {row['first_image_seconds']:.2f} s, {_gib(row['peak_memory_bytes'])},"
+            f" batch {row['max_batch_asked']}->{row['max_batch_after']}) argmax {row['argmax_agreement_percent']:.4f}%"
+            f" max|d| {row['max_abs_score_diff']:.1e}")
 
 
 def environment(device: torch.device) -> dict:
@@ -137,13 +259,25 @@ def _selftest(device: str, json_path: Path | None) -> int:
     return 0 if report.passed else 1
 
 
+def _cap_memory(device: torch.device, gib: float | None) -> float | None:
+    """Cap the caching allocator at `gib` (a smaller GPU's budget); the fraction set, or None."""
+    if device.type != "cuda" or not gib:
+        return None
+    total = torch.cuda.get_device_properties(device).total_memory
+    fraction = min(1.0, gib * 2**30 / total)
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
+    return fraction
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--tiny", action="store_true", help="small images (a CPU check of this script)")
-    parser.add_argument("--images", type=int, default=1, help="timed images per case")
-    parser.add_argument("--max-batch", type=int, default=4)
     parser.add_argument("--cases", nargs="+", default=[c.name for c in CASES], choices=[c.name for c in CASES])
+    parser.add_argument("--settings", nargs="+", default=None, choices=list(SETTINGS),
+                        help="engine settings to time (default: each case's list)")
+    parser.add_argument("--memory-cap-gib", type=float, default=24.0, help="allocator cap on the GPU (0: none)")
+    parser.add_argument("--e2e", type=int, default=0, metavar="N", help="also N images through run_job (0: skip)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--selftest-only", action="store_true",
                         help="run repro's selftest through the Python API (where the CLI cannot load) and exit")
@@ -151,15 +285,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.selftest_only:
         return _selftest(args.device, args.json)
     device = torch.device(args.device)
-    report = {"environment": environment(device), "tiny": args.tiny, "tf32": False, "precision": "fp32", "cases": []}
-    print(f"gpu_check on {report['environment']['device']}, torch {torch.__version__}, fp32, TF32 off", flush=True)
-    with strict_fp32():
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    report = {"environment": environment(device), "tiny": args.tiny, "tf32": False,
+              "memory_cap_gib": args.memory_cap_gib if device.type == "cuda" else None,
+              "memory_cap_fraction": _cap_memory(device, args.memory_cap_gib), "cases": [], "e2e": []}
+    print(f"gpu_check on {report['environment']['device']}, torch {torch.__version__}, fp32, TF32 off,"
+          f" allocator cap {report['memory_cap_gib']} GiB", flush=True)
+
+    def save() -> None:  # after each step, so a timeout still leaves the finished ones
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+    say = lambda line: print(line, flush=True)
+    with strict_fp32(), tempfile.TemporaryDirectory() as output:
+        if args.e2e:  # first: the figures a result records
+            report["e2e"].append(run_e2e(device, args.tiny, args.e2e, Path(output), say))
+            save()
         for case in (c for c in CASES if c.name in args.cases):
-            row = run_case(case, device, args.tiny, args.images, args.max_batch)
-            report["cases"].append(row)
-            print(format_row(row), flush=True)
-            if args.json:  # after each case, so a timeout still leaves the finished ones
-                args.json.write_text(json.dumps(report, indent=2) + "\n")
+            report["cases"].append(run_case(case, device, args.tiny, args.settings or list(case.settings), say))
+            save()
     return 0
 
 

@@ -20,17 +20,18 @@ summed with all_reduce, and rank 0 writes the result.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
 import os
-import queue
 import shutil
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -120,7 +121,7 @@ class EngineOptions:
     output: str | os.PathLike | None = None  # None: repro.paths.results_dir()
     resume: bool = True
     max_batch: int = 4  # crops (or whole images) per forward; halved on CUDA out-of-memory
-    workers: int | None = None  # data-loading processes; None = min(4, CPUs - 1)
+    workers: int | None = None  # loader threads; None = 1 on 1-2 cores, else min(4, CPUs - 1)
     save_every: int = 200  # images between progress saves
     save_every_seconds: float = 300.0  # ... and at least this often
     resize_on_cpu: bool = False  # final per-output resize on the CPU, as upstream
@@ -242,10 +243,10 @@ def _reduce_device(device: torch.device) -> torch.device:
 
 
 def _default_workers() -> int:
-    """Loader processes: none on a machine of one or two cores (a process there only competes
-    with the compute threads; a prefetch thread reads ahead instead), else up to 4."""
+    """Loader threads: one on a machine of one or two cores (more only compete with the compute
+    threads), else up to 4."""
     cpus = os.cpu_count() or 1
-    return 0 if cpus <= 2 else min(4, cpus - 1)
+    return 1 if cpus <= 2 else min(4, cpus - 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,75 +281,33 @@ class _TransformedSamples(torch.utils.data.Dataset):
         return sample.id, image, label, tuple(sample.image.shape[:2])
 
 
-def _as_is(item):
-    return item
+PREFETCH_DEPTH = 2  # samples read ahead (at least) by the loader threads
 
 
-def _init_worker(_worker_id: int) -> None:
-    """One thread per loader process: the workers run in parallel already, and OpenCV's pool
-    inherited through fork can stall. (cv2.resize gives the same pixels with any thread count.)"""
-    import cv2
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
-_END = object()
-PREFETCH_DEPTH = 2  # samples read ahead by the loader thread
-
-
-def _prefetched(samples: _TransformedSamples, depth: int = PREFETCH_DEPTH):
-    """Yields samples[0], samples[1], ... read `depth` ahead by a background thread (OpenCV and
-    numpy release the GIL), in order; an exception in the thread is raised at its place."""
-    items: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(entry) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def read() -> None:
-        try:
-            for k in range(len(samples)):
-                if not put((True, samples[k])):
-                    return
-        except BaseException as err:  # handed to the consumer, raised there
-            put((False, err))
-            return
-        put((True, _END))
-
-    thread = threading.Thread(target=read, name="repro-prefetch", daemon=True)
-    thread.start()
+def _read_ahead(samples: _TransformedSamples, threads: int, depth: int):
+    """Yields samples[0], samples[1], ... in order, read up to `depth` ahead by `threads` threads
+    of this process (OpenCV and numpy release the GIL while decoding and resizing); an exception
+    is raised at its sample's place. Threads, not worker processes: a fork of a process that has
+    started CUDA may hang (on an H200 a second evaluation in one process stalled for good on its
+    forked loader), and fresh interpreters (spawn) would re-run an unguarded user script."""
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="repro-loader")
+    pending: collections.deque = collections.deque()
     try:
-        while True:
-            ok, item = items.get()
-            if not ok:
-                raise item
-            if item is _END:
-                return
-            yield item
-    finally:
-        stop.set()
+        for k in range(len(samples)):
+            pending.append(pool.submit(samples.__getitem__, k))
+            if len(pending) > depth:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:  # the consumer stopped (or failed): drop what was not started, never wait for it
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _loader(samples: _TransformedSamples, workers: int):
-    """Worker processes when `workers` > 0, else a prefetch thread in this process."""
+    """`workers` loader threads reading ahead; 0: each sample read in the calling thread."""
     if workers <= 0:
-        return _prefetched(samples)
-    return torch.utils.data.DataLoader(
-        samples,
-        batch_size=None,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=_as_is,
-        worker_init_fn=_init_worker,
-        persistent_workers=False,
-    )
+        return (samples[k] for k in range(len(samples)))
+    return _read_ahead(samples, workers, depth=max(PREFETCH_DEPTH, 2 * workers))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -477,7 +436,7 @@ class _Interrupts:
                     self.saved[signum] = signal.signal(signum, self._handle)
         return self
 
-    def __exit__(self, *exc: Any) -> bool:
+    def __exit__(self, *exc: object) -> bool:
         for signum, handler in self.saved.items():  # None: a handler not set from Python
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
         if self.pending is not None:  # it came inside an atomic block that raised: it still wins
@@ -934,9 +893,8 @@ def build_job(
     `variant` None is the row's default forward (the one its checkpoint was trained with)."""
     from repro.datasets import DATASETS, open_dataset
     from repro.manifest import load_manifest
-    from repro.paths import dataset_root
-
     from repro.models import row_variant
+    from repro.paths import dataset_root
 
     entry = load_manifest().get(model_id)
     variant = row_variant(entry, variant)

@@ -385,32 +385,51 @@ class _Items:
         return k
 
 
-def test_prefetch_thread_yields_in_order_and_raises_in_place():
+@pytest.mark.parametrize("workers", [0, 1, 3])
+def test_loader_yields_in_order_and_raises_in_place(workers):
     from repro.evaluate import _loader
 
-    assert list(_loader(_Items(7), 0)) == list(range(7))
+    assert list(_loader(_Items(7), workers)) == list(range(7))
     got = []
     with pytest.raises(KeyError, match="item 3"):
-        for item in _loader(_Items(6, bad=3), 0):
+        for item in _loader(_Items(6, bad=3), workers):
             got.append(item)
     assert got == [0, 1, 2]
 
 
-def test_prefetch_thread_stops_when_the_consumer_stops():
+def test_loader_reads_in_threads_of_this_process_not_forks():
+    # a fork of a process that has started CUDA can hang: the loader never makes processes
+    import os
+    import threading
+
+    from repro.evaluate import _loader
+
+    class Where(_Items):
+        def __getitem__(self, k: int):
+            return os.getpid(), threading.current_thread().name
+
+    seen = list(_loader(Where(8), 3))
+    assert {pid for pid, _ in seen} == {os.getpid()}
+    assert all(name.startswith("repro-loader") for _, name in seen)
+    assert {name for _, name in _loader(Where(3), 0)} == {threading.current_thread().name}
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_loader_stops_reading_when_the_consumer_stops(workers):
+    import time
+
     from repro.evaluate import PREFETCH_DEPTH, _loader
 
     items = _Items(100)
-    loader = _loader(items, 0)
+    loader = _loader(items, workers)
     assert next(loader) == 0
     loader.close()
-    import time
-
     time.sleep(0.3)
-    assert len(items.read) <= 2 + PREFETCH_DEPTH
+    assert len(items.read) <= 2 + max(PREFETCH_DEPTH, 2 * workers) + workers
 
 
-@pytest.mark.parametrize("cpus, expected", [(1, 0), (2, 0), (3, 2), (16, 4)])
-def test_no_loader_processes_on_small_machines(monkeypatch, cpus, expected):
+@pytest.mark.parametrize("cpus, expected", [(1, 1), (2, 1), (3, 2), (16, 4)])
+def test_loader_threads_by_machine_size(monkeypatch, cpus, expected):
     from repro import evaluate
 
     monkeypatch.setattr(evaluate.os, "cpu_count", lambda: cpus)

@@ -415,8 +415,8 @@ def eval_command(
     force: bool = typer.Option(False, "--force", help="Redo finished evaluations (same as --no-resume)."),
     shard: str = typer.Option(None, "--shard", help="I/N: evaluate only the I-th of N interleaved shares of the models (1-based)."),
     max_batch: int = typer.Option(4, "--max-batch", min=1, help="Crops (or images) per forward pass; lower it if GPU memory is short."),
-    workers: int = typer.Option(None, "--workers", min=0, help="Data-loading processes (default: none on "
-                                "1-2 cores, where a thread reads ahead; else up to 4)."),
+    workers: int = typer.Option(None, "--workers", min=0, help="Data-loading threads reading ahead (default: 1 "
+                                "on 1-2 cores, else up to 4; 0: read in the main thread)."),
     save_every: int = typer.Option(200, "--save-every", min=1, help="Images between progress saves."),
     save_every_min: float = typer.Option(5.0, "--save-every-min", min=0.01, help="Minutes between progress saves (whichever comes first)."),
     cpu_resize: bool = typer.Option(False, "--cpu-resize", help="Resize outputs to the original size on the CPU, exactly as upstream (slower)."),
