@@ -43,7 +43,7 @@ import torch.distributed as dist
 
 import repro
 from repro.errors import CheckpointError, DatasetError, ReproError
-from repro.fetch.download import sha256_of
+from repro.fetch.download import file_digest
 from repro.fileio import atomic_path
 from repro.inference import PRECISIONS, FlopObserver, Predictor, count_flops
 from repro.metrics import ConfusionMatrix
@@ -132,17 +132,10 @@ class EngineOptions:
 # Small helpers
 
 
-_digest_cache: dict[tuple[str, int, int], str] = {}
-
-
 def checkpoint_digest(path: str | os.PathLike) -> str:
-    """sha256 of a checkpoint file (cached per path, size and mtime within the process)."""
-    path = Path(path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if key not in _digest_cache:
-        _digest_cache[key] = sha256_of(path)
-    return _digest_cache[key]
+    """sha256 of a checkpoint file (once per path, size and mtime within the process; a hash the
+    CLI started ahead in a thread is waited for)."""
+    return file_digest(path)
 
 
 def _git_commit() -> str | None:

@@ -198,3 +198,22 @@ def test_eval_cli_end_to_end(tmp_path, monkeypatch):
     # a second run finds the finished result and does not redo it
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "already evaluated" in again.output
+
+
+def test_hash_ahead_starts_the_checkpoint_digest_the_engine_then_uses(tmp_path, monkeypatch):
+    import hashlib
+
+    import repro.fetch.download as download
+    from repro.cli.eval import _hash_ahead
+    from repro.evaluate import checkpoint_digest
+
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))  # nothing fetched
+    path = tmp_path / "weights.pth"
+    path.write_bytes(b"w" * 4096)
+    monkeypatch.setattr(download, "_digests", {})
+    _hash_ahead("mcibi_deeplabv3_r50_ade20k", path)
+    assert len(download._digests) == 1  # started, keyed by the file
+    assert checkpoint_digest(path) == hashlib.sha256(b"w" * 4096).hexdigest()
+    assert len(download._digests) == 1  # the engine waited for that hash instead of another
+    _hash_ahead("mcibi_deeplabv3_r50_ade20k", None)  # not fetched: nothing to hash, no error
+    assert len(download._digests) == 1

@@ -213,3 +213,34 @@ def test_a_206_without_a_usable_range_fails_the_url_instead_of_looping(fetch_env
     with pytest.raises(UrlFailed, match="wrong byte range"):
         download_to_part("http://example.invalid/f.bin", tmp_path / "f.bin.part", session=session)
     assert session.calls <= 2
+
+
+def test_file_digest_is_the_sha256_once_per_path_size_and_mtime(tmp_path, monkeypatch):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(b"a" * 100_000)
+    calls = []
+    real = download.sha256_of
+    monkeypatch.setattr(download, "sha256_of", lambda p: calls.append(p) or real(p))
+    download.start_file_digest(path)  # in a thread; file_digest waits for it
+    assert download.file_digest(path) == hashlib.sha256(b"a" * 100_000).hexdigest()
+    assert download.file_digest(path) == download.file_digest(str(path))
+    assert len(calls) == 1
+    path.write_bytes(b"b" * 100_001)  # another file under the same name is hashed again
+    assert download.file_digest(path) == hashlib.sha256(b"b" * 100_001).hexdigest()
+    assert len(calls) == 2
+
+
+def test_file_digest_of_a_missing_file_raises_and_starting_it_does_not(tmp_path):
+    download.start_file_digest(tmp_path / "absent.pth")
+    with pytest.raises(FileNotFoundError):
+        download.file_digest(tmp_path / "absent.pth")
+
+
+def test_a_failed_digest_is_not_kept(tmp_path, monkeypatch):
+    path = tmp_path / "weights.pth"
+    path.write_bytes(b"x" * 10)
+    monkeypatch.setattr(download, "sha256_of", lambda p: (_ for _ in ()).throw(PermissionError("denied")))
+    with pytest.raises(PermissionError):
+        download.file_digest(path)
+    monkeypatch.undo()
+    assert download.file_digest(path) == hashlib.sha256(b"x" * 10).hexdigest()

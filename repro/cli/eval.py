@@ -324,11 +324,28 @@ def _perf_text(result) -> str:
     return ", ".join(parts)
 
 
+def _hash_ahead(model_id: str, checkpoint: Path | None) -> None:
+    """Start hashing a run's checkpoint in a thread; the engine waits for that hash instead of
+    computing it. For the first run this overlaps torch's import, for the next ones the run
+    before (R-50: 0.35 s here; Swin-L's 0.8 GB about 1.5 s)."""
+    from repro.fetch import checkpoint_path
+    from repro.fetch.download import start_file_digest
+
+    try:
+        path = checkpoint if checkpoint is not None else checkpoint_path(model_id)
+    except ReproError:
+        return
+    if path is not None:
+        start_file_digest(path)
+
+
 def _run_all(ready: list[PlannedRun], settings: RunSettings, show: bool) -> tuple[list, int]:
     """Run each ready run; a failure is noted and the others go on (a single run raises)."""
     rows, failed = [], 0
     for number, run in enumerate(ready, 1):
         label = _label(number, len(ready), run)
+        if number < len(ready):
+            _hash_ahead(ready[number].model_id, settings.checkpoint)
         try:
             result = _run_one(run, label, settings, show)
         except typer.Exit:  # interrupted: stop here
@@ -457,6 +474,8 @@ estimate, not a measurement).
     )
     _check_output(settings.output)
     show = _is_rank_zero()
+    if runs and not dry_run and launcher is None:
+        _hash_ahead(runs[0].model_id, checkpoint)  # while torch imports (the plan imports it)
     with dataset_root_overrides(overrides), _sigterm_raises():
         plan = _make_plan(manifest, runs, lacking, tta.value, settings, all_models and not dataset and not shard)
         if show and (dry_run or _worth_a_plan(plan, runs)):

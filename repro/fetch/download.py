@@ -18,8 +18,10 @@ import re
 import shutil
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -627,6 +629,46 @@ def copy_to_part(source: Path, part: Path, *, progress: Progress | None = None) 
 
 def sha256_of(path: Path) -> str:
     return _hash_existing(path)[0].hexdigest()
+
+
+# sha256 per (resolved path, size, mtime), computed once per process in a background thread.
+_digests: dict[tuple[str, int, int], Future] = {}
+_digests_lock = threading.Lock()
+
+
+def start_file_digest(path: str | os.PathLike) -> None:
+    """Begin hashing `path` in a background thread (hashlib releases the GIL), so that a later
+    `file_digest` finds it done: the CLI starts a checkpoint's hash before torch is imported,
+    and the next model's while the current one is evaluated. A missing file is ignored here."""
+    try:
+        _digest_future(Path(path))
+    except OSError:
+        pass
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file, computed once per path, size and mtime within the process."""
+    return _digest_future(Path(path)).result()
+
+
+def _digest_future(path: Path) -> Future:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    with _digests_lock:
+        future = _digests.get(key)
+        if future is None:
+            future = _digests[key] = Future()
+            threading.Thread(target=_digest_into, args=(path, key, future), name="repro-sha256", daemon=True).start()
+    return future
+
+
+def _digest_into(path: Path, key: tuple[str, int, int], future: Future) -> None:
+    try:
+        future.set_result(sha256_of(path))
+    except BaseException as err:  # raised by file_digest; the next call tries again
+        with _digests_lock:
+            _digests.pop(key, None)
+        future.set_exception(err)
 
 
 # ------------------------------------------------------------------------ URL list driver
