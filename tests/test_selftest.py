@@ -155,6 +155,11 @@ def test_gpu_check_script_runs_tiny_on_cpu(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     figures = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     (case,) = figures["cases"]
-    assert case["case"] == "ade20k" and case["argmax_agreement_percent"] == 100.0
-    assert case["engine_seconds_per_image"] > 0 and case["reference_seconds_per_image"] > 0
+    assert case["case"] == "ade20k" and case["reference"]["seconds_per_image"] > 0
+    assert [row["setting"] for row in case["settings"]] == ["nchw", "nhwc"]
+    for row in case["settings"]:
+        assert row["argmax_agreement_percent"] == 100.0 and row["seconds_per_image"] > 0
+    (e2e,) = figures["e2e"]  # a whole evaluation through the engine: the reference loop's mIoU
+    assert e2e["engine_miou"] == pytest.approx(e2e["reference_miou"], abs=1e-9)
+    assert e2e["result_perf"]["seconds_per_image"] > 0
     assert json.loads((tmp_path / "out" / "selftest.json").read_text())["passed"] is True
