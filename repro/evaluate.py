@@ -345,7 +345,7 @@ class _State:
     started: str  # ISO time of the first session
     flops_per_image: float | None = None  # counted once, on the first image evaluated
     peak_memory: int | None = None  # the highest peak of all sessions
-    untimed: int = 0  # images counted but not in `seconds` (the FLOP-counted first image)
+    untimed: int = 0  # images counted but not in `seconds` (older progress files; now always 0)
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -619,6 +619,15 @@ class _Session:
         """Time counts from here: images/s measures evaluation, not model building and loading."""
         self.start = self.last_save = time.perf_counter()
 
+    @contextlib.contextmanager
+    def clock_paused(self):
+        """The time spent inside is left out of the evaluation's seconds."""
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.start += time.perf_counter() - began
+
     def counted(self) -> None:
         """One more image is fully in the matrix (call inside `_Interrupts.atomic`)."""
         self.state.done += 1
@@ -717,12 +726,10 @@ def _evaluate_share(job, options, device, share, session: _Session, writer, prog
                     count_flops_next = False
                     state.flops_per_image = _observed_flops(observed, predictor)
                     if state.flops_per_image is None:  # count on a "meta" twin: no arithmetic
-                        state.flops_per_image = count_flops(
-                            model, job.protocol, job.num_classes, tuple(image.shape), size,
-                            flip_pairs=getattr_or_key(job.protocol, "flip_pairs", ()), max_batch=options.max_batch)
-                        if state.done < len(share):
-                            session.restart_clock()  # that counting (imports, a second) is not timed
-                            state.untimed += 1
+                        with session.clock_paused():  # that counting (imports, a second) is not timed
+                            state.flops_per_image = count_flops(
+                                model, job.protocol, job.num_classes, tuple(image.shape), size,
+                                flip_pairs=getattr_or_key(job.protocol, "flip_pairs", ()), max_batch=options.max_batch)
                 if progress:
                     progress(state.done, len(share))
     except RuntimeError as err:

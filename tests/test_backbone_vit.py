@@ -262,3 +262,16 @@ def test_a_position_embedding_of_no_square_grid_is_a_shape_error():
     state["pos_embed"] = torch.zeros(1, 61, 32)  # 60 grid tokens: no square grid
     with pytest.raises(CheckpointError, match=r"pos_embed is \(1, 61, 32\) in the checkpoint but \(1, 65, 32\)"):
         load_checkpoint(model, state)
+
+
+def test_a_refused_checkpoint_leaves_the_position_embedding_as_built():
+    from repro.errors import CheckpointError
+    from repro.models import load_checkpoint
+
+    model = tiny_vit(img_size=(64, 64))
+    built_embed, built_grid = model.pos_embed, model.pos_grid
+    state = tiny_vit(img_size=(58, 58)).state_dict()  # a 7x7 grid: adapted before the key check
+    del state["cls_token"]  # ... and then refused
+    with pytest.raises(CheckpointError, match="lacks 1 of"):
+        load_checkpoint(model, state)
+    assert model.pos_embed is built_embed and model.pos_grid == built_grid

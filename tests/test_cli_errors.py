@@ -563,3 +563,15 @@ def test_fetch_nothing_named():
 )
 def test_bad_flags_are_usage_errors(command, option):
     assert_usage_error(runner.invoke(app, command), option)
+
+
+def test_ctrl_c_outside_a_run_exits_130_with_one_line(monkeypatch):
+    import repro.manifest
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(repro.manifest, "load_manifest", interrupted)  # imported inside the command
+    result = CliRunner().invoke(app, ["list"])
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.output and "Aborted" not in result.output and "Traceback" not in result.output

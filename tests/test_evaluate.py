@@ -277,3 +277,24 @@ def test_cuda_without_cuda_is_a_clear_error():
     with pytest.raises(ReproError, match="bad device"):
         resolve_device("tpu")
     assert resolve_device("auto").type == "cpu"
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_the_flop_fallback_counting_is_left_out_of_the_timing(lip_root, tmp_path, monkeypatch, limit):
+    # where the first image's real pass cannot be watched, FLOPs are counted afterwards on a
+    # "meta" twin; that second (here 1.5 s) must not count as evaluation time, one image or more
+    import time
+
+    import repro.evaluate as engine
+
+    monkeypatch.setattr(engine.FlopObserver, "observable", staticmethod(lambda model: False))
+
+    def slow_count(*args, **kwargs):
+        time.sleep(1.5)
+        return 1e9
+
+    monkeypatch.setattr(engine, "count_flops", slow_count)
+    result = run_job(lip_job(lip_root), options(tmp_path, limit=limit))
+    assert result.flops_per_image == 1e9 and result.num_images == limit
+    assert result.seconds < 1.2, result.seconds
+    assert result.seconds_per_image == pytest.approx(result.seconds / limit)

@@ -80,6 +80,9 @@ class ReproGroup(_NaturalHelp, TyperGroup):
             raise typer.Exit(err.exit_code) from None
         except BrokenPipeError:  # `repro list | head`: the reader left; click exits quietly
             raise
+        except KeyboardInterrupt:  # outside a run (eval and fetch say how to resume themselves)
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
         except OSError as err:  # full disk, permissions, ...: the OS's words, one line
             where = f": {err.filename}" if err.filename else ""
             typer.echo(f"error: {err.strerror or err}{where}", err=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,13 +182,18 @@ def backbone_of(keys: Iterable[str]) -> str | None:
     return None
 
 
-def _adapt_to_checkpoint(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+def _adapt_to_checkpoint(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> list[Callable[[], None]]:
     """Let modules whose parameter shape is a free choice take the checkpoint's (e.g. the ViT
-    position-embedding grid, set by the training image size) before the shapes are compared."""
+    position-embedding grid, set by the training image size) before the shapes are compared.
+    Returns the undo steps, so that a checkpoint then refused leaves the model as it was."""
+    undo = []
     for prefix, module in model.named_modules():
         adapt = getattr(module, "adapt_to_checkpoint", None)
         if callable(adapt):
-            adapt(state_dict, prefix + "." if prefix else "")
+            step = adapt(state_dict, prefix + "." if prefix else "")
+            if step is not None:
+                undo.append(step)
+    return undo
 
 
 def method_of(state: Mapping[str, torch.Tensor]) -> str | None:
@@ -262,9 +267,14 @@ def load_checkpoint(model: nn.Module, source: str | os.PathLike | Mapping[str, A
     state_dict = {k: v for k, v in state_dict.items() if not k.startswith(TRAINING_ONLY_PREFIXES)}
     name = _model_name(model)
     _check_class_count(model.state_dict(), state_dict, name)
-    _adapt_to_checkpoint(model, state_dict)
+    undo = _adapt_to_checkpoint(model, state_dict)
     own = model.state_dict()
-    _check_fit(own, state_dict, origin, name, strict)
+    try:
+        _check_fit(own, state_dict, origin, name, strict)
+    except CheckpointError:
+        for step in reversed(undo):
+            step()
+        raise
 
     missing = [k for k in own if k not in state_dict]
     report.missing = missing if not strict else [k for k in missing if k.endswith(OPTIONAL_SUFFIXES)]

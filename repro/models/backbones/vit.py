@@ -23,7 +23,7 @@ per backbone output applied over channels before the head (`build_output_norms` 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -136,7 +136,7 @@ class VisionTransformer(nn.Module):
             EncoderBlock(embed_dim, num_heads, mlp_ratio, norm_eps, qkv_bias) for _ in range(depth)
         )
 
-    def adapt_to_checkpoint(self, state_dict: Mapping[str, torch.Tensor], prefix: str) -> None:
+    def adapt_to_checkpoint(self, state_dict: Mapping[str, torch.Tensor], prefix: str) -> Callable[[], None] | None:
         """Take the position-embedding grid of a checkpoint (called by `load_checkpoint`).
 
         The grid is the training config's img_size // 16: 32x32 + class token = 1025 tokens for
@@ -145,7 +145,7 @@ class VisionTransformer(nn.Module):
         whose token count differs (the 2021 code, b493b419, and today's, whose 0e362f3a
         "refactor vit.forward" only renamed variables), exactly as `position_embedding` does
         once `pos_grid` is the checkpoint's. Non-square or other-width embeddings are left to
-        the loader's shape error.
+        the loader's shape error. Returns how to undo it, for a checkpoint refused afterwards.
         """
         stored = state_dict.get(prefix + "pos_embed")
         if stored is None or stored.dim() != 3 or tuple(stored.shape) == tuple(self.pos_embed.shape):
@@ -153,9 +153,14 @@ class VisionTransformer(nn.Module):
         side = math.isqrt(max(stored.shape[1] - 1, 0))
         if stored.shape[0] != 1 or stored.shape[2] != self.embed_dim or side < 1 or side * side != stored.shape[1] - 1:
             return
-        old = self.pos_embed
+        old, old_grid = self.pos_embed, self.pos_grid
         self.pos_grid = (side, side)
         self.pos_embed = nn.Parameter(old.new_zeros(tuple(stored.shape)), requires_grad=old.requires_grad)
+
+        def undo() -> None:  # the checkpoint was refused after all: back to the built grid
+            self.pos_embed, self.pos_grid = old, old_grid
+
+        return undo
 
     def position_embedding(self, grid: tuple[int, int], num_tokens: int) -> torch.Tensor:
         """The (1, 1 + h*w, C) embedding for a token grid, resized only when the count differs."""
