@@ -13,12 +13,13 @@
 # environment holding the CUDA build of torch, so it is used as it is; a plain system python gets
 # a venv with --system-site-packages (so it sees that torch) in $GPU_CHECK_VENV. The repository
 # runs from its folder (PYTHONPATH), nothing is installed into it. Packages the machine lacks
-# (there: pydantic, pydantic-core, annotated-types, typing-inspection, platformdirs) travel as
+# (there: pydantic and its parts, platformdirs; typer 0.29 and rich for the CLI) travel as
 # wheels in .whl/ and go into /tmp/repro-site. Prepare them once, on a machine with PyPI:
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
-#     pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 platformdirs==4.14.8
+#     pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 platformdirs==4.14.8 \
+#     rich==15.0.0 typer==0.29.2 annotated-doc==0.0.7 typing_extensions==4.16.0
 # then run this script with .whl carried along (device tool: carry [".whl"]).
 #
 # Usage: benchmarks/gpu_check.sh            (on the GPU machine)
