@@ -95,9 +95,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time_images(fn, images, device) -> tuple[float, list[torch.Tensor]]:
-    """Seconds per image of `fn` + argmax over `images`; the scores, moved to the CPU untimed."""
+def _time_images(fn, warm, images, device) -> dict:
+    """`fn` on `warm` (untimed in the per-image figure: cuDNN's choices, the allocator), then
+    seconds per image of `fn` + argmax over `images`, and the peak memory of both; the scores
+    are moved to the CPU untimed."""
+    _reset_peak(device)
+    start = time.perf_counter()
+    fn(warm)
     _sync(device)
+    first = time.perf_counter() - start
     start = time.perf_counter()
     scores = []
     for image in images:
@@ -106,7 +112,8 @@ def _time_images(fn, images, device) -> tuple[float, list[torch.Tensor]]:
         scores.append(out)
     _sync(device)
     seconds = (time.perf_counter() - start) / len(images)
-    return seconds, [s.float().cpu() for s in scores]
+    return {"seconds_per_image": seconds, "first_image_seconds": first, "peak_memory_bytes": _peak(device),
+            "scores": [s.float().cpu() for s in scores]}
 
 
 def _reset_peak(device: torch.device) -> None:
@@ -132,13 +139,7 @@ def time_reference(model, entry, protocol, images, warm, size, device) -> dict:
     def reference(x):
         return reference_predict(model, x, protocol, entry.num_classes, protocol.flip_pairs, device, output_size=size)
 
-    _reset_peak(device)
-    start = time.perf_counter()
-    reference(warm)
-    first = time.perf_counter() - start
-    seconds, scores = _time_images(reference, images, device)
-    return {"seconds_per_image": seconds, "first_image_seconds": first, "peak_memory_bytes": _peak(device),
-            "scores": scores}
+    return _time_images(reference, warm, images, device)
 
 
 def time_setting(setting: Setting, model, entry, protocol, images, warm, size, device) -> dict:
@@ -146,18 +147,12 @@ def time_setting(setting: Setting, model, entry, protocol, images, warm, size, d
     predictor = Predictor(model, protocol, entry.num_classes, protocol.flip_pairs, device,
                           max_batch=setting.max_batch, precision=setting.precision,
                           channels_last=setting.channels_last)
-    _reset_peak(device)
-    start = time.perf_counter()
-    predictor(warm, size)
-    _sync(device)
-    first = time.perf_counter() - start
-    seconds, scores = _time_images(lambda x: predictor(x, size), images, device)
+    timed = _time_images(lambda x: predictor(x, size), warm, images, device)
     torch.backends.cudnn.benchmark = False
     return {"setting": setting.name, "channels_last": setting.channels_last,
             "cudnn_benchmark": setting.cudnn_benchmark, "precision": setting.precision,
             "max_batch_asked": setting.max_batch, "max_batch_after": predictor.max_batch,
-            "oom_halvings": predictor.oom_retries, "seconds_per_image": seconds, "first_image_seconds": first,
-            "peak_memory_bytes": _peak(device), "scores": scores}
+            "oom_halvings": predictor.oom_retries, **timed}
 
 
 def run_case(case: Case, device: torch.device, tiny: bool, settings: list[str], say) -> dict:

@@ -42,7 +42,8 @@ import torch
 import torch.distributed as dist
 
 import repro
-from repro.errors import CheckpointError, DatasetError, ReproError
+from repro.errors import DatasetError, ReproError
+from repro.fetch.checkpoints import resolve_checkpoint
 from repro.fetch.download import file_digest
 from repro.fileio import atomic_path
 from repro.inference import PRECISIONS, FlopObserver, Predictor, count_flops
@@ -130,12 +131,6 @@ class EngineOptions:
 
 # ---------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def checkpoint_digest(path: str | os.PathLike) -> str:
-    """sha256 of a checkpoint file (once per path, size and mtime within the process; a hash the
-    CLI started ahead in a thread is waited for)."""
-    return file_digest(path)
 
 
 def _git_commit() -> str | None:
@@ -858,28 +853,6 @@ def _make_result(job, options, ranks, device, matrix, writer, evaluated, total, 
 # Public API
 
 
-def resolve_checkpoint(model_id: str, checkpoint: str | os.PathLike | None) -> Path:
-    """The checkpoint file to load: an explicit path, else the cached download."""
-    if checkpoint is not None:
-        path = Path(checkpoint).expanduser()
-        if path.is_dir():
-            raise CheckpointError(f"checkpoint {path} is a folder; pass the .pth file inside it")
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {path} does not exist")
-        return path
-    try:
-        from repro.fetch import checkpoint_path
-    except ImportError:
-        raise CheckpointError(f"no cached checkpoint for {model_id}; run `repro fetch {model_id}` or pass --checkpoint") from None
-    try:
-        path = checkpoint_path(model_id)
-    except ReproError:
-        path = None
-    if path is None or not Path(path).is_file():
-        raise CheckpointError(f"no cached checkpoint for {model_id}; run `repro fetch {model_id}` or pass --checkpoint PATH")
-    return Path(path)
-
-
 def build_job(
     model_id: str,
     protocol_name: str,
@@ -936,7 +909,7 @@ def build_job(
         class_names=tuple(spec.class_names),
         build_model=build_model,
         checkpoint=str(checkpoint_file.resolve()),
-        checkpoint_sha256=checkpoint_digest(checkpoint_file),
+        checkpoint_sha256=file_digest(checkpoint_file),  # one hash per file, maybe started ahead
         server=server,
         load_weights=load_weights,
         official_count=spec.splits.get(entry.eval_split),

@@ -267,7 +267,7 @@ def inspect_dataset(name: str, split: str, data_root: Any = None) -> DatasetInfo
 
 
 def _checkpoint_problem(model_id: str, checkpoint: Any) -> str | None:
-    from repro.evaluate import resolve_checkpoint
+    from repro.fetch import resolve_checkpoint
 
     try:
         resolve_checkpoint(model_id, checkpoint)

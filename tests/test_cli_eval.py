@@ -205,7 +205,6 @@ def test_hash_ahead_starts_the_checkpoint_digest_the_engine_then_uses(tmp_path, 
 
     import repro.fetch.download as download
     from repro.cli.eval import _hash_ahead
-    from repro.evaluate import checkpoint_digest
 
     monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))  # nothing fetched
     path = tmp_path / "weights.pth"
@@ -213,7 +212,7 @@ def test_hash_ahead_starts_the_checkpoint_digest_the_engine_then_uses(tmp_path, 
     monkeypatch.setattr(download, "_digests", {})
     _hash_ahead("mcibi_deeplabv3_r50_ade20k", path)
     assert len(download._digests) == 1  # started, keyed by the file
-    assert checkpoint_digest(path) == hashlib.sha256(b"w" * 4096).hexdigest()
-    assert len(download._digests) == 1  # the engine waited for that hash instead of another
+    assert download.file_digest(path) == hashlib.sha256(b"w" * 4096).hexdigest()  # what build_job calls
+    assert len(download._digests) == 1  # the engine waits for that hash instead of another
     _hash_ahead("mcibi_deeplabv3_r50_ade20k", None)  # not fetched: nothing to hash, no error
     assert len(download._digests) == 1

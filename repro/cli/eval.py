@@ -328,15 +328,13 @@ def _hash_ahead(model_id: str, checkpoint: Path | None) -> None:
     """Start hashing a run's checkpoint in a thread; the engine waits for that hash instead of
     computing it. For the first run this overlaps torch's import, for the next ones the run
     before (R-50: 0.35 s here; Swin-L's 0.8 GB about 1.5 s)."""
-    from repro.fetch import checkpoint_path
+    from repro.fetch import resolve_checkpoint
     from repro.fetch.download import start_file_digest
 
     try:
-        path = checkpoint if checkpoint is not None else checkpoint_path(model_id)
-    except ReproError:
+        start_file_digest(resolve_checkpoint(model_id, checkpoint))
+    except ReproError:  # not there: the plan or the engine says so
         return
-    if path is not None:
-        start_file_digest(path)
 
 
 def _run_all(ready: list[PlannedRun], settings: RunSettings, show: bool) -> tuple[list, int]:

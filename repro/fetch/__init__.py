@@ -26,6 +26,7 @@ from repro.fetch.checkpoints import (
     lock_file_path,
     pin_manifest,
     read_lock_file,
+    resolve_checkpoint,
 )
 from repro.fetch.datasets import DATASET_SOURCES, dataset_sources, fetch_dataset, manual_steps
 from repro.fetch.download import mirror_url
@@ -48,4 +49,5 @@ __all__ = [
     "mirror_url",
     "pin_manifest",
     "read_lock_file",
+    "resolve_checkpoint",
 ]

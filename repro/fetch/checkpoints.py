@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from repro.errors import CheckpointError, FetchError
+from repro.errors import CheckpointError, FetchError, ReproError
 from repro.fetch.download import (
     DiskSpaceError,
     DownloadResult,
@@ -220,6 +220,24 @@ def checkpoint_path(model_id: str) -> Path | None:
     accepted, and that digest must match the manifest's sha256 when it has one.
     """
     return _cached_file(_entry(model_id), rehash=False)
+
+
+def resolve_checkpoint(model_id: str, checkpoint: str | os.PathLike | None) -> Path:
+    """The checkpoint file to load: an explicit path, else the cached download."""
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            raise CheckpointError(f"checkpoint {path} is a folder; pass the .pth file inside it")
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint {path} does not exist")
+        return path
+    try:
+        path = checkpoint_path(model_id)
+    except ReproError:
+        path = None
+    if path is None or not Path(path).is_file():
+        raise CheckpointError(f"no cached checkpoint for {model_id}; run `repro fetch {model_id}` or pass --checkpoint PATH")
+    return Path(path)
 
 
 def _record(entry, path: Path, result: DownloadResult, url: str) -> None:
