@@ -838,7 +838,7 @@ def _make_result(job, options, ranks, device, matrix, writer, evaluated, total, 
         cudnn_version=torch.backends.cudnn.version() if cuda else None,
         world_size=ranks.world_size,
         engine={"max_batch": options.max_batch, "resize_on_cpu": options.resize_on_cpu,
-                "channels_last": device.type == "cpu" and not options.resize_on_cpu},  # as Predictor
+                "channels_last": Predictor.default_channels_last(device, options.resize_on_cpu)},
         repro_version=repro.__version__,
         git_commit=_git_commit(),
         started=datetime.fromisoformat(state.started),

@@ -194,10 +194,15 @@ class Predictor:
         # with batching); the model's weights are converted in place. Default: on the CPU, except
         # with resize_on_cpu, the mode that follows upstream's operations exactly (NCHW).
         if channels_last is None:
-            channels_last = self.device.type == "cpu" and not resize_on_cpu
+            channels_last = self.default_channels_last(self.device, resize_on_cpu)
         self.channels_last = bool(channels_last)
         # both ways: a model an earlier Predictor left in NHWC must run NCHW when that is asked for
         model.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
+
+    @staticmethod
+    def default_channels_last(device: torch.device, resize_on_cpu: bool) -> bool:
+        """NHWC on the CPU (oneDNN), except in the mode that follows upstream's operations exactly."""
+        return device.type == "cpu" and not resize_on_cpu
 
     # -- model calls ---------------------------------------------------------------------------
 
