@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# One prepared check for a lent GPU (written for an H200; about 7 minutes there):
+# One prepared check for a lent GPU (written for an H200; about 8 minutes there):
 #   1. repro selftest on the GPU: every architecture family, GPU fp32 (TF32 off) vs CPU vs the
-#      shipped fixtures, and the synthetic end-to-end evaluation per protocol kind;
-#   2. benchmarks/gpu_check.py: a whole evaluation through the engine (6 images) beside the
-#      reference loop, then repro's Predictor vs reference_predict (upstream's loop) at real size,
-#      under a 24 GiB allocator cap: MCIBI R-50 ADE20k ms+flip 512x683, MCIBI++ UPerNet Swin-L
-#      ms+flip slide 640, MCIBI ViT-L ms+flip slide 512, MCIBI++ ASPP R-101 Cityscapes ms+flip
-#      slide 1024x2048, each in several engine settings: s/img, ratio, argmax agreement, peak memory.
+#      shipped fixtures, TF32 vs fp32 per family (max logit difference, argmax agreement; issue
+#      17), and the synthetic end-to-end evaluation per protocol kind;
+#   2. benchmarks/gpu_check.py: the thread loader (two run_job evaluations of 6 images in one
+#      process beside the reference loop, then `repro eval` of two models in one command), then
+#      per case upstream's loop (reference_predict) in fp32 and with PyTorch's default TF32, and
+#      repro fp32 / tf32 / tf32-all, at real size under a 24 GiB allocator cap: MCIBI R-50 ADE20k
+#      ms+flip 512x683, MCIBI++ ASPP R-101 Cityscapes ms+flip slide 1024x2048, MCIBI++ UPerNet
+#      Swin-L ms+flip slide 640, MCIBI ViT-L ms+flip slide 512: s/img, ratios, argmax agreement
+#      with the fp32 loop, max score difference, peak memory.
 # Writes $OUT/selftest.json, $OUT/gpu_check.json and both logs ($OUT defaults to ./gpu_check_out).
 #
 # Python: $PYTHON (default python3). On the device machine python3 is already a virtual
@@ -34,9 +37,9 @@ export REPRO_HOME="${REPRO_HOME:-/tmp/repro-gpu-home}"
 PY="${PYTHON:-python3}"
 
 if [ "${1:-}" = "--tiny" ]; then
-  DEVICE=cpu; SELFTEST_ARGS="--quick"; BENCH_ARGS="--tiny --cases ade20k --settings nchw nhwc --e2e 2"
+  DEVICE=cpu; SELFTEST_ARGS="--quick"; BENCH_ARGS="--tiny --cases ade20k --settings nchw tf32 tf32-all --e2e 2 --loader"
 else
-  DEVICE=cuda; SELFTEST_ARGS=""; BENCH_ARGS="--e2e 6"
+  DEVICE=cuda; SELFTEST_ARGS=""; BENCH_ARGS="--e2e 6 --loader"
 fi
 BENCH_ARGS="${GPU_CHECK_ARGS:-$BENCH_ARGS}"
 
@@ -63,14 +66,14 @@ echo "== 1. repro selftest --device $DEVICE $SELFTEST_ARGS"
 if [ -n "${GPU_CHECK_SKIP_SELFTEST:-}" ]; then
   echo "skipped (GPU_CHECK_SKIP_SELFTEST)"
 elif "$PY" -c 'import repro.cli' 2>/dev/null; then
-  timeout 150 "$PY" -m repro selftest --device "$DEVICE" $SELFTEST_ARGS 2>&1 | tee "$OUT/selftest.log" || status=1
+  timeout 180 "$PY" -m repro selftest --device "$DEVICE" $SELFTEST_ARGS 2>&1 | tee "$OUT/selftest.log" || status=1
 else  # the CLI's own packages (typer, rich) are missing or too old: the same checks via the API
-  timeout 150 "$PY" benchmarks/gpu_check.py --device "$DEVICE" --selftest-only 2>&1 | tee "$OUT/selftest.log" || status=1
+  timeout 180 "$PY" benchmarks/gpu_check.py --device "$DEVICE" --selftest-only 2>&1 | tee "$OUT/selftest.log" || status=1
 fi
 cp "$REPRO_HOME"/selftest/*.json "$OUT/selftest.json" 2>/dev/null || true
 
-echo "== 2. Predictor vs reference_predict ($DEVICE, fp32, TF32 off)"
-timeout 360 "$PY" benchmarks/gpu_check.py --device "$DEVICE" $BENCH_ARGS --json "$OUT/gpu_check.json" 2>&1 \
+echo "== 2. thread loader, then Predictor vs reference_predict ($DEVICE; fp32, tf32, tf32-all)"
+timeout 420 "$PY" benchmarks/gpu_check.py --device "$DEVICE" $BENCH_ARGS --json "$OUT/gpu_check.json" 2>&1 \
   | tee "$OUT/gpu_check.log" || status=1
 
 echo "== done (status $status): $OUT/selftest.json $OUT/gpu_check.json"

@@ -296,7 +296,7 @@ def run_case(name: str, case: Case, args, work: Path) -> dict:
     env = dict(os.environ, REPRO_MANIFEST=str(folder / "manifest.yaml"), REPRO_HOME=str(folder / "home"))
     repro_cmd = [str(Path(sys.executable).parent / "repro"), "eval", case.model_id, "--tta", case.protocol,
                  "--device", "cpu", "--checkpoint", str(checkpoint), "--data-root", str(folder / "data"),
-                 "--output", str(folder / "out"), "--force", "--allow-subset"] + args.repro_args
+                 "--results", str(folder / "out"), "--force", "--allow-subset"] + args.repro_args
     settings = upstream_settings(info["protocol"], info["split"])
     upstream_cmd = [args.upstream_python, str(work / "upstream_driver.py"), "--src", str(args.upstream_src),
                     "--config", find_config(args.upstream_src, info["config"]), "--checkpoint", str(checkpoint),

@@ -30,47 +30,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+# The protocol's arithmetic lives where the plan can read it without torch; re-exported here.
+from repro.geometry import TTASettings, Window, scaled_size, slide_windows  # noqa: F401
+
+from repro.numerics import AUTOCAST, PRECISIONS  # tf32 variants run fp32 here; the engine sets TF32
+
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class Window(NamedTuple):
-    """One sliding window, half-open: rows y1:y2, columns x1:x2."""
-
-    y1: int
-    y2: int
-    x1: int
-    x2: int
-
-
-def slide_windows(height: int, width: int, crop_size: Sequence[int], stride: Sequence[int]) -> list[Window]:
-    """Upstream's window grid over a (height, width) image; crop_size and stride are (h, w).
-
-    Rows are the outer loop, columns the inner one; the last window of a row/column is moved back
-    so that it ends at the image edge, and a side shorter than the crop gets one window of the
-    side's full length (no padding).
-    """
-    crop_h, crop_w = (int(v) for v in crop_size)
-    stride_h, stride_w = (int(v) for v in stride)
-    if min(crop_h, crop_w, stride_h, stride_w) <= 0:
-        raise ValueError(f"crop size {crop_size} and stride {stride} must be positive")
-    rows = max(height - crop_h + stride_h - 1, 0) // stride_h + 1
-    cols = max(width - crop_w + stride_w - 1, 0) // stride_w + 1
-    windows = []
-    for row in range(rows):
-        for col in range(cols):
-            y2 = min(row * stride_h + crop_h, height)
-            x2 = min(col * stride_w + crop_w, width)
-            windows.append(Window(max(y2 - crop_h, 0), y2, max(x2 - crop_w, 0), x2))
-    return windows
 
 
 def window_counts(height: int, width: int, windows: Sequence[Window]) -> torch.Tensor:
@@ -81,11 +52,6 @@ def window_counts(height: int, width: int, windows: Sequence[Window]) -> torch.T
     return counts
 
 
-def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """The size `F.interpolate(scale_factor=scale)` produces: floor of each side times the scale."""
-    return math.floor(float(height) * scale), math.floor(float(width) * scale)
-
-
 def rescale_image(image: torch.Tensor, scale: float) -> torch.Tensor:
     """Multi-scale resize of a (N, 3, H, W) CPU batch exactly as upstream's auginference does it.
 
@@ -93,48 +59,6 @@ def rescale_image(image: torch.Tensor, scale: float) -> torch.Tensor:
     (d + 0.5) / scale - 0.5, which differs from the in/out ratio whenever H*scale is fractional.
     """
     return F.interpolate(image, scale_factor=scale, mode="bilinear", align_corners=False)
-
-
-@dataclass(frozen=True)
-class TTASettings:
-    """The parts of a manifest `Protocol` that inference needs (duck-typed so tests need no manifest)."""
-
-    mode: str = "whole"
-    crop_size: tuple[int, int] | None = None
-    stride: tuple[int, int] | None = None
-    scales: tuple[float, ...] = (1.0,)
-    flip: bool = False
-    probs_before_resize: bool = False
-    flip_pairs: tuple[tuple[int, int], ...] = field(default_factory=tuple)
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("whole", "slide"):
-            raise ValueError(f"inference mode must be 'whole' or 'slide', not {self.mode!r}")
-        if self.mode == "slide" and (self.crop_size is None or self.stride is None):
-            raise ValueError("slide inference needs crop_size and stride")
-        if not self.scales:
-            raise ValueError("a protocol needs at least one scale")
-
-    @classmethod
-    def from_protocol(cls, protocol: Any) -> TTASettings:
-        """From a manifest Protocol, a dict with the same keys, or a TTASettings."""
-        if isinstance(protocol, TTASettings):
-            return protocol
-        get = protocol.get if isinstance(protocol, Mapping) else lambda k, d=None: getattr(protocol, k, d)
-        crop, stride = get("crop_size"), get("stride")
-        return cls(
-            mode=get("mode", "whole"),
-            crop_size=tuple(int(v) for v in crop) if crop is not None else None,
-            stride=tuple(int(v) for v in stride) if stride is not None else None,
-            scales=tuple(float(s) for s in get("scales", (1.0,))),
-            flip=bool(get("flip", False)),
-            probs_before_resize=bool(get("probs_before_resize", False)),
-            flip_pairs=tuple((int(a), int(b)) for a, b in (get("flip_pairs") or ())),
-        )
-
-    @property
-    def num_outputs(self) -> int:
-        return len(self.scales) * (2 if self.flip else 1)
 
 
 def swap_channel_pairs(scores: torch.Tensor, pairs: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -207,7 +131,7 @@ class Predictor:
     # -- model calls ---------------------------------------------------------------------------
 
     def _autocast(self):
-        if self.precision == "fp32":
+        if self.precision not in AUTOCAST:  # fp32, tf32, tf32-all: float32 tensors, no autocast
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=_AUTOCAST_DTYPES[self.precision])
 

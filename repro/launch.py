@@ -1,6 +1,6 @@
 """Cluster launcher for `repro eval --launcher local|slurm`: one job per (model, protocol).
 
-It sits beside the CLI, outside the data path: each job calls `repro.evaluate.evaluate`, the
+It sits beside the CLI, outside the data path: each job calls `repro.engine.evaluate`, the
 same resumable entry point as `repro eval`, with the same output folder, so results land where a
 local run puts them, an interrupted job resumes from its saved progress when resubmitted, and a
 rerun of the launch submits only the (model, protocol) pairs without a finished result. A job
@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from repro.engine.options import EngineOptions
 from repro.errors import ReproError
+from repro.paths import results_dir
 from repro.plan import is_finished  # noqa: F401  (also part of this module's API, as before)
 
 LAUNCHERS = ("local", "slurm")
@@ -107,13 +109,12 @@ def plan_job(model_id: str, protocol: str, options: LaunchOptions, limit: int | 
 # What still needs a job
 
 
-def pending(runs: Iterable[Any], eval_kwargs: dict[str, Any]) -> list[Any]:
-    """The runs (objects with model_id and protocol) to submit: all with resume off, else those
-    without a finished result."""
-    runs = list(runs)
-    if not eval_kwargs.get("resume", True):
-        return runs
-    return [run for run in runs if not is_finished(run.model_id, run.protocol, eval_kwargs)]
+def pending(runs: Iterable[Any], options: EngineOptions) -> list[Any]:
+    """The runs (objects with model_id and protocol) to submit: all with --force, else those
+    without a finished result (the plan's rule, `repro.plan.unfinished`)."""
+    from repro.plan import unfinished
+
+    return unfinished(runs, options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -121,14 +122,14 @@ def pending(runs: Iterable[Any], eval_kwargs: dict[str, Any]) -> list[Any]:
 
 
 def run_one(
-    model_id: str, protocol: str, eval_kwargs: dict[str, Any], dataset_roots: dict[str, str] | None = None,
+    model_id: str, protocol: str, options: EngineOptions, dataset_roots: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """What each job executes: one resumable evaluation (one rank per task with several GPUs)."""
     _export_distributed()
-    from repro.evaluate import evaluate
+    from repro.engine import evaluate
 
     with _dataset_roots(dataset_roots):
-        result = evaluate(model_id, protocol, **eval_kwargs)
+        result = evaluate(model_id, protocol, options)
     return {"model_id": model_id, "protocol": protocol, "status": result.status, "miou": result.miou,
             "num_images": result.num_images, "world_size": result.world_size}
 
@@ -201,27 +202,18 @@ def _executor(options: LaunchOptions, folder: Path):
         raise ReproError(f"cannot use the {options.launcher} launcher here: {str(err).splitlines()[0]}") from None
 
 
-def _absolute(eval_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Paths as the job must see them (it may start in another folder)."""
-    fixed = dict(eval_kwargs)
-    for key in ("output", "checkpoint", "data_root"):
-        if fixed.get(key) is not None:
-            fixed[key] = str(Path(fixed[key]).expanduser().resolve())
-    return fixed
-
-
 def submit(
-    runs: Iterable[Any], eval_kwargs: dict[str, Any], options: LaunchOptions, *,
+    runs: Iterable[Any], engine_options: EngineOptions, options: LaunchOptions, *,
     dataset_roots: dict[str, Any] | None = None, plan_rows: Sequence[Any] = (), say: Callable[[str], None] = print,
 ) -> list[tuple[JobPlan, Any]]:
     """Submit one job per unfinished run; returns (plan, submitit job) pairs. `plan_rows`
     (repro.plan rows) give the cost estimates where they cover a run."""
     rows = {(row.model_id, row.protocol): row for row in plan_rows}
-    eval_kwargs = _absolute(eval_kwargs)
+    engine_options = engine_options.absolute()  # as the job must see them (it may start elsewhere)
     roots = {name: str(Path(path).expanduser().resolve()) for name, path in (dataset_roots or {}).items()}
-    folder = Path(options.folder or Path(eval_kwargs["output"]) / ".submitit").resolve()
+    folder = Path(options.folder or results_dir(engine_options.output) / ".submitit").resolve()
     runs = list(runs)
-    todo = pending(runs, eval_kwargs)
+    todo = pending(runs, engine_options)
     if len(todo) < len(runs):
         say(f"{len(runs) - len(todo)} of {len(runs)} runs already have a result (use --force to redo them)")
     if not todo:
@@ -229,11 +221,12 @@ def submit(
     executor = _executor(options, folder)
     submitted = []
     for run in todo:
-        plan = plan_job(run.model_id, run.protocol, options, eval_kwargs.get("limit"),
+        plan = plan_job(run.model_id, run.protocol, options, engine_options.limit,
                         rows.get((run.model_id, run.protocol)))
         executor.update_parameters(**executor_parameters(plan, options))
         try:
-            job = executor.submit(run_one, run.model_id, run.protocol, eval_kwargs, roots or None)
+            job = executor.submit(run_one, run.model_id, run.protocol,
+                                  engine_options.for_run(run.model_id, run.protocol, len(runs)), roots or None)
         except RuntimeError as err:  # e.g. sbatch refused a partition or account (submitit's FailedJobError)
             if submitted:
                 _record(folder, submitted)  # the jobs already submitted stay on record
@@ -289,7 +282,7 @@ def check_cli_options(launcher: str | None, slurm: dict[str, Any]) -> None:
 
 
 def launch_from_cli(
-    runs: Sequence[Any], launcher: str, eval_kwargs: dict[str, Any], slurm: dict[str, Any], *,
+    runs: Sequence[Any], launcher: str, engine_options: EngineOptions, slurm: dict[str, Any], *,
     dataset_roots: dict[str, Any] | None = None, plan_rows: Sequence[Any] = (), say: Callable[[str], None] = print,
 ) -> int:
     """`repro eval --launcher ...`: submit, then (local launcher, or --wait) wait; returns failures."""
@@ -299,7 +292,7 @@ def launch_from_cli(
         time_min=slurm.get("time_min"), account=slurm.get("account"), extra=parse_slurm_opts(slurm.get("extra")),
         wait=bool(slurm.get("wait")) or launcher == "local",
     )
-    submitted = submit(runs, eval_kwargs, options, dataset_roots=dataset_roots, plan_rows=plan_rows, say=say)
+    submitted = submit(runs, engine_options, options, dataset_roots=dataset_roots, plan_rows=plan_rows, say=say)
     if not submitted:
         say("nothing to submit")
         return 0

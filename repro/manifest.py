@@ -14,8 +14,9 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -83,6 +84,52 @@ def _at_least_one_protocol(documented: dict) -> dict:
     return documented
 
 
+TF32_USE = ("yes", "no", "unknown", "likely")
+
+
+def _check_date(value: str) -> str:
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"'{value}' is not a date (YYYY-MM-DD)") from None
+    return value
+
+
+class Evidence(_Strict):
+    """One fact from upstream's history: a commit, its date, the file, a short quote of it."""
+
+    commit: str = Field(pattern=r"^[0-9a-f]{7,40}$")
+    date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
+    file: str = Field(min_length=1)
+    quote: str = Field(min_length=1, max_length=200)
+
+    _real_date = field_validator("date")(_check_date)
+
+
+class Conditions(_Strict):
+    """How one documented number was most likely computed: the GPU and the TF32 switches."""
+
+    gpu: str = Field(min_length=1)  # as upstream states it, or "unknown"
+    tf32_conv: Literal[TF32_USE]  # type: ignore[valid-type]
+    tf32_matmul: Literal[TF32_USE]  # type: ignore[valid-type]
+    reason: str = Field(min_length=1)
+    evidence: Annotated[list[Evidence], Field(min_length=1)]  # the number's own commit first
+
+    def summary(self) -> str:
+        """'GPU A100, TF32 conv likely, matmul unknown' -- what a reader needs first."""
+        return f"GPU {self.gpu}, TF32 conv {self.tf32_conv}, matmul {self.tf32_matmul}"
+
+
+def _conditions_cover(conditions: dict, numbers: dict, what: str) -> dict:
+    """Conditions, when given, exist for exactly the protocols that have a number."""
+    if conditions:
+        wanted = {p for p, v in numbers.items() if v is not None}
+        if set(conditions) != wanted:
+            raise ValueError(f"{what} must cover the protocols with a number ({', '.join(sorted(wanted)) or 'none'}), "
+                             f"not {', '.join(sorted(conditions))}")
+    return conditions
+
+
 class UpstreamNow(_Strict):
     """Upstream's current numbers for a row, where they differ from the document's."""
 
@@ -90,20 +137,20 @@ class UpstreamNow(_Strict):
     commit: str = Field(pattern=r"^[0-9a-f]{7,40}$")
     date: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}$")
     note: str = Field(min_length=1)
+    # per protocol with a number: how it was computed (absent in older hand-written manifests)
+    conditions: dict[Literal[PROTOCOL_NAMES], Conditions] = {}  # type: ignore[valid-type]
 
     @field_validator("documented")
     @classmethod
     def _names_a_protocol(cls, value):
         return _at_least_one_protocol(value)
 
-    @field_validator("date")
-    @classmethod
-    def _real_date(cls, value):
-        try:
-            datetime.date.fromisoformat(value)
-        except ValueError:
-            raise ValueError(f"'{value}' is not a date (YYYY-MM-DD)") from None
-        return value
+    _real_date = field_validator("date")(_check_date)
+
+    @model_validator(mode="after")
+    def _conditions_match_numbers(self):
+        _conditions_cover(self.conditions, self.documented, "upstream_now.conditions")
+        return self
 
     def summary(self) -> str:
         """'50.08 / 51.63 (2025-09-30, 9e983890): why' -- the numbers in protocol order."""
@@ -133,6 +180,8 @@ class ModelEntry(_Strict):
     # first = default; omitted in a hand-written manifest means upstream's current forward only
     variants: list[Literal[VARIANT_NAMES]] = Field(default=["upstream-head"], min_length=1)  # type: ignore[valid-type]
     documented: dict[Literal[PROTOCOL_NAMES], float | None]  # type: ignore[valid-type]
+    # per documented number: the GPU and TF32 use behind it (absent in older hand-written manifests)
+    documented_conditions: dict[Literal[PROTOCOL_NAMES], Conditions] = {}  # type: ignore[valid-type]
     protocols: dict[Literal[PROTOCOL_NAMES], Protocol]  # type: ignore[valid-type]
     # declared after documented and protocols so that its validator can compare with them
     upstream_now: UpstreamNow | None = None
@@ -154,6 +203,11 @@ class ModelEntry(_Strict):
         if len(set(value)) != len(value):
             raise ValueError("lists a variant twice")
         return value
+
+    @model_validator(mode="after")
+    def _documented_conditions_match(self):
+        _conditions_cover(self.documented_conditions, self.documented, "documented_conditions")
+        return self
 
     @model_validator(mode="after")
     def _documented_protocols_have_settings(self):
@@ -212,16 +266,21 @@ class Manifest(_Strict):
         return [e.id for e in self.models]
 
     def get(self, name: str) -> ModelEntry:
-        """The entry whose id or alias is `name`; UnknownModelError with suggestions otherwise."""
+        """The entry whose id or alias is `name`, in any case (as dataset names); UnknownModelError
+        with suggestions otherwise."""
         for entry in self.models:
             if name in entry.names:
+                return entry
+        wanted = name.strip().lower()
+        for entry in self.models:
+            if wanted in (n.lower() for n in entry.names):
                 return entry
         raise UnknownModelError(unknown_model_message(name, self.models))
 
 
 def unknown_model_message(name: str, entries: list[ModelEntry]) -> str:
-    by_name = {n: e.id for e in entries for n in e.names}
-    close = difflib.get_close_matches(name, list(by_name), n=5, cutoff=0.6)
+    by_name = {n.lower(): e.id for e in entries for n in e.names}
+    close = difflib.get_close_matches(name.strip().lower(), list(by_name), n=5, cutoff=0.6)
     suggestions = list(dict.fromkeys(by_name[n] for n in close))[:3]
     hint = f"; did you mean {', '.join(suggestions)}?" if suggestions else "; run 'repro list' to see all ids"
     return f"unknown model id '{name}'{hint}"
@@ -292,3 +351,16 @@ def load_manifest(path: str | os.PathLike | None = None) -> Manifest:
     except OSError:
         raise ManifestError(f"manifest not found: {path}") from None
     return _load_cached(str(path.resolve()), stat.st_mtime_ns)
+
+
+def ordered_protocols(names: Iterable[str]) -> list[str]:
+    """Protocol names once each, in PROTOCOL_NAMES order, unknown names after them, sorted."""
+    unique = set(names)
+    return [p for p in PROTOCOL_NAMES if p in unique] + sorted(unique - set(PROTOCOL_NAMES))
+
+
+def field_of(record: Any, name: str, default: Any = None) -> Any:
+    """A field of a manifest record (a pydantic model, a dataclass) or of its dict form."""
+    if isinstance(record, Mapping):
+        return record.get(name, default)
+    return getattr(record, name, default)

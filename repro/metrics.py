@@ -18,6 +18,23 @@ import numpy as np
 import torch
 
 
+def image_confusion(pred: torch.Tensor | np.ndarray, gt: torch.Tensor | np.ndarray, num_classes: int,
+                    device: str | torch.device | None = None) -> torch.Tensor:
+    """One image's (C, C) int64 counts (rows = ground truth, columns = prediction) over the pixels
+    the metric counts: ground truth outside [0, C) (ignored) is left out, as upstream does."""
+    pred_t = torch.as_tensor(pred, device=device)
+    gt_t = torch.as_tensor(gt, device=pred_t.device)
+    if pred_t.shape != gt_t.shape:
+        raise ValueError(f"prediction {tuple(pred_t.shape)} and ground truth {tuple(gt_t.shape)} differ in shape")
+    pred_t = pred_t.reshape(-1).long()
+    gt_t = gt_t.reshape(-1).long()
+    if pred_t.numel() and (int(pred_t.min()) < 0 or int(pred_t.max()) >= num_classes):
+        raise ValueError(f"predicted classes must lie in [0, {num_classes})")
+    valid = (gt_t >= 0) & (gt_t < num_classes)  # upstream maps these to -1 and skips them
+    flat = gt_t[valid] * num_classes + pred_t[valid]
+    return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
 class ConfusionMatrix:
     """An exact int64 (C, C) count matrix: rows = ground-truth class, columns = predicted class."""
 
@@ -29,30 +46,12 @@ class ConfusionMatrix:
 
     def update(self, pred: torch.Tensor | np.ndarray, gt: torch.Tensor | np.ndarray) -> None:
         """Add one image: `pred` class indices in [0, C), `gt` with ignored pixels < 0 or >= C."""
-        pred_t = torch.as_tensor(pred, device=self.matrix.device)
-        gt_t = torch.as_tensor(gt, device=self.matrix.device)
-        if pred_t.shape != gt_t.shape:
-            raise ValueError(f"prediction {tuple(pred_t.shape)} and ground truth {tuple(gt_t.shape)} differ in shape")
-        pred_t = pred_t.reshape(-1).long()
-        gt_t = gt_t.reshape(-1).long()
-        if pred_t.numel() and (int(pred_t.min()) < 0 or int(pred_t.max()) >= self.num_classes):
-            raise ValueError(f"predicted classes must lie in [0, {self.num_classes})")
-        valid = (gt_t >= 0) & (gt_t < self.num_classes)  # upstream maps these to -1 and skips them
-        flat = gt_t[valid] * self.num_classes + pred_t[valid]
-        counts = torch.bincount(flat, minlength=self.num_classes**2)
-        self.matrix += counts.reshape(self.num_classes, self.num_classes)
+        self.matrix += image_confusion(pred, gt, self.num_classes, self.matrix.device)
 
     def merge(self, other: ConfusionMatrix) -> None:
         if other.num_classes != self.num_classes:
             raise ValueError("cannot merge confusion matrices of different class counts")
         self.matrix += other.matrix.to(self.matrix.device)
-
-    def all_reduce(self) -> None:
-        """Sum the matrices of every rank of the default process group (in place)."""
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(self.matrix, op=dist.ReduceOp.SUM)
 
     def to_numpy(self) -> np.ndarray:
         return self.matrix.detach().cpu().numpy().astype(np.int64, copy=True)

@@ -43,14 +43,65 @@ FP32_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
 )
 
 
-def device_peak_flops(device_name: str | None) -> float | None:
-    """The fp32 peak in FLOP/s of a GPU named like torch.cuda.get_device_name(); None when unknown."""
-    if not device_name:
-        return None
-    for key, tflops in FP32_PEAK_TFLOPS:
+# Dense TF32 tensor-core peaks (TFLOP/s, no sparsity) from the data sheets, Ampere and newer;
+# a GPU listed above but not here has no TF32 (V100, T4, Turing cards) or an unlisted peak.
+TF32_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 378.0),
+    ("H100 NVL", 417.5),
+    ("H100", 494.7),  # SXM5
+    ("H200", 494.7),
+    ("H20", 74.0),
+    ("GH200", 494.7),
+    ("B200", 1100.0),
+    ("A100", 156.0),
+    ("A800", 156.0),
+    ("A40", 74.8),
+    ("A30", 82.0),
+    ("A10G", 62.5),  # as the A10 (same chip)
+    ("A10", 62.5),
+    ("L40S", 183.0),
+    ("L40", 181.0),
+    ("L4", 60.0),
+    ("RTX 6000 Ada", 182.1),
+    ("RTX A6000", 77.4),
+    ("RTX 4090", 82.6),
+    ("RTX 3090", 35.6),
+)
+TF32_PRECISIONS = ("tf32", "tf32-all")
+# Achieved share of the peak for this project's forwards (convolutions at batch 1-4):
+# fp32 MEASURED on an H200 (issue 12's GPU run: 25-27 TFLOP/s of 66.9, 38-41%);
+# TF32 ASSUMED (not yet measured: benchmarks/gpu_check.sh records it) -- tensor cores reach a
+# smaller share of their peak on dilated convolutions, and resizes and softmax do not speed up.
+FP32_ACHIEVED_SHARE = 0.39
+TF32_ACHIEVED_SHARE = 0.20
+
+
+def _lookup(table: tuple[tuple[str, float], ...], device_name: str) -> float | None:
+    for key, tflops in table:
         if key.lower() in device_name.lower():
             return tflops * 1e12
     return None
+
+
+def device_peak_flops(device_name: str | None, precision: str | None = None) -> float | None:
+    """The dense peak in FLOP/s of a GPU named like torch.cuda.get_device_name(), for float32 as
+    `precision` computes it (fp32 CUDA cores; TF32 tensor cores for tf32 / tf32-all); None when
+    unknown or when the GPU has no TF32."""
+    if not device_name:
+        return None
+    if precision in TF32_PRECISIONS:
+        if _lookup(FP32_PEAK_TFLOPS, device_name) is None:
+            return None
+        return _lookup(TF32_PEAK_TFLOPS, device_name)
+    return _lookup(FP32_PEAK_TFLOPS, device_name)
+
+
+def achieved_flops(device_name: str | None, precision: str | None = None) -> float | None:
+    """The assumed sustained FLOP/s of a GPU for this project's forwards (peak x achieved share)."""
+    peak = device_peak_flops(device_name, precision)
+    if peak is None:
+        return None
+    return peak * (TF32_ACHIEVED_SHARE if precision in TF32_PRECISIONS else FP32_ACHIEVED_SHARE)
 
 
 def peak_fraction(flops_per_image: float | None, images_per_second: float, devices: int,

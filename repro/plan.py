@@ -6,7 +6,8 @@ The time is an ESTIMATE, not a measurement: forward FLOPs from a per-architectur
 scaled by the pixels each image sends through the network under the protocol (resize rule,
 scales, flip, slide windows), divided by an assumed device speed: `CPU_GFLOPS_PER_THREAD` per
 torch thread on a CPU (measured on a 2-core development machine running other work), or
-`GPU_PEAK_SHARE` of the GPU's fp32 peak (repro.perf; `UNKNOWN_GPU_FLOPS` for an unknown GPU).
+`repro.perf.achieved_flops`: the GPU's fp32 peak x the share measured on an H200, or for tf32 /
+tf32-all its TF32 tensor peak x an assumed share (`UNKNOWN_GPU_FLOPS` for an unknown GPU).
 Data loading, resizes and the metric are not counted. Light at import (no torch): the functions
 that need the resize rule and window grid import them when called.
 """
@@ -21,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from repro.errors import ReproError
-from repro.perf import device_peak_flops
+from repro.perf import achieved_flops
 
 REFERENCE_PIXELS = 512 * 512
 LONG_RUN_SECONDS = 300.0  # a single run estimated shorter prints no plan (and no CPU warning)
 # fp32, oneDNN, channels_last: MCIBI R-50-D8 at 512x683 ran one forward (~990 GFLOP) in 3.9 s on
 # this project's 2-core machine (~128 GFLOP/s per thread, idle); a little below that for the rest
 CPU_GFLOPS_PER_THREAD = 100.0
-GPU_PEAK_SHARE = 0.35  # assumed achieved share of the fp32 peak (TF32 off, batch 1-4)
 UNKNOWN_GPU_FLOPS = 10e12
 
 # A typical original image of each evaluation split (height, width). Only its shape matters where
@@ -43,6 +43,9 @@ TYPICAL_IMAGE_SIZE: dict[str, tuple[int, int]] = {
     "vspw": (480, 853),
 }
 FIXED_SIZE_DATASETS = frozenset({"cityscapes"})  # every image has the same size
+# Frames per video where a split is counted in videos and its folder is not there to count:
+# VSPW has 251,633 frames in 3,536 videos (its paper), ~71 a video (an estimate for the val split)
+FRAMES_PER_VIDEO: dict[str, float] = {"vspw": 251633 / 3536}
 
 # Forward GFLOPs at 512x512, batch 1, per upstream config (tools/cost_table.py regenerates it).
 GFLOPS_512: dict[str, float] = {
@@ -115,26 +118,67 @@ class DeviceInfo:
     def label(self) -> str:
         return f"{self.name}" if self.kind == "cuda" else f"cpu ({self.threads} threads)"
 
-    def flops_per_second(self) -> float:
-        """The assumed sustained speed (see the module docstring)."""
+    def flops_per_second(self, precision: str = "fp32") -> float:
+        """The assumed sustained speed (see the module docstring); tf32 / tf32-all: the TF32
+        tensor cores' (repro.perf), the fp32 speed where that peak is unknown."""
         if self.kind == "cpu":
             return CPU_GFLOPS_PER_THREAD * 1e9 * max(1, self.threads)
-        peak = device_peak_flops(self.name)
-        return peak * GPU_PEAK_SHARE if peak else UNKNOWN_GPU_FLOPS
+        speed = achieved_flops(self.name, precision) or achieved_flops(self.name)
+        return speed or UNKNOWN_GPU_FLOPS
 
 
 def detect_device(device: str = "auto") -> DeviceInfo:
-    """The DeviceInfo of a --device value (imports torch)."""
-    import torch
+    """The DeviceInfo of a --device value, read by the engine's one parser, without torch (the
+    plan and its errors come before torch loads): GPUs as the NVIDIA driver lists them, less
+    those CUDA_VISIBLE_DEVICES hides. A bad choice is the engine's one line (`resolve_device`)."""
+    from repro.engine.options import parse_device
 
-    name = (device or "auto").strip().lower()
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and torch.cuda.is_available():
-        index = int(name.split(":", 1)[1]) if ":" in name and name.split(":", 1)[1].isdigit() else 0
-        if index < torch.cuda.device_count():
-            return DeviceInfo("cuda", torch.cuda.get_device_name(index))
-    return DeviceInfo("cpu", "cpu", torch.get_num_threads() or os.cpu_count() or 1)
+    kind, index = parse_device(device)
+    gpus = visible_gpus()
+    if kind == "auto":
+        kind = "cuda" if gpus else "cpu"
+    if kind == "cpu":
+        return DeviceInfo("cpu", "cpu", cpu_threads())
+    if not gpus:
+        raise ReproError(f"device '{device}' was requested but CUDA is not available here; use --device cpu")
+    if (index or 0) >= len(gpus):
+        raise ReproError(f"device '{device}' does not exist: this machine has {len(gpus)} GPU(s)")
+    return DeviceInfo("cuda", gpus[index or 0])
+
+
+NVIDIA_GPUS = Path("/proc/driver/nvidia/gpus")  # one folder per GPU, its "information" file names it
+
+
+def visible_gpus() -> list[str]:
+    """Names of the GPUs a CUDA program here would see ("NVIDIA H200"), in PCI order."""
+    names = []
+    for info in sorted(NVIDIA_GPUS.glob("*/information")) if NVIDIA_GPUS.is_dir() else []:
+        model = next((line.split(":", 1)[1].strip() for line in _lines(info) if line.startswith("Model:")), "")
+        names.append(model or "NVIDIA GPU")
+    chosen = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if chosen is None:
+        return names
+    wanted = [part.strip() for part in chosen.split(",") if part.strip()]
+    if not wanted or wanted[0] == "-1":
+        return []
+    if all(part.isdigit() for part in wanted):
+        return [names[int(part)] for part in wanted if int(part) < len(names)]
+    return names[: len(wanted)]  # UUIDs: how many, not which
+
+
+def _lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
+def cpu_threads() -> int:
+    """The threads torch computes with by default: $OMP_NUM_THREADS, else the usable cores."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -146,25 +190,23 @@ class PassCount:
     exact: bool  # False when it depends on the image size (then computed for a typical image)
 
 
-def _get(obj: Any, name: str) -> Any:
-    return obj[name] if isinstance(obj, dict) else getattr(obj, name)
-
-
 def passes_per_image(protocol: Any, image_size: Sequence[int], fixed_size: bool = False) -> PassCount:
-    """Forward passes (scales x flips x windows) and pixels of one image of `image_size` (h, w)."""
-    from repro.datasets.transforms import resize_output_size
-    from repro.inference import scaled_size, slide_windows
+    """Forward passes (scales x flips x windows) and pixels of one image of `image_size` (h, w),
+    with the augmentations as inference reads them (`TTASettings`)."""
+    from repro.geometry import TTASettings, resize_output_size, scaled_size, slide_windows
+    from repro.manifest import field_of
 
-    resize = _get(protocol, "resize")
-    output_size, keep_ratio = _get(resize, "output_size"), bool(_get(resize, "keep_ratio"))
+    resize = field_of(protocol, "resize")
+    output_size, keep_ratio = field_of(resize, "output_size"), bool(field_of(resize, "keep_ratio"))
     height, width = resize_output_size(int(image_size[0]), int(image_size[1]), output_size, keep_ratio)
-    flips = 2 if _get(protocol, "flip") else 1
-    slide = _get(protocol, "mode") == "slide"
+    tta = TTASettings.from_protocol(protocol)
+    flips = 2 if tta.flip else 1
+    slide = tta.mode == "slide"
     passes = pixels = 0
-    for scale in _get(protocol, "scales"):
-        h, w = scaled_size(height, width, float(scale))
+    for scale in tta.scales:
+        h, w = scaled_size(height, width, scale)
         if slide:
-            windows = slide_windows(h, w, _get(protocol, "crop_size"), _get(protocol, "stride"))
+            windows = slide_windows(h, w, tta.crop_size, tta.stride)
             passes += len(windows) * flips
             pixels += sum((win.y2 - win.y1) * (win.x2 - win.x1) for win in windows) * flips
         else:
@@ -208,20 +250,22 @@ class PlanRow:
     seconds: float | None = None
     blocked: list[str] = field(default_factory=list)
     has_protocols: tuple[str, ...] = ()
-    result_on_disk: bool = False
+    result_on_disk: bool = False  # a result of this very evaluation (cheap level): kept unless --force
+    result_file: str | None = None  # the file the run writes (and keeps, or replaces with --force)
+    replaces: bool = False  # --force: a complete result on disk will be replaced (kept beside, renamed)
     missing: set[str] = field(default_factory=set)  # "checkpoint" / "dataset": `repro fetch` brings them
 
     @property
     def ready(self) -> bool:
         return self.protocol is not None and not self.blocked
 
-    def estimate(self, upstream_config: str, device: DeviceInfo) -> None:
+    def estimate(self, upstream_config: str, device: DeviceInfo, precision: str = "fp32") -> None:
         """Fill flops_per_image and seconds from the table (needs images and passes)."""
         if self.passes is None:
             return
         self.flops_per_image = estimated_flops_per_image(upstream_config, self.passes.pixels)
         if self.flops_per_image is not None and self.images is not None:
-            self.seconds = self.flops_per_image * self.images / device.flops_per_second()
+            self.seconds = self.flops_per_image * self.images / device.flops_per_second(precision)
 
 
 @dataclass
@@ -306,16 +350,20 @@ class Plan:
 
 
 def build_plan(
-    manifest: Any, runs: Sequence[Any], lacking: Sequence[str], tta: str, device: DeviceInfo, *,
-    checkpoint: Any = None, data_root: Any = None, limit: int | None = None, allow_subset: bool = False,
-    output: Any = None, resume: bool = True, everything: bool = False, variant: str | None = None,
-    precision: str = "fp32",
+    manifest: Any, runs: Sequence[Any], lacking: Sequence[str], tta: str, device: DeviceInfo,
+    options: Any = None, *, everything: bool = False,
 ) -> Plan:
-    """The plan of `runs` (objects with model_id, protocol) and of the rows `lacking` the protocol.
+    """The plan of `runs` (objects with model_id, protocol) and of the rows `lacking` the protocol,
+    run with `options` (repro.engine.options.EngineOptions; None: the defaults; `output` None: no
+    look at the results on disk).
 
     `everything`: the runs are the whole zoo (--all, no filter), so missing files are fetched
     with `repro fetch --all` rather than a list of ids.
     """
+    from repro.engine.options import EngineOptions
+
+    options = options or EngineOptions()
+    checkpoint, data_root, limit = options.checkpoint, options.data_root, options.limit
 
     datasets: dict[tuple[str, str], DatasetInfo] = {}
     checkpoints: dict[str, str | None] = {}
@@ -327,12 +375,10 @@ def build_plan(
             datasets[key] = inspect_dataset(entry.dataset, entry.eval_split, data_root)
         if entry.id not in checkpoints:
             checkpoints[entry.id] = _checkpoint_problem(entry.id, checkpoint)
-        row = _plan_row(entry, run.protocol, datasets[key], checkpoints[entry.id], limit, allow_subset)
-        row.estimate(entry.upstream_config, device)
-        if output is not None and resume:  # a result of another evaluation (--limit, ...) is redone
-            same = {"output": output, "limit": limit, "precision": precision, "variant": variant,
-                    "data_root": data_root, "checkpoint": checkpoint}
-            row.result_on_disk = is_finished(entry.id, run.protocol, same, datasets[key].images)
+        row = _plan_row(entry, run.protocol, datasets[key], checkpoints[entry.id], limit, options.allow_subset)
+        row.estimate(entry.upstream_config, device, options.precision)
+        if options.output is not None:
+            _mark_result_on_disk(row, options, datasets[key], options.force)
         rows.append(row)
     for model_id in lacking:
         entry = manifest.get(model_id)
@@ -366,6 +412,8 @@ def _plan_row(entry: Any, protocol_name: str, data: DatasetInfo, checkpoint_prob
             f"pass --allow-subset to evaluate it anyway (partial, never compared)"
         )
     images = data.images if data.images is not None else data.official
+    if data.images is None and images is not None and data.unit == "videos":
+        images = round(images * FRAMES_PER_VIDEO.get(data.name, 1.0))
     row.images = min(images, limit) if images is not None and limit else images
     size = data.image_size or TYPICAL_IMAGE_SIZE[entry.dataset]
     row.passes = passes_per_image(entry.protocols[protocol_name], size, entry.dataset in FIXED_SIZE_DATASETS)
@@ -412,6 +460,8 @@ def _row_line(row: PlanRow) -> str:
     unit = "pass " if count == 1 else "passes"
     if row.result_on_disk and row.ready:
         status = "result on disk (kept unless --force)"
+    elif row.replaces and row.ready:
+        status = "ready; replaces the result on disk (--force; the old file is kept, renamed)"
     elif row.ready:
         status = "ready"
     elif row.missing:
@@ -437,51 +487,110 @@ def _footer(plan: Plan) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# A finished result on disk (cheap: no checkpoint hashing; the engine's own check is exact)
+# A finished result on disk: repro.results.same_evaluation decides, for the plan, the launcher and
+# the CLI's "kept" (cheap: no hashing; exact: the checkpoint's sha256, as the engine checks)
 
 
-def is_finished(model_id: str, protocol: str, eval_kwargs: dict[str, Any], folder_images: int | None = None) -> bool:
-    """A result file for this (model, protocol) exists, made with the same protocol settings,
-    forward variant, precision, limit, dataset folder and checkpoint file, not older than that file.
-    (Cheap: no hashing of checkpoints on the submitting host; `--force` resubmits anyway.)
-    `folder_images`: the images in the dataset folder now, where known (else a result of a
-    subset folder is not finished: the folder may be whole by now)."""
+def _option(options: Any, name: str, default: Any = None) -> Any:
+    """A setting of the run from an options object or a dict of eval keyword arguments."""
+    from repro.manifest import field_of
+
+    return field_of(options, name, default)
+
+
+def results_folder(options: Any) -> Path:
+    from repro.paths import results_dir
+
+    return results_dir(_option(options, "output") or _option(options, "results"))
+
+
+def planned_result(entry: Any, protocol: str, options: Any, data: DatasetInfo | None = None, *,
+                   exact: bool = False) -> tuple[Path, Any]:
+    """(the file a run of `options` writes, the RunConditions it runs under). `data`: the dataset
+    as the plan saw it (looked at now when None). exact: with the checkpoint's sha256 (hashed once
+    per file per process, repro.fetch.download.file_digest)."""
+    from repro.fetch import resolve_checkpoint
+    from repro.results import RunConditions, partial_tag, result_filename
+
+    data = data or inspect_dataset(entry.dataset, entry.eval_split, _option(options, "data_root"))
+    variant = _option(options, "variant") or entry.default_variant
+    precision = _option(options, "precision") or "fp32"
+    limit = _option(options, "limit")
+    asked = _option(options, "checkpoint")
+    try:
+        checkpoint = resolve_checkpoint(entry.id, asked)
+    except ReproError:  # not there: an asked-for path still tells results apart, the cache does not
+        checkpoint = Path(asked).expanduser() if asked is not None else None
+    digest = None
+    if exact and checkpoint is not None:
+        from repro.fetch.download import file_digest
+
+        digest = file_digest(checkpoint)
+    conditions = RunConditions(
+        model_id=entry.id, protocol=protocol, settings=entry.protocols[protocol].model_dump(mode="json"),
+        variant=variant, precision=precision, dataset=entry.dataset, split=entry.eval_split,
+        data_root=data.root if data.present else None, limit=limit, folder_images=data.images,
+        checkpoint=str(checkpoint) if checkpoint is not None else None, checkpoint_sha256=digest,
+    )
+    name = result_filename(entry.id, protocol, variant, entry.default_variant, precision,
+                           partial_tag(limit, data.subset, data.images))
+    return results_folder(options) / name, conditions
+
+
+def finished_result(model_id: str, protocol: str, options: Any, data: DatasetInfo | None = None, *,
+                    exact: bool = False) -> tuple[Path, Any, list[str]]:
+    """(the result file of this run, its result or None, what differs from this run: empty when
+    the result is finished). An unreadable file counts as no result."""
     from repro.manifest import load_manifest
-    from repro.results import read_result, result_filename
+    from repro.results import read_result, same_evaluation
 
-    entry = load_manifest().get(model_id)
-    variant = eval_kwargs.get("variant") or entry.default_variant
-    path = Path(eval_kwargs["output"]) / result_filename(model_id, protocol, variant, entry.default_variant)
+    path, conditions = planned_result(load_manifest().get(model_id), protocol, options, data, exact=exact)
     if not path.is_file():
-        return False
+        return path, None, []
     try:
         result = read_result(path)
     except ReproError:
-        return False
-    settings = entry.protocols[protocol].model_dump(mode="json")
-    return (result.settings == settings and result.variant == variant and result.precision == eval_kwargs.get("precision", "fp32")
-            and result.limit == eval_kwargs.get("limit") and result.status in ("complete", "partial", "server")
-            and (result.num_images_total == folder_images if folder_images is not None
-                 else not (result.partial_reason == "subset" and result.limit is None))
-            and _same_data(result, entry.dataset, eval_kwargs.get("data_root"))
-            and _same_checkpoint(result, eval_kwargs.get("checkpoint")))
+        return path, None, []
+    return path, result, same_evaluation(result, conditions, exact=exact)[1]
 
 
-def _same_data(result: Any, dataset: str, data_root: Any) -> bool:
-    """The result measured the dataset folder the job would use (the engine redoes another one)."""
-    from repro.paths import dataset_root
+def _mark_result_on_disk(row: PlanRow, options: Any, data: DatasetInfo, force: bool) -> None:
+    """Kept (the same evaluation is on disk), or blocked: a complete result of other conditions
+    is replaced only with --force (and then kept beside, renamed)."""
+    path, result, differences = finished_result(row.model_id, row.protocol, options, data)
+    row.result_file = str(path)
+    if result is None:
+        return
+    row.result_on_disk = not differences and not force
+    row.replaces = force and result.status == "complete"
+    if differences and result.status == "complete" and not force:
+        row.blocked.append(f"{path} holds a complete result of other conditions ({'; '.join(differences[:2])}); "
+                           "--force replaces it (the old file is kept, renamed)")
 
-    return Path(result.data_root).resolve() == dataset_root(dataset, data_root).resolve()
+
+def is_finished(model_id: str, protocol: str, options: Any, data: DatasetInfo | None = None) -> bool:
+    """A result of this very evaluation is on disk (cheap level: no checkpoint hashing).
+    `options`: eval keyword arguments or an options object (output, limit, precision, variant,
+    data_root, checkpoint); `data`: the dataset as the plan saw it (looked at now when None)."""
+    _, result, differences = finished_result(model_id, protocol, options, data)
+    return result is not None and not differences
 
 
-def _same_checkpoint(result: Any, checkpoint: Any) -> bool:
-    """The result's checkpoint is the one asked for (if any), still there and not replaced since."""
-    if not result.checkpoint:
-        return checkpoint is None
-    used = Path(result.checkpoint)
-    if checkpoint is not None and Path(checkpoint).expanduser().resolve() != used.resolve():
-        return False
-    try:
-        return used.stat().st_mtime <= result.finished.timestamp()
-    except OSError:
-        return False
+def unfinished(runs: Sequence[Any], options: Any) -> list[Any]:
+    """The runs (objects with model_id and protocol) without a finished result on disk, judged
+    as the plan judges them (each dataset looked at once); all of them with `force`."""
+    from repro.manifest import load_manifest
+
+    runs = list(runs)
+    if _option(options, "force", False):
+        return runs
+    manifest, seen = load_manifest(), {}
+    todo = []
+    for run in runs:
+        entry = manifest.get(run.model_id)
+        key = (entry.dataset, entry.eval_split)
+        if key not in seen:
+            seen[key] = inspect_dataset(entry.dataset, entry.eval_split, _option(options, "data_root"))
+        if not is_finished(run.model_id, run.protocol, options, seen[key]):
+            todo.append(run)
+    return todo

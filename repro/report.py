@@ -2,14 +2,17 @@
 
 `build_report` joins the manifest (what the model-zoo documents print) with result files (what
 `repro eval` measured) into one pandas table, one row per (model, protocol), in document order.
-The renderers turn that table into GitHub markdown, CSV, JSON or a self-contained HTML page;
-`plot_deltas` draws Δ per row against the tolerance band.
+The renderers (repro/report_render.py, importable from here too) turn that table into GitHub
+markdown, CSV, JSON or a self-contained HTML page; `plot_deltas` draws Δ per row against the
+tolerance band. The columns people read are declared once, in `DISPLAY_COLUMNS`.
 
-Comparison rule: the documents print mIoU in percent with 2 decimals, so the measured value is
-rounded to 2 decimals first (the result file's `miou_rounded`, else Python's correctly rounded
-`format(miou, ".2f")`), and Δ = rounded measured − documented is computed in decimal arithmetic.
-A row reproduces when |Δ| <= tolerance; the edge is exact (Δ = 0.10 passes a 0.1 tolerance,
-0.11 fails), free of binary floating-point noise.
+Comparison rule (repro.comparison, shared with `repro eval`'s summary): the measured value is
+rounded to 2 decimals first, as the documents print it, and Δ = rounded measured − documented is
+computed in decimal arithmetic; a row reproduces when |Δ| <= tolerance, the edge exact.
+
+A damaged result file does not stop the report: it is named in a note (`notes_of`) and the rest
+is reported. When several files hold results of one row (a --limit run beside a finished one,
+another precision), `repro.status.choose_result` picks the current one and the row says so.
 
 Where a measured number misses the document but matches upstream's current number for the row
 (the manifest's `upstream_now`), the row is "upstream-now" rather than failed: upstream changed
@@ -19,29 +22,29 @@ says which forward (`variant`) produced its number.
 
 from __future__ import annotations
 
-import html
-import io
-import json
 import os
 from collections.abc import Iterable, Sequence
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from repro.brackets import precision_note, report_bracket
+from repro.comparison import DEFAULT_TOLERANCE, compare, measured_rounded  # noqa: F401  (one rule, re-exported)
+from repro.comparison import as_decimal as _as_decimal
 from repro.errors import ReproError
-from repro.results import EvalResult, load_results
-from repro.status import choose_result, default_variant, partial_note, result_variant
+from repro.results import EvalResult
+from repro.manifest import ordered_protocols
+from repro.status import choose_result, default_variant, partial_note, read_results_tolerant, result_variant
 
 if TYPE_CHECKING:  # only for type hints
     from repro.manifest import Manifest, ModelEntry
 
-DEFAULT_TOLERANCE = 0.1
 # Without --measured-only / --all-rows, rows without a result are left out when fewer than this
 # share of the rows has one.
 AUTO_MEASURED_ONLY = 0.10
-PROTOCOL_ORDER = ("single", "flip", "ms+flip")
 FORMATS = ("md", "csv", "json", "html")
 
 # Row statuses (machine-readable slug -> the mark the tables show).
@@ -70,12 +73,13 @@ STATUS_WORDS = {
     REPRODUCED: "reproduced",
     FAILED: "failed",
     NOT_RUN: "not run",
-    BLANK_DOC: "blank-doc",
+    BLANK_DOC: "without a documented value",
     SERVER: "server",
     PARTIAL: "partial",
     NON_COMPARABLE: "non-comparable",
     UPSTREAM_NOW: "upstream-now",
 }
+ALWAYS_COUNTED = (REPRODUCED, FAILED, NOT_RUN)  # the summary names these even at 0
 
 
 ENVIRONMENT_FIELDS = ("device", "torch_version", "cuda_version", "repro_version", "git_commit")
@@ -115,41 +119,62 @@ REPORT_COLUMNS = [
     "variant",  # the forward that produced the number (training-era | upstream-head); None when not run
     "default_variant",  # the row's default forward
     "precision",
+    "other_precisions",  # issue 17: the row's other comparable arithmetic(s) and the spread ("" when none)
     "num_images",
     "num_images_total",
     "limit",
     "submission",
     *ENVIRONMENT_FIELDS,
+    "result_file",  # the current result file of the row (None: not run, or results given as objects)
+    "other_files",  # the names of the row's other result files, "; "-joined ("" when none)
     "per_class_iou",  # {class name: IoU percent or None}; None when not run
 ]
+INTEGER_COLUMNS = ("num_images", "num_images_total", "limit")  # whole numbers in CSV and JSON too
 
-# What the human-facing tables show: (frame column, heading).
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the human-facing tables (markdown, HTML): the frame column it shows, its
+    heading, alignment, and whether it is a number (2 decimals; `signed`: with its sign)."""
+
+    field: str
+    heading: str
+    align: str = "left"  # left | right | center
+    numeric: bool = False
+    signed: bool = False
+
+
+def _number_column(field: str, heading: str, signed: bool = False) -> Column:
+    return Column(field, heading, "right", numeric=True, signed=signed)
+
+
+# What the human-facing tables show, in order: adding a column is one line here. (Issue 17's
+# precision brackets, a comparable non-fp32 number beside the fp32 one, go in as a column here.)
 DISPLAY_COLUMNS = [
-    ("model_id", "Model"),
-    ("head", "Head"),
-    ("backbone", "Backbone"),
-    ("protocol", "Protocol"),
-    ("documented", "Documented"),
-    ("upstream_now", "Upstream now"),
-    ("measured_rounded", "Measured"),
-    ("delta", "Δ"),
-    ("mark", "Status"),
-    ("variant", "Variant"),
-    ("note", "Notes"),
+    Column("model_id", "Model"),
+    Column("head", "Head"),
+    Column("backbone", "Backbone"),
+    Column("protocol", "Protocol"),
+    _number_column("documented", "Documented"),
+    _number_column("upstream_now", "Upstream now"),
+    _number_column("measured_rounded", "Measured"),
+    _number_column("delta", "Δ", signed=True),
+    Column("mark", "Status", "center"),
+    Column("variant", "Variant"),
+    Column("note", "Notes"),
 ]
-
-_CENT = Decimal("0.01")
 
 
 # --------------------------------------------------------------------------------------------
 # Building the table
 
 
-def load_report_results(results_dir: str | os.PathLike) -> list[EvalResult]:
-    """The result files of a folder; a missing folder is an error, an empty one is fine.
+def load_report_results(results_dir: str | os.PathLike) -> tuple[list[tuple[Path, EvalResult]], list[str]]:
+    """((path, result) for each readable result file of a folder, one note per damaged file).
 
-    An empty folder gives an all-"not run" report, which is a valid answer before any `repro
-    eval`; a folder that does not exist is more likely a typo, so it is reported as one.
+    A damaged file is named and skipped, as `repro status` does; a folder that does not exist
+    is more likely a typo, so it is an error.
     """
     folder = Path(results_dir)
     if not folder.exists():
@@ -158,48 +183,13 @@ def load_report_results(results_dir: str | os.PathLike) -> list[EvalResult]:
         )
     if not folder.is_dir():
         raise ReproError(f"--results {folder} is a file, not a folder of result files")
-    return load_results(folder)  # a corrupt file raises ReproError naming it
-
-
-def _as_decimal(value: float | None) -> Decimal | None:
-    if value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    if number != number:  # NaN
-        return None
-    # format() rounds the exact binary value correctly, as the documents' 2-decimal print does.
-    try:
-        return Decimal(format(number, ".2f"))
-    except InvalidOperation:  # inf
-        return None
-
-
-def measured_rounded(result: EvalResult) -> Decimal | None:
-    """The measured mIoU at the documents' precision (2 decimals, percent)."""
-    if result.miou_rounded is not None:
-        return _as_decimal(result.miou_rounded)
-    return _as_decimal(result.miou)
-
-
-def compare(measured: Decimal, documented: Decimal, tolerance: float) -> tuple[Decimal, bool]:
-    """(Δ, within tolerance) in exact decimal arithmetic: |Δ| <= tolerance passes."""
-    delta = (measured - documented).quantize(_CENT)
-    return delta, abs(delta) <= Decimal(repr(float(tolerance)))
-
-
-def _ordered_protocols(names: Iterable[str]) -> list[str]:
-    """Canonical protocol order (single, flip, ms+flip), anything else after, alphabetically."""
-    unique = list(dict.fromkeys(names))
-    known = [p for p in PROTOCOL_ORDER if p in unique]
-    return known + sorted(p for p in unique if p not in PROTOCOL_ORDER)
+    found, damaged = read_results_tolerant(folder)
+    return found, [f"skipped {line}" for line in damaged]
 
 
 def _entry_protocols(entry: ModelEntry, measured: Iterable[str]) -> list[str]:
     """The documented protocols of an entry plus any protocol a result file exists for."""
-    return _ordered_protocols([*entry.documented.keys(), *measured])
+    return ordered_protocols([*entry.documented.keys(), *measured])
 
 
 def document_title(entry: ModelEntry) -> str:
@@ -216,10 +206,13 @@ def upstream_now(entry: ModelEntry, protocol: str) -> tuple[Decimal | None, Any]
     return _as_decimal(numbers.get(protocol)), record
 
 
-def _group_results(results: Iterable[EvalResult]) -> dict[tuple[str, str], list[EvalResult]]:
-    grouped: dict[tuple[str, str], list[EvalResult]] = {}
-    for result in results:
-        grouped.setdefault((result.model_id, result.protocol), []).append(result)
+Found = tuple  # (path of the result file or None, EvalResult)
+
+
+def _group_results(found: Iterable[Found]) -> dict[tuple[str, str], list[Found]]:
+    grouped: dict[tuple[str, str], list[Found]] = {}
+    for path, result in found:
+        grouped.setdefault((result.model_id, result.protocol), []).append((path, result))
     return grouped
 
 
@@ -250,11 +243,14 @@ def _base_row(entry: ModelEntry, protocol: str) -> dict:
         "variant": None,
         "default_variant": default_variant(entry),
         "precision": None,
+        "other_precisions": "",
         "num_images": None,
         "num_images_total": None,
         "limit": None,
         "submission": None,
         **{field: None for field in ENVIRONMENT_FIELDS},
+        "result_file": None,
+        "other_files": "",
         "per_class_iou": None,
     }
 
@@ -289,8 +285,8 @@ def _not_compared(entry: ModelEntry, result: EvalResult) -> tuple[str, str] | No
         return PARTIAL, partial_note(result) + ", not compared"
     if result.split != entry.eval_split:  # e.g. Cityscapes val measured, test documented
         return NON_COMPARABLE, f"measured on {result.split}, documented on {entry.eval_split}; not compared"
-    if result.precision != "fp32":
-        return NON_COMPARABLE, f"{result.precision}, not compared (documents are fp32)"
+    if precision_note(result.precision):  # bf16 / fp16, or a precision this version does not know
+        return NON_COMPARABLE, precision_note(result.precision)
     if measured_rounded(result) is None:
         return NOT_RUN, "result file has no mIoU"
     return None
@@ -344,21 +340,35 @@ def _add_note(row: dict, note: str) -> None:
     row["note"] = f"{row['note']}; {note}" if row["note"] else note
 
 
-def _row(
-    entry: ModelEntry, protocol: str, candidates: Sequence[EvalResult], tolerance: float
-) -> dict:
+def _row(entry: ModelEntry, protocol: str, candidates: Sequence[Found], tolerance: float) -> dict:
     row = _base_row(entry, protocol)
     if not candidates:
         row["status"] = NOT_RUN
         if entry.eval == "server":
             row["note"] = "scored by the benchmark server"
         return row
-    result, others = choose_result(candidates, row["default_variant"])
+    result, others = choose_result([r for _, r in candidates], row["default_variant"])
+    # results in several comparable arithmetics: the documented number's (repro.brackets)
+    result, bracket = report_bracket(entry, protocol, result, [r for _, r in candidates], tolerance)
     _fill_measured(row, result)
     _judge(row, entry, result, others, tolerance)
+    if bracket is not None:
+        row["other_precisions"] = bracket.text()
+        _add_note(row, f"compared in {bracket.chosen} ({bracket.why}); {bracket.text()}")
     if row["variant"] != row["default_variant"] and row["status"] != NOT_RUN:
         _add_note(row, f"{row['variant']} forward, not this row's default ({row['default_variant']})")
+    _note_files(row, result, candidates)
     return row
+
+
+def _note_files(row: dict, current: EvalResult, candidates: Sequence[Found]) -> None:
+    """Which file the row's number comes from, when several hold results of the row."""
+    path = next(p for p, r in candidates if r is current)
+    others = sorted(Path(p).name for p, r in candidates if r is not current and p is not None)
+    row["result_file"] = str(path) if path is not None else None
+    row["other_files"] = "; ".join(others)
+    if others and path is not None:
+        _add_note(row, f"current file {Path(path).name} (also: {', '.join(others)})")
 
 
 def _hide_not_run(frame: pd.DataFrame, measured_only: bool | None, ids: list[str] | None) -> pd.DataFrame:
@@ -375,6 +385,7 @@ def _hide_not_run(frame: pd.DataFrame, measured_only: bool | None, ids: list[str
         return frame
     shown = frame[has_result].reset_index(drop=True)
     shown.attrs["hidden_not_run"] = int((~has_result).sum())
+    shown.attrs["hidden_blank_doc"] = int((~has_result & frame["documented"].isna()).sum())
     return shown
 
 
@@ -387,19 +398,21 @@ def build_report(
 ) -> pd.DataFrame:
     """Documented vs measured mIoU, one row per (manifest model, protocol), in document order.
 
-    `results` is a list of `EvalResult` or a folder of result files. `ids` (ids or aliases)
+    `results` is a list of `EvalResult` or a folder of result files (a damaged file is named
+    in `frame.attrs["notes"]` and skipped). `ids` (ids or aliases)
     restricts the report to those models and asks the renderers for their per-class IoU; an
     unknown id raises the manifest's `UnknownModelError`. `measured_only` keeps only the rows
     with a result (None: automatically, when fewer than 10% of the rows have one). The frame has
     `REPORT_COLUMNS`; `frame.attrs` carries `tolerance`, `ids`, `unmatched_results` (result
-    files of models the manifest does not list) and `hidden_not_run` (rows left out).
+    files of models the manifest does not list), `hidden_not_run` (rows left out), `notes`
+    and `results` (how many results were read).
     """
     tolerance = float(tolerance)
     if not tolerance >= 0:  # also catches NaN
         raise ReproError(f"--tolerance must be a number >= 0, got {tolerance}")
-    if isinstance(results, (str, os.PathLike)):
-        results = load_report_results(results)
-    grouped = _group_results(results)
+    found, notes = load_report_results(results) if isinstance(results, (str, os.PathLike)) else (
+        [(None, result) for result in results], [])
+    grouped = _group_results(found)
 
     selected: list[str] | None = None
     if ids:
@@ -430,13 +443,18 @@ def build_report(
     frame = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     for column in ("documented", "upstream_now", "measured", "measured_rounded", "delta"):
         frame[column] = frame[column].astype("float64")
+    for column in INTEGER_COLUMNS:
+        frame[column] = frame[column].astype("Int64")  # 3, not 3.0, where a row has no result
     frame = _hide_not_run(frame, measured_only, selected)
+    frame.attrs["notes"] = notes
+    frame.attrs["results"] = len(found)
     frame.attrs["tolerance"] = tolerance
     frame.attrs["ids"] = list(selected) if selected is not None else []
     frame.attrs["unmatched_results"] = sorted(
         {model_id for (model_id, _) in grouped if model_id not in known_ids}
     )
     frame.attrs.setdefault("hidden_not_run", 0)
+    frame.attrs.setdefault("hidden_blank_doc", 0)
     return frame
 
 
@@ -465,16 +483,27 @@ def hidden_line(frame: pd.DataFrame) -> str | None:
     return f"{hidden} row{'s' if hidden != 1 else ''} not run (repro report --all-rows to show them)."
 
 
-def summary_line(frame: pd.DataFrame) -> str:
-    """E.g. `Summary: 12 rows: 3 reproduced ✓, 1 failed ✗, 6 not run —, 1 blank-doc, ...`."""
+def summary_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """`status_counts` as the summary tells them: a row the document leaves blank counts as
+    "without a documented value" whether it was run or not (there is nothing to reproduce)."""
     counts = status_counts(frame)
+    blank = int(((frame["status"] == NOT_RUN) & frame["documented"].isna()).sum())
+    blank += int(frame.attrs.get("hidden_blank_doc", 0) or 0)
+    counts[NOT_RUN] -= blank
+    counts[BLANK_DOC] += blank
+    return counts
+
+
+def summary_line(frame: pd.DataFrame) -> str:
+    """E.g. `Summary: 12 rows: 3 reproduced ✓, 1 failed ✗, 6 not run —, 2 without a documented value.`
+    (statuses no row has are left out, but for the first three)."""
     parts = []
-    for status, count in counts.items():
+    for status, count in summary_counts(frame).items():
         mark = STATUS_MARKS[status]
         word = STATUS_WORDS[status]
-        if status == UPSTREAM_NOW and not count:
-            continue  # only rows of replaced files can have it: not worth a "0" in every summary
-        parts.append(f"{count} {word} {mark}" if mark != word else f"{count} {word}")
+        if not count and status not in ALWAYS_COUNTED:
+            continue
+        parts.append(f"{count} {word} {mark}" if mark != word and status != BLANK_DOC else f"{count} {word}")
     line = f"Summary: {len(frame) + hidden_not_run(frame)} rows: " + ", ".join(parts) + "."
     unmatched = frame.attrs.get("unmatched_results") or []
     if unmatched:
@@ -503,13 +532,25 @@ def environments(frame: pd.DataFrame) -> pd.DataFrame:
     return envs
 
 
-def _tolerance(frame: pd.DataFrame) -> float:
+def notes_of(frame: pd.DataFrame) -> list[str]:
+    """Notes about the files read (a damaged result file, named), one line each."""
+    return list(frame.attrs.get("notes") or [])
+
+
+def no_results_line(frame: pd.DataFrame, folder: Any) -> str | None:
+    """One line for a report that has no result to show (nothing read, no damaged file); else None."""
+    if frame.attrs.get("results", 1) or notes_of(frame):
+        return None
+    return f"no results in {folder} yet: run `repro eval ID` first, or pass --results DIR"
+
+
+def tolerance_of(frame: pd.DataFrame) -> float:
     return float(frame.attrs.get("tolerance", DEFAULT_TOLERANCE))
 
 
-def _tolerance_text(frame: pd.DataFrame) -> str:
+def tolerance_text(frame: pd.DataFrame) -> str:
     text = (
-        f"A row reproduces when |Δ| ≤ {_tolerance(frame):.2f}, "
+        f"A row reproduces when |Δ| ≤ {tolerance_of(frame):.2f}, "
         "Δ = measured (rounded to 2 decimals, as the documents print it) − documented; "
         "✓ within, ✗ outside, — not run."
     )
@@ -518,354 +559,34 @@ def _tolerance_text(frame: pd.DataFrame) -> str:
     return text
 
 
-def _headed_groups(frame: pd.DataFrame) -> list[tuple[list[tuple[int, str]], str, pd.DataFrame]]:
-    """Per document table, in document order: (new headings as (level, text), table, rows).
-
-    Headings mirror the documents: the method (level 2) and the section (level 3) are emitted
-    when they change, the dataset table (level 4) for every group.
-    """
-    out = []
-    current: tuple[str, str] | None = None
-    for _, rows in frame.groupby("group", sort=True):
-        method, title, section, table = (str(rows[c].iloc[0]) for c in ("method", "document", "section", "table"))
-        headings = []
-        if current is None or current[0] != method:
-            headings.append((2, title))
-        if current is None or current != (method, section):
-            headings.append((3, section))
-        current = (method, section)
-        out.append((headings, table, rows))
-    return out
-
-
-def _number(value: float, signed: bool = False) -> str:
-    if value is None or pd.isna(value):
-        return ""
-    return f"{value + 0.0:+.2f}" if signed else f"{value:.2f}"
-
-
-def display_frame(rows: pd.DataFrame) -> pd.DataFrame:
-    """The human-facing columns of `rows`, as the text the tables show."""
-    shown = pd.DataFrame(index=rows.index)
-    for column, heading in DISPLAY_COLUMNS:
-        values = rows[column]
-        if column in ("documented", "upstream_now", "measured_rounded"):
-            shown[heading] = values.map(_number)
-        elif column == "delta":
-            shown[heading] = values.map(lambda v: _number(v, signed=True))
-        else:
-            shown[heading] = values.fillna("").astype(str)
-    return shown.reset_index(drop=True)
-
-
-def per_class_frame(per_class_iou: dict[str, float | None]) -> pd.DataFrame:
-    """Class and IoU, worst first; classes without an IoU (absent from the split) last."""
-    table = pd.DataFrame(
-        {"class": list(per_class_iou.keys()), "iou": pd.array(list(per_class_iou.values()), dtype="Float64")}
-    )
-    table["order"] = range(len(table))  # ties keep the dataset's class order
-    table = table.sort_values(["iou", "order"], na_position="last", kind="stable")
-    return table.drop(columns="order").reset_index(drop=True)
-
-
-def _per_class_sections(frame: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame | None]]:
-    """(model id, protocol, per-class table or None when nothing was measured) for `ids`."""
-    sections = []
-    for model_id in frame.attrs.get("ids") or []:
-        has_classes = frame["per_class_iou"].map(lambda v: isinstance(v, dict) and len(v) > 0)
-        rows = frame[(frame["model_id"] == model_id) & has_classes]
-        if rows.empty:
-            sections.append((model_id, "", None))
-        for _, row in rows.iterrows():
-            sections.append((model_id, row["protocol"], per_class_frame(row["per_class_iou"])))
-    return sections
-
-
-def _want_per_class(frame: pd.DataFrame, per_class: bool | None) -> bool:
-    return bool(frame.attrs.get("ids")) if per_class is None else per_class
-
-
-# --------------------------------------------------------------------------------------------
-# Markdown
-
-
-def _md_cell(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def markdown_table(table: pd.DataFrame, align: Sequence[str] | None = None) -> str:
-    """A GitHub pipe table of a frame of strings."""
-    align = align or [":-"] * len(table.columns)
-    lines = [
-        "| " + " | ".join(_md_cell(c) for c in table.columns) + " |",
-        "| " + " | ".join(align) + " |",
-    ]
-    for values in table.itertuples(index=False):
-        lines.append("| " + " | ".join(_md_cell(v) for v in values) + " |")
-    return "\n".join(lines)
-
-
-_MD_ALIGN = [":-", ":-", ":-", ":-", "-:", "-:", "-:", "-:", ":-:", ":-", ":-"]
-
-
-def render_markdown(frame: pd.DataFrame, *, per_class: bool | None = None) -> str:
-    """GitHub markdown: a heading per method and per document table, one pipe table each."""
-    out = ["# Documented vs measured mIoU", "", _tolerance_text(frame), "", summary_line(frame), ""]
-    if hidden_line(frame):
-        out += [hidden_line(frame), ""]
-    for headings, table, rows in _headed_groups(frame):
-        for level, text in headings:
-            out += ["#" * level + " " + text, ""]
-        out += [f"#### {table}", "", markdown_table(display_frame(rows), _MD_ALIGN), ""]
-
-    out += ["## Environment", ""]
-    envs = environments(frame)
-    if envs.empty:
-        out += ["No results yet.", ""]
-    else:
-        shown = envs.rename(columns={**ENVIRONMENT_LABELS, "results": "Results"}).astype(str)
-        out += [markdown_table(shown), ""]
-
-    if _want_per_class(frame, per_class):
-        for model_id, protocol, table in _per_class_sections(frame):
-            if table is None:
-                out += [f"## Per-class IoU: {model_id}", "", "No per-class IoU in the results of this model.", ""]
-                continue
-            shown = pd.DataFrame(
-                {"Class": table["class"], "IoU": [_number(v) if not pd.isna(v) else "n/a" for v in table["iou"]]}
-            )
-            out += [
-                f"## Per-class IoU: {model_id} ({protocol})",
-                "",
-                "Worst classes first; n/a: the class is neither in the labels nor predicted.",
-                "",
-                markdown_table(shown, [":-", "-:"]),
-                "",
-            ]
-    return "\n".join(out).rstrip("\n") + "\n"
-
-
-# --------------------------------------------------------------------------------------------
-# CSV / JSON
-
-
-def render_csv(frame: pd.DataFrame) -> str:
-    """Every column but the per-class dictionary (use JSON for that), one line per row."""
-    return frame.drop(columns=["per_class_iou"]).to_csv(index=False)
-
-
-def render_json(frame: pd.DataFrame) -> str:
-    """A list of records, one per row, every column (missing numbers are null)."""
-    records = json.loads(frame.to_json(orient="records", double_precision=15, force_ascii=False))
-    return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
-
-
-# --------------------------------------------------------------------------------------------
-# HTML
-
-_HTML_STYLE = """
-body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em; color: #1f2328; }
-table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 14px; }
-th, td { border: 1px solid #d0d7de; padding: 4px 10px; }
-th { background: #f6f8fa; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.reproduced { color: #1a7f37; font-weight: bold; }
-.failed { color: #cf222e; font-weight: bold; }
-.not-run { color: #8c959f; }
-.summary { font-weight: bold; }
-"""
-
-_HTML_NUMERIC = {"Documented", "Upstream now", "Measured", "Δ", "IoU", "Results"}
-
-
-def _html_table(table: pd.DataFrame, status_slugs: Sequence[str] | None = None) -> str:
-    """An escaped HTML table; status cells carry their slug as a class for colouring."""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
-    body = []
-    for i, values in enumerate(table.itertuples(index=False)):
-        cells = []
-        for column, value in zip(table.columns, values):
-            css = []
-            if column in _HTML_NUMERIC:
-                css.append("num")
-            if column == "Status" and status_slugs is not None:
-                css.append(status_slugs[i])
-            attr = f' class="{" ".join(css)}"' if css else ""
-            cells.append(f"<td{attr}>{html.escape(str(value))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
-
-
-def render_html(frame: pd.DataFrame, *, per_class: bool | None = None, plot_svg: str | None = None) -> str:
-    """One self-contained page (inline CSS, no scripts, no external assets).
-
-    `plot_svg` (the text of an SVG, e.g. from `plot_deltas(frame, buffer, fmt="svg")`) is
-    embedded inline when given.
-    """
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        "<title>Documented vs measured mIoU</title>",
-        f"<style>{_HTML_STYLE}</style>",
-        "</head>",
-        "<body>",
-        "<h1>Documented vs measured mIoU</h1>",
-        f"<p>{html.escape(_tolerance_text(frame))}</p>",
-        f'<p class="summary">{html.escape(summary_line(frame))}</p>',
-    ]
-    if hidden_line(frame):
-        parts.append(f"<p>{html.escape(hidden_line(frame))}</p>")
-    for headings, table, rows in _headed_groups(frame):
-        for level, text in headings:
-            parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
-        parts.append(f"<h4>{html.escape(table)}</h4>")
-        parts.append(_html_table(display_frame(rows), list(rows["status"])))
-
-    parts.append("<h2>Environment</h2>")
-    envs = environments(frame)
-    if envs.empty:
-        parts.append("<p>No results yet.</p>")
-    else:
-        parts.append(_html_table(envs.rename(columns={**ENVIRONMENT_LABELS, "results": "Results"})))
-
-    if plot_svg:
-        start = plot_svg.find("<svg")  # drop the XML prolog and doctype: inline SVG needs neither
-        parts += ["<h2>Δ per model</h2>", plot_svg[start:] if start >= 0 else plot_svg]
-
-    if _want_per_class(frame, per_class):
-        for model_id, protocol, table in _per_class_sections(frame):
-            if table is None:
-                parts.append(f"<h2>Per-class IoU: {html.escape(model_id)}</h2>")
-                parts.append("<p>No per-class IoU in the results of this model.</p>")
-                continue
-            shown = pd.DataFrame(
-                {"Class": table["class"], "IoU": [_number(v) if not pd.isna(v) else "n/a" for v in table["iou"]]}
-            )
-            parts.append(f"<h2>Per-class IoU: {html.escape(model_id)} ({html.escape(protocol)})</h2>")
-            parts.append("<p>Worst classes first; n/a: the class is neither in the labels nor predicted.</p>")
-            parts.append(_html_table(shown))
-    parts += ["</body>", "</html>"]
-    return "\n".join(parts) + "\n"
-
-
-# --------------------------------------------------------------------------------------------
-# Plot
-
-
-_PLOT_COLOURS = {REPRODUCED: "#1a7f37", FAILED: "#cf222e", UPSTREAM_NOW: "#bc4c00"}
-# Why measured rows are left out of the plot, per status.
-_NOT_PLOTTED = {
-    PARTIAL: "partial (--limit or a subset: not compared)",
-    NON_COMPARABLE: "non-comparable (another split or precision)",
-    SERVER: "scored by the benchmark server",
-    BLANK_DOC: "without a documented value",
-    NOT_RUN: "without an mIoU",
-}
-
-
-def plot_empty_reason(frame: pd.DataFrame) -> str | None:
-    """One line saying why the Δ plot has no points; None when it has some."""
-    if frame["status"].isin(COMPARED).any():
-        return None
-    measured = frame[frame["result_status"].notna()]
-    if measured.empty:
-        return "the plot is empty: no results yet (run `repro eval` first)"
-    counts = measured["status"].value_counts()
-    if len(counts) == 1:
-        status, count = next(iter(counts.items()))
-        every = "the only result is" if count == 1 else f"all {count} results are"
-        return f"the plot is empty: {every} {_NOT_PLOTTED[status]}"
-    parts = [f"{int(counts[s])} {_NOT_PLOTTED[s]}" for s in _NOT_PLOTTED if s in counts]
-    return "the plot is empty: no result is compared (" + "; ".join(parts) + ")"
-
-
-def plot_deltas(frame: pd.DataFrame, target: str | os.PathLike | io.IOBase, fmt: str | None = None) -> None:
-    """Δ of every compared row against the ±tolerance band, as PNG or SVG (by extension or `fmt`).
-
-    Uses matplotlib's object API with the Agg canvas: headless, and pyplot's global backend is
-    left alone.
-    """
-    if fmt is None:
-        fmt = Path(os.fspath(target)).suffix.lower().lstrip(".") if not isinstance(target, io.IOBase) else "png"
-    if fmt not in ("png", "svg"):
-        raise ReproError(f"--plot {target}: the plot is written as .png or .svg, not .{fmt}")
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    tolerance = _tolerance(frame)
-    compared = frame[frame["status"].isin(COMPARED)]
-    labels = [f"{m} · {p}" for m, p in zip(compared["model_id"], compared["protocol"])]
-    deltas = compared["delta"].to_list()
-
-    height = max(2.5, 0.32 * len(labels) + 1.4)
-    figure = Figure(figsize=(9, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    axes.axvspan(-tolerance, tolerance, color="#2da44e", alpha=0.15, label=f"±{tolerance:.2f} tolerance")
-    axes.axvline(0.0, color="#57606a", linewidth=0.8)
-    if labels:
-        positions = list(range(len(labels)))[::-1]  # first row on top, as in the tables
-        colours = [_PLOT_COLOURS[s] for s in compared["status"]]
-        axes.scatter(deltas, positions, c=colours, zorder=3)
-        axes.set_yticks(positions, labels, fontsize=8)
-        limit = max([tolerance * 1.5, *[abs(d) * 1.1 for d in deltas]])
-        axes.set_xlim(-limit, limit)
-    else:
-        axes.set_yticks([])
-        reason = plot_empty_reason(frame) or "no compared rows"
-        axes.text(0.5, 0.5, reason, transform=axes.transAxes, ha="center", va="center", wrap=True)
-        axes.set_xlim(-max(tolerance * 1.5, 0.1), max(tolerance * 1.5, 0.1))
-    axes.set_xlabel("Δ mIoU (measured − documented, points)")
-    axes.set_title("Documented vs measured mIoU")
-    axes.legend(loc="lower right", fontsize=8)
-
-    metadata = {"Date": None} if fmt == "svg" else None  # reproducible SVG bytes
-    if isinstance(target, io.IOBase):
-        figure.savefig(target, format=fmt, metadata=metadata)
-        return
-    path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, format=fmt, metadata=metadata)
-
-
-def plot_svg_text(frame: pd.DataFrame) -> str:
-    buffer = io.BytesIO()
-    plot_deltas(frame, buffer, fmt="svg")
-    return buffer.getvalue().decode("utf-8")
-
-
-# --------------------------------------------------------------------------------------------
-# One entry point for the CLI and scripts
-
-RENDERERS = {"md": render_markdown, "csv": render_csv, "json": render_json, "html": render_html}
-
-
-def render(frame: pd.DataFrame, fmt: str = "md") -> str:
-    if fmt not in RENDERERS:
-        raise ReproError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return RENDERERS[fmt](frame)
-
-
-def format_for_output(path: str | os.PathLike | None) -> str:
-    """The format an --output file's extension asks for (md when it says nothing known)."""
-    if path is None:
-        return "md"
-    suffix = Path(path).suffix.lower().lstrip(".")
-    aliases = {"markdown": "md", "htm": "html"}
-    suffix = aliases.get(suffix, suffix)
-    return suffix if suffix in FORMATS else "md"
-
 
 def strict_failure(frame: pd.DataFrame) -> ReproError | None:
     """The error `--strict` exits with when a compared row is outside tolerance, else None."""
     failed = failed_rows(frame)
     if failed.empty:
         return None
-    listed = [f"{r.model_id} ({r.protocol}) Δ {_number(r.delta, signed=True)}" for r in failed.head(5).itertuples()]
+    listed = [f"{r.model_id} ({r.protocol}) Δ {r.delta + 0.0:+.2f}" for r in failed.head(5).itertuples()]
     more = f", and {len(failed) - 5} more" if len(failed) > 5 else ""
     return ReproError(
-        f"{len(failed)} row(s) outside tolerance ±{_tolerance(frame):.2f}: " + ", ".join(listed) + more
+        f"{len(failed)} row(s) outside tolerance ±{tolerance_of(frame):.2f}: " + ", ".join(listed) + more
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The renderers live in repro/report_render.py; their names stay importable from here.
+
+_RENDER_NAMES = frozenset({
+    "RENDERERS", "check_plot_format", "display_frame", "format_for_output", "markdown_table", "per_class_frame", "plot_deltas",
+    "plot_empty_reason", "plot_svg_text", "render", "render_csv", "render_html", "render_json",
+    "render_markdown",
+})
+
+
+def __getattr__(name: str) -> Any:
+    """`repro.report.render_markdown` and friends, loaded on first use (report_render imports
+    this module, so it cannot be imported at the top)."""
+    if name in _RENDER_NAMES:
+        from repro import report_render
+
+        return getattr(report_render, name)
+    raise AttributeError(f"module 'repro.report' has no attribute {name!r}")

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -55,7 +56,9 @@ class EvalResult(BaseModel):
     submission: str | None = None  # server runs: the zip to upload
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # repro.numerics.PRECISIONS; a name this version does not know (a newer repro's) still loads,
+    # and the report shows it as not comparable instead of dropping the file
+    precision: str = Field("fp32", pattern=r"^[a-z0-9][a-z0-9._-]{0,31}$")
     device: str
     torch_version: str
     cuda_version: str | None = None
@@ -83,22 +86,195 @@ class EvalResult(BaseModel):
     peak_flops_fraction: float | None = None  # achieved FLOP/s per device / device_peak_flops
     # the last `repro selftest` recorded on this device when the run ended (path, date, passed, ...)
     selftest: dict | None = None
+    # Per-image evidence: the sidecar `<result stem>.evidence.npz` (repro.evidence) and its sha256.
+    evidence: str | None = None
+    evidence_sha256: str | None = None
+    # A digest over the sorted (relative path, size) of the split's files: which copy was measured.
+    dataset_fingerprint: str | None = None
+    predictions_dir: str | None = None  # --save-predictions: the folder of per-image label PNGs
 
 
-def result_filename(model_id: str, protocol: str, variant: str | None = None, default_variant: str | None = None) -> str:
-    """`<id>__<protocol>.json` for the row's default forward, `<id>__<protocol>__<variant>.json`
-    for another one, so that measuring both forwards of a checkpoint keeps both results."""
-    if variant is None or variant == default_variant:
-        return f"{model_id}__{protocol}.json"
-    return f"{model_id}__{protocol}__{variant}.json"
+# ---------------------------------------------------------------------------------------------
+# File names: one file per evaluation conditions, so that no run lands on another's result
+
+
+def result_filename(
+    model_id: str, protocol: str, variant: str | None = None, default_variant: str | None = None,
+    precision: str = "fp32", partial: str | None = None,
+) -> str:
+    """`<id>__<protocol>.json` for a complete fp32 result of the row's default forward (the name
+    results always had); another forward, a non-fp32 precision and a partial run (`partial`: a
+    tag from `partial_tag`, e.g. "limit50" or "subset") each add a part, in that order:
+    `<id>__<protocol>__training-era__bf16__limit50.json`. A smoke run never lands on a full result."""
+    parts = [model_id, protocol]
+    if variant is not None and variant != default_variant:
+        parts.append(variant)
+    if precision and precision != "fp32":
+        parts.append(precision)
+    if partial:
+        parts.append(partial)
+    return "__".join(parts) + ".json"
+
+
+def partial_tag(limit: int | None, subset: bool, total: int | None = None) -> str | None:
+    """The file-name part of a partial run: "subset" (a folder smaller than the official split),
+    "limit<N>" (--limit N below the `total` images of the folder), both joined by "-"; None: complete."""
+    parts = ["subset"] if subset else []
+    if limit is not None and (total is None or limit < total):
+        parts.append(f"limit{limit}")
+    return "-".join(parts) or None
+
+
+def result_partial_tag(result: EvalResult) -> str | None:
+    """`partial_tag` of a result as recorded (old files without `partial_reason`: from `limit`)."""
+    return partial_tag(result.limit, result.partial_reason == "subset", result.num_images_total)
+
+
+def filename_of(result: EvalResult, default_variant: str | None = None) -> str:
+    """The file name a result is written under (`default_variant` None: the plain variant part)."""
+    variant = result.variant if default_variant is not None else None
+    return result_filename(result.model_id, result.protocol, variant, default_variant, result.precision,
+                           result_partial_tag(result))
+
+
+def evidence_path(result_path: str | os.PathLike) -> Path:
+    """The evidence sidecar of a result file: `<stem>.evidence.npz` beside it."""
+    path = Path(result_path)
+    return path.with_name(f"{path.stem}.evidence.npz")
 
 
 def write_result(result: EvalResult, out_dir: str | os.PathLike, default_variant: str | None = None) -> Path:
-    """Writes the result under `result_filename`; `default_variant` None: the plain name."""
-    variant = result.variant if default_variant is not None else None
-    path = Path(out_dir) / result_filename(result.model_id, result.protocol, variant, default_variant)
+    """Writes the result under `filename_of(result, default_variant)`."""
+    path = Path(out_dir) / filename_of(result, default_variant)
     atomic_write_text(path, result.model_dump_json(indent=2) + "\n")
     return path
+
+
+def archive_result(path: str | os.PathLike) -> Path:
+    """Keep a result that is about to be replaced: rename it (and its evidence sidecar, if any)
+    beside itself to `<name>.replaced-<UTC time>`, a name no results listing reads. Never deletes.
+    Returns the new path of the result file."""
+    path = Path(path)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    target = path.with_name(f"{path.name}.replaced-{stamp}")
+    os.replace(path, target)
+    sidecar = evidence_path(path)
+    if sidecar.is_file():
+        os.replace(sidecar, sidecar.with_name(f"{sidecar.name}.replaced-{stamp}"))
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# One freshness rule: is a result on disk the evaluation that would run now? (engine, plan,
+# launcher and `repro status` all ask `same_evaluation`)
+
+
+@dataclass(frozen=True)
+class RunConditions:
+    """What determines a result's numbers. None in an optional field: not known, not compared
+    (e.g. `repro status` with the dataset gone); the engine knows them all."""
+
+    model_id: str
+    protocol: str
+    settings: dict  # the manifest Protocol, dumped as JSON
+    variant: str
+    precision: str = "fp32"
+    dataset: str | None = None
+    split: str | None = None
+    data_root: str | None = None  # the dataset folder
+    limit: int | None = None
+    folder_images: int | None = None  # images in the folder now
+    checkpoint: str | None = None  # the file that would be loaded
+    checkpoint_sha256: str | None = None  # its digest (compared at the cheap level too when known)
+    dataset_fingerprint: str | None = None
+
+
+def conditions_of(result: EvalResult) -> RunConditions:
+    """The conditions a result was measured under."""
+    return RunConditions(
+        model_id=result.model_id, protocol=result.protocol, settings=result.settings, variant=result.variant,
+        precision=result.precision, dataset=result.dataset, split=result.split, data_root=result.data_root,
+        limit=result.limit, folder_images=result.num_images_total, checkpoint=result.checkpoint,
+        checkpoint_sha256=result.checkpoint_sha256, dataset_fingerprint=result.dataset_fingerprint,
+    )
+
+
+def same_evaluation(result: EvalResult, conditions: RunConditions, *, exact: bool) -> tuple[bool, list[str]]:
+    """(whether `result` is what running under `conditions` would produce, what differs in words).
+
+    exact=False, the cheap level (plan, launcher, status): no file is hashed; the checkpoint is
+    compared by sha256 where `conditions` knows it, else by path and "not modified since the result".
+    exact=True, the engine's level: the checkpoint sha256 must be equal, as must every known field.
+    """
+    was = conditions_of(result)
+    differences = [*_run_differences(was, conditions), *_data_differences(was, conditions, result)]
+    differences += _checkpoint_differences(result, conditions, exact)
+    if result.status == "server" and not (result.submission and Path(result.submission).is_file()):
+        differences.append(f"its submission {result.submission or '(none recorded)'} is missing")
+    return not differences, differences
+
+
+def _run_differences(was: RunConditions, now: RunConditions) -> list[str]:
+    differences = []
+    if (was.model_id, was.protocol) != (now.model_id, now.protocol):
+        differences.append(f"it is {was.model_id} [{was.protocol}], not {now.model_id} [{now.protocol}]")
+    if was.settings != now.settings:
+        keys = sorted(k for k in {*was.settings, *now.settings} if was.settings.get(k) != now.settings.get(k))
+        differences.append(f"protocol settings differ ({', '.join(keys)})")
+    if was.variant != now.variant:
+        differences.append(f"{was.variant} forward, not {now.variant}")
+    if was.precision != now.precision:
+        differences.append(f"precision {was.precision}, not {now.precision}")
+    return differences
+
+
+def _covers_all(limit: int | None, images: int | None) -> bool:
+    return limit is None or (images is not None and limit >= images)
+
+
+def _data_differences(was: RunConditions, now: RunConditions, result: EvalResult) -> list[str]:
+    differences = []
+    if now.dataset is not None and (was.dataset, was.split) != (now.dataset, now.split):
+        differences.append(f"dataset {was.dataset} {was.split}, not {now.dataset} {now.split}")
+    if now.data_root is not None and not _same_path(was.data_root, now.data_root):
+        differences.append(f"data folder {was.data_root}, not {now.data_root}")
+    images = now.folder_images if now.folder_images is not None else was.folder_images
+    if was.limit != now.limit and not (_covers_all(was.limit, images) and _covers_all(now.limit, images)):
+        differences.append(f"--limit {was.limit or 'none'}, not {now.limit or 'none'}")
+    if now.folder_images is not None and was.folder_images != now.folder_images:
+        differences.append(f"{was.folder_images} images in the folder then, {now.folder_images} now")
+    if now.dataset_fingerprint and was.dataset_fingerprint and was.dataset_fingerprint != now.dataset_fingerprint:
+        differences.append("the dataset files differ (fingerprint)")
+    return differences
+
+
+def _checkpoint_differences(result: EvalResult, now: RunConditions, exact: bool) -> list[str]:
+    had = result.checkpoint_sha256
+    if exact or (now.checkpoint_sha256 and had):
+        if had == now.checkpoint_sha256:
+            return []
+        return [f"checkpoint sha256 {_short(had)}, not {_short(now.checkpoint_sha256)}"]
+    if not result.checkpoint:
+        return [] if now.checkpoint is None else ["measured without a checkpoint file"]
+    if now.checkpoint is not None and not _same_path(result.checkpoint, now.checkpoint):
+        return [f"checkpoint {result.checkpoint}, not {now.checkpoint}"]
+    try:
+        modified = Path(result.checkpoint).stat().st_mtime
+    except OSError:
+        return [f"its checkpoint {result.checkpoint} is gone"]
+    if modified > result.finished.timestamp():
+        return [f"its checkpoint {result.checkpoint} changed after the result was made"]
+    return []
+
+
+def _same_path(a: str | None, b: str | None) -> bool:
+    if a is None or b is None:
+        return a == b
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def _short(digest: str | None) -> str:
+    return f"{digest[:12]}…" if digest else "none"
 
 
 def read_result(path: str | os.PathLike) -> EvalResult:

@@ -21,7 +21,6 @@ can cite it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import platform
@@ -42,6 +41,7 @@ from torch import nn
 import repro
 from repro.errors import ReproError
 from repro.fileio import atomic_write_text
+from repro.numerics import arithmetic, reduced_float32_settings
 from repro.results import latest_selftest, selftest_record_path  # noqa: F401  (the API of this module too)
 
 TOLERANCE = 1e-4  # of max |reference logit|, as the parity fixtures (FILL.md)
@@ -95,6 +95,10 @@ class SelftestReport:
     date: str = ""
     seconds: float = 0.0
     report_summary: str = ""
+    # TF32 against fp32 per family, measured on a GPU (not pass/fail: how far TF32 moves the
+    # logits and the argmax); empty with `tf32_note` saying why where it cannot run
+    tf32: list[dict[str, Any]] = field(default_factory=list)
+    tf32_note: str = ""
 
     @property
     def passed(self) -> bool:
@@ -110,28 +114,12 @@ class SelftestReport:
 
 def numerics_warnings() -> list[str]:
     """Global settings under which float32 is computed in reduced precision."""
-    found = []
-    if torch.backends.cuda.matmul.allow_tf32:
-        found.append("torch.backends.cuda.matmul.allow_tf32 is True (TF32 matmuls)")
-    if torch.backends.cudnn.allow_tf32 and torch.cuda.is_available():
-        found.append("torch.backends.cudnn.allow_tf32 is True (TF32 convolutions; PyTorch's default)")
-    if torch.get_float32_matmul_precision() != "highest":
-        found.append(f"torch.get_float32_matmul_precision() is '{torch.get_float32_matmul_precision()}', not 'highest'")
-    return found
+    return reduced_float32_settings(cuda=torch.cuda.is_available())
 
 
-@contextlib.contextmanager
 def strict_fp32():
     """float32 as upstream's test script computes it (TF32 off everywhere), restored afterwards."""
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved[:2]
-        torch.set_float32_matmul_precision(saved[2])
+    return arithmetic("fp32", "cpu")
 
 
 def _driver_version() -> str | None:
@@ -168,7 +156,7 @@ def device_label(device: torch.device) -> str:
 
 def resolve(device: str | None) -> torch.device:
     """None/'auto': the GPU if there is one, else the CPU; errors as `repro eval --device`."""
-    from repro.evaluate import resolve_device
+    from repro.engine import resolve_device
 
     return resolve_device(device or "auto")
 
@@ -222,6 +210,52 @@ def check_architecture(family: Family, device: torch.device) -> Check:
 
 def _worst_name(values: dict[str, float]) -> str:
     return max(values, key=lambda name: values[name])
+
+
+# ---------------------------------------------------------------------------------------------
+# TF32 against fp32 (issue 17): a measurement per family, on Ampere or newer GPUs only
+
+TF32_PRECISIONS = ("tf32", "tf32-all")
+
+
+def logit_agreement(reference: torch.Tensor, other: torch.Tensor) -> dict[str, float]:
+    """Max |other - reference| relative to max |reference|, and the share of pixels (percent)
+    whose argmax over classes agrees."""
+    reference, other = reference.detach().cpu().double(), other.detach().cpu().double()
+    same = (reference.argmax(1) == other.argmax(1)).double().mean().item() * 100.0
+    return {"max_logit_diff": relative_difference(other, reference), "argmax_agreement_percent": same}
+
+
+def measure_tf32(family: Family, device: torch.device) -> dict[str, Any]:
+    """The family's fixture logits on `device` in fp32 and in each TF32 precision, compared."""
+    model = build_filled(family.config).to(device)
+    x = fixture_input().to(device)
+    logits = {}
+    for precision in ("fp32", *TF32_PRECISIONS):
+        with arithmetic(precision, device), torch.no_grad():
+            logits[precision] = model(x).float()
+    return {"family": family.name, "config": family.config,
+            **{p: logit_agreement(logits["fp32"], logits[p]) for p in TF32_PRECISIONS}}
+
+
+def format_tf32(measured: dict[str, Any]) -> str:
+    shown = "  ".join(f"{p} {measured[p]['max_logit_diff']:.1e} {measured[p]['argmax_agreement_percent']:.3f}%"
+                      for p in TF32_PRECISIONS)
+    return f"  {measured['family']:<27} {shown}"
+
+
+def _run_tf32(report: SelftestReport, target: torch.device, quick: bool, say: Say) -> None:
+    from repro.numerics import tf32_unavailable
+
+    reason = tf32_unavailable(target)
+    if reason:
+        report.tf32_note = f"skipped: {reason}"
+        say(f"TF32 vs fp32: {report.tf32_note}")
+        return
+    say("TF32 vs fp32 (measured, not a check: max|logit diff| of max|logit|, argmax agreement):")
+    for family in families(quick):
+        report.tf32.append(measure_tf32(family, target))
+        say(format_tf32(report.tf32[-1]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,7 +329,7 @@ def _pipeline_model_id() -> str:
 
 def _engine_miou(name: str, dataset: SyntheticSplit, device: torch.device, output: Path, model_id: str):
     from repro.datasets import DATASETS
-    from repro.evaluate import EngineOptions, EvalJob, run_job
+    from repro.engine import EngineOptions, EvalJob, run_job
 
     job = EvalJob(
         model_id=model_id, protocol_name=name, protocol=PIPELINE_PROTOCOLS[name], dataset=dataset,
@@ -383,6 +417,7 @@ def run_selftest(
     for family in families(quick):
         report.checks.append(check_architecture(family, target))
         say(format_check(report.checks[-1]))
+    _run_tf32(report, target, quick, say)
     say(f"pipeline (synthetic images, engine vs reference loop; bar {MIOU_TOLERANCE:.0e} mIoU):")
     _run_pipeline(report, target, output, say)
     report.date = datetime.now(timezone.utc).isoformat(timespec="seconds")

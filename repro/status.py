@@ -5,8 +5,12 @@ reads. A checkpoint counts as "cached" when its file has the size recorded in
 checkpoints.lock.json when `repro fetch` accepted it (sha256 checked then); `verify=True`
 re-hashes the files. A dataset counts as "complete" when its evaluation split lists the
 official number of images and every listed image (and label) file exists. A result is "stale"
-when it was measured with another checkpoint file (sha256) than the cached one, or with another
-forward than the row's default variant.
+when `repro.results.same_evaluation` (the rule the engine, the plan and the launcher use) finds it
+differs from what `repro eval ID` would measure now: other protocol settings, another forward than
+the row's default variant, another precision than fp32, another checkpoint sha256 than the cached
+one, and for a subset result another image count in the dataset folder. (Status does not compare
+the dataset's folder path: results copied from another machine stay valid.) When several files hold results of one
+(model, protocol), `choose_result` picks the current one and the others are listed.
 
     statuses = model_statuses(["mcibi_deeplabv3_r50_ade20k"])   # all models without ids
     print(render_table(statuses)) / render_json(statuses)
@@ -19,12 +23,13 @@ import os
 import shutil
 import sys
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from repro.errors import ReproError
+from repro.manifest import ordered_protocols
 
 if TYPE_CHECKING:  # only for type hints
     from repro.manifest import Manifest, ModelEntry
@@ -86,7 +91,8 @@ class ProtocolStatus:
     documented: float | None = None
     miou: float | None = None  # percent, as the result file has it
     variant: str | None = None
-    result_file: str | None = None
+    result_file: str | None = None  # the current file of this (model, protocol)
+    other_files: list[str] = field(default_factory=list)  # other results of it (partial, other precision, ...)
 
 
 @dataclass
@@ -157,14 +163,21 @@ def newest(results: Sequence[EvalResult]) -> EvalResult:
     return picked
 
 
+def current_rank(result: EvalResult, default: str) -> tuple[bool, bool, bool]:
+    """How well a result stands for its row (higher is better): the row's default forward, then
+    fp32 (the documents' arithmetic), then a whole split over a partial (--limit, subset) run."""
+    return (result_variant(result) == default, getattr(result, "precision", "fp32") == "fp32",
+            result.status != "partial")
+
+
 def choose_result(candidates: Sequence[EvalResult], default: str) -> tuple[EvalResult, list[EvalResult]]:
     """(the result that counts for a row, the newest result of each other variant).
 
-    The row's default variant wins (it is the forward the documented number comes from), the
-    newest one among several; without one, the newest result of any variant.
+    The current result is the best by `current_rank` (the row's default variant, fp32, complete),
+    the newest among equals: a --limit smoke run or a bf16 run never stands for a finished one.
     """
-    own = [r for r in candidates if result_variant(r) == default]
-    picked = newest(own or list(candidates))
+    best = max(current_rank(r, default) for r in candidates)
+    picked = newest([r for r in candidates if current_rank(r, default) == best])
     by_variant: dict[str, list[EvalResult]] = {}
     for result in candidates:
         if result_variant(result) != result_variant(picked):
@@ -230,7 +243,7 @@ def checkpoint_status(entry: ModelEntry, *, verify: bool = False, lock: dict | N
     Without `verify` the sha256 is not recomputed (a multi-GB file would take minutes): the
     file must have the size recorded when fetch accepted it after checking its sha256.
     """
-    from repro.fetch.checkpoints import read_lock_file
+    from repro.fetch.cache import read_lock_file  # light: no HTTP client
     from repro.paths import checkpoint_dir
 
     record = (lock if lock is not None else read_lock_file()).get(entry.id) or {}
@@ -314,38 +327,55 @@ def dataset_status(name: str, split: str, data_root: str | os.PathLike | None = 
 # ------------------------------------------------------------------------------------- results
 
 
+@dataclass(frozen=True)
+class _Now:
+    """What `repro eval ID` would use now, as far as status knows it cheaply."""
+
+    cached_sha256: str | None  # the cached checkpoint's recorded digest (None: not cached)
+    folder_images: int | None  # images in the dataset folder (None: not there, or counted in videos)
+
+
 def _protocol_status(
-    entry: ModelEntry, protocol: str, candidates: list[tuple[Path, EvalResult]], cached_sha256: str | None
+    entry: ModelEntry, protocol: str, candidates: list[tuple[Path, EvalResult]], now: _Now
 ) -> ProtocolStatus:
     documented = entry.documented.get(protocol)
     if not candidates:
         return ProtocolStatus(protocol, RESULT_NOT_RUN, documented=documented)
     files = {id(result): path for path, result in candidates}
-    default = default_variant(entry)
-    result, _ = choose_result([r for _, r in candidates], default)
-    found = ProtocolStatus(
-        protocol, RESULT_COMPLETE, "", documented, result.miou, result_variant(result), str(files[id(result)])
-    )
+    result, _ = choose_result([r for _, r in candidates], default_variant(entry))
+    others = sorted(str(path) for path, other in candidates if other is not result)
+    found = ProtocolStatus(protocol, RESULT_COMPLETE, "", documented, result.miou, result_variant(result),
+                           str(files[id(result)]), others)
     if result.status == "server":
         found.state, found.detail = RESULT_SERVER, f"submission {result.submission}" if result.submission else ""
     elif result.status == "partial":
         found.state, found.detail = RESULT_PARTIAL, partial_note(result)
-    stale = _stale_reasons(result, default, cached_sha256)
+    stale = _stale_reasons(entry, protocol, result, now)
     if stale:
         found.detail = "; ".join([*stale, *([found.detail] if found.detail else [])])
         found.state = RESULT_STALE
     return found
 
 
-def _stale_reasons(result: EvalResult, default: str, cached_sha256: str | None) -> list[str]:
-    reasons = []
-    if cached_sha256 and result.checkpoint_sha256 and result.checkpoint_sha256 != cached_sha256:
-        reasons.append(
-            f"measured with checkpoint {_short(result.checkpoint_sha256)}, cached is {_short(cached_sha256)}"
-        )
-    if result_variant(result) != default:
-        reasons.append(f"{result_variant(result)} forward, not the default {default}")
-    return reasons
+def _stale_reasons(entry: ModelEntry, protocol: str, result: EvalResult, now: _Now) -> list[str]:
+    """What differs from a default `repro eval` now (repro.results.same_evaluation); what status
+    cannot know (the dataset's folder path, an uncached checkpoint) is taken from the result."""
+    from dataclasses import replace
+
+    from repro.results import conditions_of, same_evaluation
+
+    was = conditions_of(result)
+    # A subset result is out of date once its folder changed; a whole-split result stays the
+    # better number when files went missing since (the dataset's own line says so).
+    grown = now.folder_images is not None and result.partial_reason == "subset"
+    settings = entry.protocols[protocol].model_dump(mode="json") if protocol in entry.protocols else was.settings
+    conditions = replace(
+        was, settings=settings, variant=default_variant(entry), precision="fp32",
+        checkpoint_sha256=now.cached_sha256 or was.checkpoint_sha256,
+        folder_images=now.folder_images if grown else was.folder_images,
+    )
+    _, differences = same_evaluation(result, conditions, exact=True)
+    return [d for d in differences if not d.startswith("its submission")]  # a server row says where it is
 
 
 # ---------------------------------------------------------------------------------------- all
@@ -365,7 +395,7 @@ def model_statuses(
     `results_dir` given explicitly must exist; the default one ($REPRO_RESULTS, else
     <cache>/results) may not exist yet.
     """
-    from repro.fetch.checkpoints import read_lock_file
+    from repro.fetch.cache import read_lock_file  # light: no HTTP client
     from repro.manifest import load_manifest
     from repro.paths import cache_home
     from repro.paths import results_dir as default_results_dir
@@ -388,12 +418,14 @@ def model_statuses(
         if key not in datasets:
             datasets[key] = dataset_status(entry.dataset, entry.eval_split, data_root)
         checkpoint = checkpoint_status(entry, verify=verify, lock=lock)
-        cached_sha = checkpoint.sha256 if checkpoint.state in (CKPT_CACHED, CKPT_VERIFIED) else None
-        protocols = _ordered_protocols(entry, [p for (m, p) in by_key if m == entry.id])
+        data = datasets[key]
+        now = _Now(checkpoint.sha256 if checkpoint.state in (CKPT_CACHED, CKPT_VERIFIED) else None,
+                   data.count if data.unit == "images" and data.state != DATA_MISSING else None)
+        protocols = ordered_protocols([*entry.documented, *(p for (m, p) in by_key if m == entry.id)])
         models.append(
             ModelStatus(
-                entry.id, entry.dataset, entry.eval_split, default_variant(entry), checkpoint, datasets[key],
-                [_protocol_status(entry, p, by_key.get((entry.id, p), []), cached_sha) for p in protocols],
+                entry.id, entry.dataset, entry.eval_split, default_variant(entry), checkpoint, data,
+                [_protocol_status(entry, p, by_key.get((entry.id, p), []), now) for p in protocols],
             )
         )
     return StatusReport(models, str(folder), str(cache_home() / "checkpoints"), notes)
@@ -404,14 +436,6 @@ def _select(manifest: Manifest, ids: Sequence[str] | None) -> list[ModelEntry]:
         return list(manifest.entries)
     wanted = {manifest.get(name).id for name in ids}  # UnknownModelError on a typo
     return [entry for entry in manifest.entries if entry.id in wanted]
-
-
-PROTOCOL_ORDER = ("single", "flip", "ms+flip")
-
-
-def _ordered_protocols(entry: ModelEntry, measured: Iterable[str]) -> list[str]:
-    names = list(dict.fromkeys([*entry.documented, *measured]))
-    return [p for p in PROTOCOL_ORDER if p in names] + sorted(p for p in names if p not in PROTOCOL_ORDER)
 
 
 # ---------------------------------------------------------------------------------- rendering
@@ -449,7 +473,8 @@ def render_table(report: StatusReport, width: int | None = 80) -> str:
 
 _LEGEND = (
     "cached: the file has the size it had when fetch checked its sha256 (--verify re-hashes); "
-    "partial: a --limit or subset run; stale: measured with another checkpoint file or forward; —: not run."
+    "partial: a --limit or subset run; stale: measured under other conditions than a default run now "
+    "(checkpoint, forward, precision, protocol settings, dataset size); —: not run."
 )
 
 
@@ -473,8 +498,7 @@ def _datasets_block(datasets: list[DatasetStatus], width: int | None) -> list[st
 
 
 def _models_block(models: list[ModelStatus], width: int | None) -> list[str]:
-    protocols = [p for p in PROTOCOL_ORDER if any(s.protocol == p for m in models for s in m.protocols)]
-    protocols += sorted({s.protocol for m in models for s in m.protocols} - set(protocols))
+    protocols = ordered_protocols(s.protocol for m in models for s in m.protocols)
     cells = {m.model_id: {s.protocol: RESULT_MARKS.get(s.state, s.state) for s in m.protocols} for m in models}
     state_w = [max([len(p), *(len(cells[m.model_id].get(p, "")) for m in models)]) for p in protocols]
     ckpt_w = max([len("CHECKPOINT"), *(len(m.checkpoint.state) for m in models)])
@@ -507,6 +531,10 @@ def _details(report: StatusReport) -> list[str]:
         for proto in model.protocols:
             if proto.state in (RESULT_PARTIAL, RESULT_STALE, RESULT_SERVER) and proto.detail:
                 lines.append(f"{model.model_id} {proto.protocol}: {proto.state}: {proto.detail}")
+            if proto.other_files:
+                others = ", ".join(Path(f).name for f in proto.other_files)
+                lines.append(f"{model.model_id} {proto.protocol}: current {Path(proto.result_file).name}; "
+                             f"also {others}")
     return lines + list(report.notes)
 
 

@@ -176,7 +176,7 @@ def test_eval_cli_end_to_end(tmp_path, monkeypatch):
             "--device", "cpu", "--workers", "0", "--output", str(tmp_path / "out")]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    written = json.loads((tmp_path / "out" / f"{MODEL}__single.json").read_text())
+    written = json.loads((tmp_path / "out" / f"{MODEL}__single__subset-limit2.json").read_text())  # partial: own file
     assert written["status"] == "partial" and written["num_images"] == 2 and written["num_images_total"] == 3
 
     protocol = load_manifest().get(MODEL).protocols["single"]
@@ -195,9 +195,14 @@ def test_eval_cli_end_to_end(tmp_path, monkeypatch):
         expected = np.nanmean(np.where(union > 0, inter / union, np.nan)) * 100
     assert written["miou"] == pytest.approx(expected, abs=1e-9)
 
-    # a second run finds the finished result and does not redo it
+    # a second run finds the finished result: it says "kept" and nothing else (no CPU note, no
+    # empty progress bar, no "wrote", no summary), and leaves the file as it was
+    smoke = tmp_path / "out" / f"{MODEL}__single__subset-limit2.json"
+    before = smoke.stat().st_mtime_ns
     again = runner.invoke(app, args)
-    assert again.exit_code == 0 and "already evaluated" in again.output
+    assert again.exit_code == 0, again.output
+    assert again.stderr.splitlines() == [f"kept: {smoke.resolve()}"] and again.stdout == ""
+    assert smoke.stat().st_mtime_ns == before
 
 
 def test_hash_ahead_starts_the_checkpoint_digest_the_engine_then_uses(tmp_path, monkeypatch):
@@ -208,11 +213,12 @@ def test_hash_ahead_starts_the_checkpoint_digest_the_engine_then_uses(tmp_path, 
 
     monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))  # nothing fetched
     path = tmp_path / "weights.pth"
-    path.write_bytes(b"w" * 4096)
+    content = b"\x80" + b"w" * 4095  # starts as a (legacy) torch.save pickle: resolve_checkpoint's light check passes
+    path.write_bytes(content)
     monkeypatch.setattr(download, "_digests", {})
     _hash_ahead("mcibi_deeplabv3_r50_ade20k", path)
     assert len(download._digests) == 1  # started, keyed by the file
-    assert download.file_digest(path) == hashlib.sha256(b"w" * 4096).hexdigest()  # what build_job calls
+    assert download.file_digest(path) == hashlib.sha256(content).hexdigest()  # what build_job calls
     assert len(download._digests) == 1  # the engine waits for that hash instead of another
     _hash_ahead("mcibi_deeplabv3_r50_ade20k", None)  # not fetched: nothing to hash, no error
     assert len(download._digests) == 1

@@ -68,7 +68,7 @@ def test_subset_is_refused_then_partial_with_allow_subset(setup, tmp_path, monke
 
     result = runner.invoke(app, _args(data, checkpoint, "--allow-subset"))
     assert result.exit_code == 0, result.output
-    path = (tmp_path / "res" / f"{MODEL}__single.json").resolve()  # default folder: $REPRO_RESULTS
+    path = (tmp_path / "res" / f"{MODEL}__single__subset.json").resolve()  # default folder: $REPRO_RESULTS
     assert f"  wrote {path}" in result.stderr.splitlines()
     written = json.loads(path.read_text())
     assert written["status"] == "partial" and written["partial_reason"] == "subset"
@@ -116,7 +116,7 @@ def test_sigterm_saves_progress_and_the_same_command_resumes(setup, tmp_path):
     env, data, checkpoint = setup
     env = {**os.environ, **env, "REPRO_RESULTS": str(tmp_path / "res")}
     command = [sys.executable, "-m", "repro", *_args(data, checkpoint, "--allow-subset", "--save-every", "1")]
-    state_file = tmp_path / "res" / ".progress" / f"{MODEL}__single.pt"
+    state_file = tmp_path / "res" / ".progress" / f"{MODEL}__single__subset.pt"
 
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = _wait_for_progress(state_file, process)
@@ -130,12 +130,12 @@ def test_sigterm_saves_progress_and_the_same_command_resumes(setup, tmp_path):
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert f"resuming after {saved} of 12 images" in again.stderr
-    resumed = json.loads((tmp_path / "res" / f"{MODEL}__single.json").read_text())
+    resumed = json.loads((tmp_path / "res" / f"{MODEL}__single__subset.json").read_text())
 
     once = subprocess.run([*command, "--output", str(tmp_path / "once")], env=env, capture_output=True,
                           text=True, timeout=300)
     assert once.returncode == 0, once.stderr
-    one_shot = json.loads((tmp_path / "once" / f"{MODEL}__single.json").read_text())
+    one_shot = json.loads((tmp_path / "once" / f"{MODEL}__single__subset.json").read_text())
     assert resumed["num_images"] == one_shot["num_images"] == 12  # every image counted once
     for key in ("miou", "aacc", "macc", "per_class_iou"):
         assert resumed[key] == one_shot[key]
@@ -156,7 +156,7 @@ def test_sigterm_while_planning_exits_143_without_a_traceback(setup, tmp_path, m
     result = runner.invoke(app, _args(data, checkpoint, "--allow-subset", "--output", str(tmp_path)))
     assert result.exit_code == 143, result.output
     assert isinstance(result.exception, SystemExit), result.exception  # not Terminated's traceback
-    assert not (tmp_path / f"{MODEL}__single.json").exists()
+    assert not list(tmp_path.glob(f"{MODEL}__single*.json"))
 
 
 def test_the_plan_keeps_only_a_result_of_the_same_evaluation(setup, tmp_path, monkeypatch):

@@ -88,6 +88,38 @@ def test_commands_without_a_model_do_not_import_torch(tmp_path, isolated_env, ar
     assert loaded(modules, forbidden) == []
 
 
+@pytest.fixture
+def bad_inputs(tmp_path):
+    """A text file posing as a checkpoint, and a folder that looks like LIP (so the checkpoint is what fails)."""
+    text = tmp_path / "text.pth"
+    text.write_text("<html>rate limited</html>\n")
+    lip = tmp_path / "lip"
+    lip.mkdir()
+    (lip / "val_id.txt").write_text("")
+    return {"text": str(text), "lip": f"lip={lip}", "missing": str(tmp_path / "missing.pth")}
+
+
+@pytest.mark.parametrize("args", [
+    ["eval", "--all", "--dry-run"],
+    ["eval", "--all", "--dry-run", "--format", "json"],
+    ["eval", "mcibi_deeplabv3_r50_lip", "--checkpoint", "{missing}"],
+    ["eval", "mcibi_deeplabv3_r50_lip", "--checkpoint", "{text}", "--dataset-root", "{lip}"],
+    ["eval", "mcibi_deeplabv3_r50_lip", "--device", "cuda", "--dry-run"],  # refused, or planned: no torch either way
+    ["eval", "mcibi_deeplabv3_r50_lip", "--tta", "msflip"],
+    ["status"],
+])
+def test_the_plan_and_eval_input_errors_do_not_import_torch(tmp_path, isolated_env, bad_inputs, args):
+    """Issue 18 #13: eval plans and refuses bad input before torch loads (benchmarks/startup.py times it)."""
+    modules = loaded_modules(tmp_path, isolated_env, [part.format(**bad_inputs) for part in args])
+    assert "repro.cli.eval" in modules
+    assert loaded(modules, ("torch", "repro.models", "repro.inference", "repro.engine.devices")) == []
+
+
+def test_status_does_not_load_pandas_or_the_http_client(tmp_path, isolated_env):
+    modules = loaded_modules(tmp_path, isolated_env, ["status"])
+    assert loaded(modules, ("pandas", "requests", "matplotlib")) == []
+
+
 def test_the_probe_would_see_torch(tmp_path, isolated_env):
     """The check above can fail: a command that builds a model does load torch."""
     probe_args = ["data", "check", "lip", "--root", str(tmp_path / "nowhere")]  # loads repro.datasets
@@ -183,3 +215,27 @@ def test_constants_repeated_to_keep_imports_light_match_their_source():
     assert repro.cli.data.DEFAULT_SAMPLE == repro.datasets.check.DEFAULT_SAMPLE
     assert repro.cli.report.DEFAULT_TOLERANCE == repro.report.DEFAULT_TOLERANCE
     assert repro.cli.zoo.PROTOCOLS == repro.manifest.PROTOCOL_NAMES
+
+
+def test_the_plan_sees_gpus_through_the_driver_without_torch(tmp_path, monkeypatch):
+    """detect_device reads /proc/driver/nvidia (no torch); CUDA_VISIBLE_DEVICES hides GPUs as CUDA would."""
+    import repro.plan as plan
+    from repro.errors import ReproError
+
+    for bus, name in (("0000:01:00.0", "NVIDIA H200"), ("0000:02:00.0", "NVIDIA A100-SXM4-80GB")):
+        (tmp_path / bus).mkdir()
+        (tmp_path / bus / "information").write_text(f"Model: \t\t {name}\nIRQ: 42\n")
+    monkeypatch.setattr(plan, "NVIDIA_GPUS", tmp_path)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert plan.detect_device("auto") == plan.DeviceInfo("cuda", "NVIDIA H200")
+    assert plan.detect_device("cuda:1").name == "NVIDIA A100-SXM4-80GB"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert plan.visible_gpus() == ["NVIDIA A100-SXM4-80GB"]
+    with pytest.raises(ReproError, match="this machine has 1 GPU"):
+        plan.detect_device("cuda:1")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert plan.detect_device("auto").kind == "cpu"
+    with pytest.raises(ReproError, match="CUDA is not available here"):
+        plan.detect_device("cuda")
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert plan.detect_device("cpu") == plan.DeviceInfo("cpu", "cpu", 3)

@@ -117,7 +117,7 @@ def test_list_drops_low_priority_columns_when_narrow():
     header = lambda text: next(line for line in text.splitlines() if line.lstrip().startswith("id "))  # noqa: E731
     narrow, wide = header(_terminal_list(80)).split(), header(_terminal_list(160)).split()
     assert narrow[0] == "id" and narrow[-3:] == ["single", "flip", "ms+flip"]
-    assert set(narrow) < set(wide) and {"method", "head", "backbone", "dataset"} <= set(wide)
+    assert set(narrow) < set(wide) and {"method", "segmentor", "backbone", "dataset"} <= set(wide)
 
 
 def test_list_in_a_pipe_is_a_plain_aligned_table():
@@ -125,7 +125,7 @@ def test_list_in_a_pipe_is_a_plain_aligned_table():
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert lines[0] == "12 models"
-    assert lines[1].split() == ["id", "method", "head", "backbone", "dataset", "single", "flip", "ms+flip"]
+    assert lines[1].split() == ["id", "method", "segmentor", "backbone", "dataset", "single", "flip", "ms+flip"]
     assert not any(ch in result.output for ch in "│┃━─…")
     row = next(line for line in lines if line.startswith("mcibi_deeplabv3_r50_lip "))
     assert row.split()[-3:] == ["53.73", "54.08", "—"]
@@ -136,7 +136,7 @@ def test_list_tsv():
     result = runner.invoke(app, ["list", "--format", "tsv", "--dataset", "LIP", "--method", "mcibi"])
     assert result.exit_code == 0
     header, *rows = result.output.strip().split("\n")
-    assert header.split("\t") == ["id", "method", "head", "backbone", "dataset", "single", "flip", "ms+flip"]
+    assert header.split("\t") == ["id", "method", "segmentor", "backbone", "dataset", "single", "flip", "ms+flip"]
     assert rows[0].split("\t") == ["mcibi_deeplabv3_r50_lip", "mcibi", "DeepLabV3", "R-50-D8", "lip/val", "53.73", "54.08", ""]
     assert len(rows) == 4
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -128,6 +129,43 @@ def test_sample_zero_skips_the_label_pass(tmp_path):
 def test_data_list_runs():
     result = runner.invoke(app, ["data", "list"])
     assert result.exit_code == 0 and "pascalcontext59" in result.output and "VSPW_480p" in result.output
+
+
+DEEP = "a_rather_long_folder_name/" * 3
+
+
+def test_data_list_in_a_pipe_is_plain_and_never_breaks_a_path(tmp_path):
+    lip = sd.make_lip(tmp_path / DEEP / "LIP", n_val=1)
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(app, ["data", "list", "--dataset-root", f"lip={lip}"])
+    assert result.exit_code == 0, result.output
+    assert not set("│┃━─╭") & set(result.output)  # no boxes in a pipe, as `list` and `status`
+    lines = result.output.splitlines()
+    assert lines[1].split()[:3] == ["name", "dataset", "classes"]
+    (row,) = [line for line in lines if line.startswith("lip ")]
+    assert row.endswith(str(lip)) and " yes " in row  # whole, on its row, whatever COLUMNS says
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_data_list_on_an_80_column_terminal_puts_long_folders_on_their_own_lines(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    import repro.cli.data
+
+    monkeypatch.setattr(repro.cli.data, "console", Console(force_terminal=True, width=80))
+    lip = sd.make_lip(tmp_path / DEEP / "LIP", n_val=1)
+    result = runner.invoke(app, ["data", "list", "--dataset-root", f"lip={lip}"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines if not line.startswith("  /")) <= 80
+    assert f"  {lip}" in lines  # the folder whole, below its row
+
+
+def test_data_list_formats(tmp_path):
+    rows = json.loads(runner.invoke(app, ["data", "list", "--format", "json"]).output)
+    lip = next(r for r in rows if r["name"] == "lip")
+    assert lip["num_classes"] == 20 and lip["splits"] == {"val": 10000} and lip["present"] in ("yes", "no")
+    tsv = runner.invoke(app, ["data", "list", "--format", "tsv"]).output.splitlines()
+    assert tsv[0].split("\t")[0] == "name" and len(tsv) == 1 + len(rows)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 from synthetic_data import make_lip
-from test_evaluate import LIP_PROTOCOL, N_IMAGES, lip_job, options
+from test_evaluate import LIP_PROTOCOL, N_IMAGES, CountingDataset, lip_job, options
 from tiny_models import TinyConvNet
 from torch.utils.flop_counter import FlopCounterMode
 
 from repro.datasets import open_dataset, test_transform
 from repro.errors import DatasetError
-from repro.evaluate import Terminated, _Interrupts, progress_path, run_job
+from repro.engine import Interrupts, Terminated, progress_path, run_job
 from repro.inference import scaled_size, slide_windows
 from repro.metrics import ConfusionMatrix
 from repro.perf import device_peak_flops, peak_fraction
@@ -30,9 +30,9 @@ def lip_root(tmp_path_factory) -> Path:
 
 
 def _single():
-    from repro.evaluate import _Ranks
+    from repro.engine import Ranks
 
-    return _Ranks()
+    return Ranks()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,12 +127,12 @@ def test_progress_is_saved_by_time_not_only_by_count(lip_root, tmp_path):
     run_job(lip_job(lip_root), opts, progress=watch)
     assert seen == list(range(1, N_IMAGES))  # saved after every image although 1000 were asked for
     seen.clear()
-    run_job(lip_job(lip_root), options(tmp_path, save_every=1000, resume=False), progress=watch)
+    run_job(lip_job(lip_root), options(tmp_path, save_every=1000, force=True), progress=watch)
     assert seen == [None] * (N_IMAGES - 1)  # default 5 min: no save during a short run
 
 
 def test_a_signal_inside_an_image_is_raised_after_it(lip_root):
-    with _Interrupts() as interrupts:
+    with Interrupts() as interrupts:
         steps = []
         with pytest.raises(Terminated):
             with interrupts.atomic():
@@ -147,7 +147,7 @@ def test_a_signal_inside_an_image_is_raised_after_it(lip_root):
 def test_a_signal_inside_an_image_that_fails_is_not_lost():
     """A Ctrl-C that lands while an image's update raises (e.g. a bad label) still stops the run."""
     with pytest.raises(KeyboardInterrupt):
-        with _Interrupts() as interrupts:
+        with Interrupts() as interrupts:
             with interrupts.atomic():
                 os.kill(os.getpid(), signal.SIGINT)
                 raise ValueError("a label of the wrong shape")
@@ -166,7 +166,7 @@ def test_sigterm_mid_run_saves_whole_images(lip_root, tmp_path):
     state = torch.load(state_file, weights_only=True)
     assert state["done"] == 3
     first_three = run_job(lip_job(lip_root), options(tmp_path / "three", limit=3))
-    saved = ConfusionMatrix.from_numpy(np.asarray(state["matrix"])).scores()
+    saved = ConfusionMatrix.from_numpy(np.asarray(state["sinks"]["confusion"]["matrix"])).scores()
     assert saved.miou * 100 == first_three.miou  # exactly the first three images, each once
     resumed = run_job(lip_job(lip_root), options(tmp_path))
     one_shot = run_job(lip_job(lip_root), options(tmp_path / "once"))
@@ -185,3 +185,23 @@ def test_result_cites_the_devices_last_selftest(lip_root, tmp_path, monkeypatch)
                                   "quick": True, "environment": {"torch": torch.__version__}}))
     cited = run_job(lip_job(lip_root), options(tmp_path / "b")).selftest
     assert cited["passed"] is True and cited["path"] == str(record) and cited["date"].startswith("2026-11-29")
+
+
+def test_after_an_interrupt_the_speed_counts_only_the_kept_images(lip_root, tmp_path, monkeypatch):
+    """Each image read costs 1 s on a stand-in clock; the read that crashes costs 100 s and its
+    image is redone on resume: the recorded time is that of the 7 kept images, 7 s."""
+    import repro.engine.progress as progress_module
+
+    clock = [0.0]
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: clock[0])
+
+    class SlowReads(CountingDataset):
+        def __getitem__(self, i):
+            clock[0] += 100.0 if i == self.crash_at else 1.0
+            return super().__getitem__(i)
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_job(lip_job(lip_root, SlowReads(open_dataset("lip", lip_root, "val"), crash_at=4)), options(tmp_path))
+    result = run_job(lip_job(lip_root, SlowReads(open_dataset("lip", lip_root, "val"))), options(tmp_path))
+    assert result.num_images == N_IMAGES
+    assert result.seconds == 7.0 and result.seconds_per_image == 1.0

@@ -11,7 +11,8 @@ from test_evaluate import ModelFactory, lip_job, options
 from typer.testing import CliRunner
 
 from repro.cli import app
-from repro.evaluate import _fingerprint, run_job, setup_distributed
+from repro.engine import run_job, setup_distributed
+from repro.engine.progress import run_fingerprint
 
 runner = CliRunner()
 
@@ -26,7 +27,7 @@ def test_each_variant_is_its_own_evaluation(tmp_path):
     other.variant = "training-era"
     ranks = setup_distributed("cpu")
     ids = list(first.dataset.ids)
-    assert _fingerprint(first, options(tmp_path), ranks, ids) != _fingerprint(other, options(tmp_path), ranks, ids)
+    assert run_fingerprint(first, options(tmp_path), ranks, ids) != run_fingerprint(other, options(tmp_path), ranks, ids)
     result = run_job(other, options(tmp_path))  # the finished upstream-head result is not reused
     assert result.variant == "training-era" and factory.calls == 2
     # the row's default forward keeps the plain name; the other one gets its own file, so both stay
@@ -45,6 +46,6 @@ def test_cli_variant_is_recorded_and_an_unknown_one_refused(small_setup):
 
     result = runner.invoke(app, [*args, "--variant", "training-era"])
     assert result.exit_code == 0, result.output
-    written = json.loads((small_setup["out"] / f"{MODEL}__single__training-era.json").read_text())
+    written = json.loads((small_setup["out"] / f"{MODEL}__single__training-era__subset-limit1.json").read_text())
     assert written["variant"] == "training-era"
-    assert f"{MODEL}__single__training-era.json" in result.output  # eval prints where it wrote
+    assert f"{MODEL}__single__training-era__subset-limit1.json" in result.output  # eval prints where it wrote

@@ -2,7 +2,7 @@
 image of each run once and gives the one-process confusion matrix, a resumed rank included.
 
 Ranks are simulated in one process, one after the other: `setup_distributed` returns the rank
-fields, and the collective sum in `_gather` is replaced by a sum over the ranks already run (the
+fields, and `Collective.gather` returns the values of the ranks already run (the
 last rank to run is rank 0, which writes the result, as with torchrun). The real 2-process gloo
 run is tests/test_torchrun.py.
 """
@@ -18,9 +18,10 @@ from synthetic_data import make_lip
 from test_evaluate import CountingDataset
 from tiny_models import TinyConvNet
 
-import repro.evaluate as engine
+import repro.engine.run as run_module
 from repro.datasets import DATASETS, open_dataset
-from repro.evaluate import EngineOptions, EvalJob, _Ranks, progress_path, run_job
+from repro.engine import Collective, EngineOptions, EvalJob, Ranks, progress_path, run_job
+from repro.results import read_result
 from repro.manifest import Protocol, load_manifest
 
 N_IMAGES = 7
@@ -50,26 +51,38 @@ def _options(out: Path, **kw) -> EngineOptions:
 
 
 class SimulatedWorld:
-    """Patches the engine's distributed hooks so that ranks can run one after the other."""
+    """Patches the engine's distributed hooks so that ranks can run one after the other: each
+    rank's `Collective.gather` returns the values of the ranks that ran before it (all of them
+    for rank 0, which runs last and writes the result)."""
 
     def __init__(self, monkeypatch, world_size: int):
         self.world_size, self.rank = world_size, 0
-        self.matrices: dict[int, np.ndarray] = {}
-        self.done: dict[int, int] = {}
-        self.summed: np.ndarray | None = None
-        monkeypatch.setattr(engine, "setup_distributed", lambda device="auto": _Ranks(self.rank, world_size, 0))
-        monkeypatch.setattr(engine, "_barrier", lambda ranks: None)
-        monkeypatch.setattr(engine, "_gather", self._gather)
+        self.calls: dict[int, list] = {}
+        monkeypatch.setattr(run_module, "setup_distributed", lambda device="auto": Ranks(self.rank, world_size, 0))
+        world = self
 
-    def _gather(self, matrix, state, ranks, device):
-        assert (ranks.rank, ranks.world_size) == (self.rank, self.world_size)
-        self.matrices[ranks.rank], self.done[ranks.rank] = matrix.to_numpy(), state.done
-        if ranks.rank != 0:
-            return state.done, state.seconds
-        assert set(self.matrices) == set(range(self.world_size)), "rank 0 must run last"
-        self.summed = sum(self.matrices.values())
-        matrix.matrix = torch.from_numpy(self.summed).to(matrix.matrix.device)
-        return sum(self.done.values()), state.seconds
+        class Simulated(Collective):
+            def gather(self, value):
+                assert (self.ranks.rank, self.ranks.world_size) == (world.rank, world.world_size)
+                calls = world.calls.setdefault(self.ranks.rank, [])
+                calls.append(value)
+                k = len(calls) - 1
+                return [world.calls[r][k] for r in sorted(world.calls) if len(world.calls[r]) > k]
+
+            def barrier(self):
+                pass
+
+        monkeypatch.setattr(run_module, "Collective", Simulated)
+
+    @property
+    def done(self) -> dict[int, int]:
+        return {rank: calls[0][0] for rank, calls in self.calls.items()}  # the first gather: (done, seconds)
+
+    @property
+    def summed(self) -> np.ndarray:
+        assert set(self.calls) == set(range(self.world_size)), "rank 0 must run last"
+        k = next(k for k, v in enumerate(self.calls[0]) if isinstance(v, np.ndarray) and v.ndim == 2)
+        return sum(calls[k] for calls in self.calls.values())
 
     def run(self, rank: int, job: EvalJob, options: EngineOptions):
         self.rank = rank
@@ -111,6 +124,7 @@ def test_any_split_of_the_images_gives_the_one_process_matrix(lip_root, tmp_path
     assert np.array_equal(world.summed, expected)
     _same_result(result, single)
     assert result.world_size == world_size
+    assert result.evidence_sha256 == single.evidence_sha256  # the per-image rows, gathered and sorted by id
     assert not list((tmp_path / "split" / ".progress").glob("*.pt"))
 
 
@@ -123,7 +137,7 @@ def test_a_resumed_rank_counts_each_image_once(lip_root, tmp_path, monkeypatch, 
     crashing = CountingDataset(open_dataset("lip", lip_root, "val"), crash_at=share_1[crash_after])
     with pytest.raises(RuntimeError, match="simulated crash"):
         world.run(1, _job(lip_root, crashing), _options(out))
-    saved = torch.load(progress_path(out, "tiny_lip", "ms+flip", _Ranks(1, 3)), weights_only=True)
+    saved = torch.load(progress_path(out, "tiny_lip", "ms+flip", Ranks(1, 3)), weights_only=True)
     assert saved["done"] == crash_after
 
     resumed = CountingDataset(open_dataset("lip", lip_root, "val"))
@@ -132,8 +146,9 @@ def test_a_resumed_rank_counts_each_image_once(lip_root, tmp_path, monkeypatch, 
     for rank in (2, 0):
         world.run(rank, _job(lip_root, open_dataset("lip", lip_root, "val")), _options(out))
     assert np.array_equal(world.summed, expected)
-    _same_result(read_back := engine.read_result(out / "tiny_lip__ms+flip.json"), single)
+    _same_result(read_back := read_result(out / "tiny_lip__ms+flip.json"), single)
     assert read_back.num_images == N_IMAGES
+    assert read_back.evidence_sha256 == single.evidence_sha256
 
 
 def test_progress_of_another_world_size_is_not_mixed_in(lip_root, tmp_path, monkeypatch):

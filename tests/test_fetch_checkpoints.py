@@ -104,7 +104,7 @@ def test_wrong_checksum_fails_and_leaves_nothing(fetch_env, monkeypatch):
         write_manifest(fetch_env, monkeypatch, [row])
         with pytest.raises(FetchError) as err:
             fetch_checkpoint(row["id"], progress=False)
-        assert "sha256 mismatch" in str(err.value) and url in str(err.value)
+        assert "sha256 mismatch" in str(err.value) and "127.0.0.1" in str(err.value)  # the host; the URL is printed whole above it
         folder = _cache(fetch_env) / "checkpoints" / row["id"]
         assert not folder.exists() and leftovers(_cache(fetch_env)) == []
         assert checkpoint_path(row["id"]) is None

@@ -83,12 +83,13 @@ def test_failure_is_one_line_and_exit_1(fetch_env, monkeypatch):
     assert result.exit_code == 1
     *manual, error = result.stderr.splitlines()
     assert error.startswith("error: could not fetch checkpoint") and "HTTP 404" in error
-    assert error.endswith(f"run: repro fetch {row['id']} --from FILE")
-    # Before the one-line error: the URLs to download by hand, whole, one per line.
+    assert row["weights"][0] not in error  # printed whole above, not repeated
+    # Before the one-line error: the URLs to download by hand and the import command, whole, one per line.
     assert manual == [
-        f"{row['id']}: download the checkpoint by hand from one of:",
+        f"{row['id']}: download the checkpoint by hand from:",
         f"  {row['weights'][0]}",
-        f"then run: repro fetch {row['id']} --from FILE",
+        "then import it with:",
+        f"  repro fetch {row['id']} --from FILE",
     ]
 
 

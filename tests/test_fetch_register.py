@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from fetch_support import checkpoint_bytes, fetch_env  # noqa: F401 - fixture
+from fetch_support import checkpoint_bytes, fetch_env, fitting_checkpoint_bytes  # noqa: F401 - fixture
 from typer.testing import CliRunner
 
 import synthetic_data as sd
@@ -27,7 +27,7 @@ def _fetch(*args):
 def lip_checkpoint(tmp_path):
     path = tmp_path / "downloads" / "mcibiplusplus_upernet_resnet101os8_lip.pth"
     path.parent.mkdir()
-    path.write_bytes(checkpoint_bytes(20, plusplus=True))
+    path.write_bytes(fitting_checkpoint_bytes(MODEL))  # the import checks every key and shape
     return path
 
 
@@ -155,7 +155,8 @@ def test_fetch_finds_a_dataset_under_any_folder_name(fetch_env, monkeypatch, tmp
     mine = sd.make_lip(fetch_env / "data" / "look_into_person", n_val=2)
     result = runner.invoke(app, ["fetch", "--dataset", "lip", "--allow-subset"])  # no download: it is there
     assert result.exit_code == 0, result.output
-    assert result.stdout.strip() == f"lip: {mine}" and "present and complete" in result.stderr
+    assert result.stdout.strip() == f"lip: {mine}" and "accepted as a subset: 2 of 10000 images" in result.stderr
+    assert "complete" not in result.stderr
     refused = _fetch("--dataset", "lip", "--force")  # never deletes a folder found elsewhere
     assert refused.exit_code == 1 and "--force deletes only what repro put there" in refused.stderr
     assert (mine / "val_id.txt").is_file()

@@ -393,12 +393,12 @@ class _Items:
 
 @pytest.mark.parametrize("workers", [0, 1, 3])
 def test_loader_yields_in_order_and_raises_in_place(workers):
-    from repro.evaluate import _loader
+    from repro.engine.loader import loader
 
-    assert list(_loader(_Items(7), workers)) == list(range(7))
+    assert list(loader(_Items(7), workers)) == list(range(7))
     got = []
     with pytest.raises(KeyError, match="item 3"):
-        for item in _loader(_Items(6, bad=3), workers):
+        for item in loader(_Items(6, bad=3), workers):
             got.append(item)
     assert got == [0, 1, 2]
 
@@ -408,7 +408,7 @@ def test_loader_reads_in_threads_of_this_process_not_forks():
     import os
     import threading
 
-    from repro.evaluate import _loader
+    from repro.engine.loader import loader as _loader
 
     class Where(_Items):
         def __getitem__(self, k: int):
@@ -424,7 +424,8 @@ def test_loader_reads_in_threads_of_this_process_not_forks():
 def test_loader_stops_reading_when_the_consumer_stops(workers):
     import time
 
-    from repro.evaluate import PREFETCH_DEPTH, _loader
+    from repro.engine.loader import PREFETCH_DEPTH
+    from repro.engine.loader import loader as _loader
 
     items = _Items(100)
     loader = _loader(items, workers)
@@ -436,10 +437,10 @@ def test_loader_stops_reading_when_the_consumer_stops(workers):
 
 @pytest.mark.parametrize("cpus, expected", [(1, 1), (2, 1), (3, 2), (16, 4)])
 def test_loader_threads_by_machine_size(monkeypatch, cpus, expected):
-    from repro import evaluate
+    from repro.engine import loader as evaluate
 
     monkeypatch.setattr(evaluate.os, "cpu_count", lambda: cpus)
-    assert evaluate._default_workers() == expected
+    assert evaluate.default_workers() == expected
 
 
 def test_count_flops_runs_modules_that_draw_on_the_cpu_from_their_weights():
@@ -456,7 +457,7 @@ def test_count_flops_runs_modules_that_draw_on_the_cpu_from_their_weights():
 
 
 def test_weight_init_is_skipped_while_building_and_restored_after():
-    from repro.evaluate import _weight_init_skipped
+    from repro.engine.loop import weight_init_skipped as _weight_init_skipped
 
     original = torch.nn.init.kaiming_uniform_
     with _weight_init_skipped():

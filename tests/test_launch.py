@@ -6,6 +6,7 @@ import json
 import math
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -83,15 +84,15 @@ def test_bad_launcher_options_are_one_line(small_setup, args, message):
 
 @pytest.mark.slow  # ~35 s: a job process imports torch and builds a ResNet-50
 def test_local_launcher_runs_the_job_and_resubmits_only_unfinished(small_setup, tmp_path):
-    from repro.evaluate import evaluate
+    from repro.engine import EngineOptions, evaluate
 
     result = runner.invoke(app, _eval_args(small_setup) + ["--launcher", "local"])
     assert result.exit_code == 0, result.output
     assert "submitted" in result.output and "partial, mIoU" in result.output
     written = json.loads((small_setup["out"] / f"{MODEL}__single.json").read_text())
     assert written["status"] == "partial" and written["num_images"] == 2
-    here = evaluate(MODEL, "single", checkpoint=small_setup["checkpoint"], data_root=small_setup["data"],
-                    device="cpu", limit=2, workers=0, output=tmp_path / "here")
+    here = evaluate(MODEL, "single", EngineOptions(checkpoint=small_setup["checkpoint"], data_root=small_setup["data"],
+                                                   device="cpu", limit=2, workers=0, output=tmp_path / "here"))
     assert written["miou"] == here.miou  # the job computed what an in-process run computes
     assert json.loads((small_setup["out"] / ".submitit" / launch.LAUNCH_RECORD).read_text())[f"{MODEL}__single"]
 
@@ -101,22 +102,23 @@ def test_local_launcher_runs_the_job_and_resubmits_only_unfinished(small_setup, 
 
 
 def test_pending_runs(small_setup, tmp_path):
-    from repro.evaluate import evaluate
+    from repro.engine import EngineOptions, evaluate
 
     out = tmp_path / "results"
-    evaluate(MODEL, "single", checkpoint=small_setup["checkpoint"], data_root=small_setup["data"], device="cpu",
-             limit=1, workers=0, output=out)
+    evaluate(MODEL, "single", EngineOptions(checkpoint=small_setup["checkpoint"], data_root=small_setup["data"],
+                                            device="cpu", limit=1, workers=0, output=out))
     runs = [PlannedRun(MODEL, "single")]
-    same = {"output": out, "limit": 1, "precision": "fp32", "resume": True, "data_root": small_setup["data"]}
+    same = EngineOptions(output=out, limit=1, precision="fp32", resume=True, data_root=small_setup["data"])
     assert launch.pending(runs, same) == []
-    assert launch.pending(runs, {**same, "resume": False}) == runs  # --force
-    assert launch.pending(runs, {**same, "limit": 2}) == runs  # another evaluation
-    assert launch.pending(runs, {**same, "precision": "bf16"}) == runs
-    assert launch.pending(runs, {**same, "output": tmp_path / "empty"}) == runs
+    assert launch.pending(runs, replace(same, force=True)) == runs  # --force
+    assert launch.pending(runs, replace(same, resume=False)) == []  # --no-resume: saved progress only
+    assert launch.pending(runs, replace(same, limit=2)) == runs  # another evaluation
+    assert launch.pending(runs, replace(same, precision="bf16")) == runs
+    assert launch.pending(runs, replace(same, output=tmp_path / "empty")) == runs
     make_lip(tmp_path / "other" / "LIP", n_val=3)
-    assert launch.pending(runs, {**same, "data_root": tmp_path / "other"}) == runs  # another dataset folder
-    assert launch.pending(runs, {**same, "checkpoint": small_setup["checkpoint"]}) == []
-    assert launch.pending(runs, {**same, "checkpoint": tmp_path / "other.pth"}) == runs
+    assert launch.pending(runs, replace(same, data_root=tmp_path / "other")) == runs  # another dataset folder
+    assert launch.pending(runs, replace(same, checkpoint=small_setup["checkpoint"])) == []
+    assert launch.pending(runs, replace(same, checkpoint=tmp_path / "other.pth")) == runs
     small_setup["checkpoint"].touch()  # replaced after the result was written
     os.utime(small_setup["checkpoint"], (2e9, 2e9))
     assert launch.pending(runs, same) == runs
@@ -163,14 +165,22 @@ def test_a_rejected_sbatch_is_one_error_line(small_setup, tmp_path, monkeypatch)
     assert "invalid partition specified" in result.output
 
 
-def test_a_subset_result_is_resubmitted(small_setup, tmp_path):
-    """A result of a folder smaller than the official split (--allow-subset) does not stop a later
-    launch: the dataset may be whole by then (the job returns the result at once if not)."""
-    from repro.evaluate import evaluate
+def test_a_subset_result_is_judged_as_the_plan_judges_it(small_setup, tmp_path):
+    """A result of a folder smaller than the official split (--allow-subset) is finished while the
+    folder holds the same images (as in the plan: the launcher counts the folder too), and
+    resubmitted once the folder has grown."""
+    from repro.engine import EngineOptions, evaluate
+    from repro.plan import build_plan, detect_device
 
     out = tmp_path / "results"
-    result = evaluate(MODEL, "single", checkpoint=small_setup["checkpoint"], data_root=small_setup["data"],
-                      device="cpu", workers=0, output=out, allow_subset=True)
+    result = evaluate(MODEL, "single", EngineOptions(checkpoint=small_setup["checkpoint"], data_root=small_setup["data"],
+                                                     device="cpu", workers=0, output=out, allow_subset=True))
     assert result.partial_reason == "subset"
     runs = [PlannedRun(MODEL, "single")]
-    assert launch.pending(runs, {"output": out, "precision": "fp32", "resume": True, "allow_subset": True}) == runs
+    options = EngineOptions(output=out, precision="fp32", resume=True, allow_subset=True,
+                            checkpoint=small_setup["checkpoint"], data_root=small_setup["data"])
+    plan = build_plan(load_manifest(), runs, [], "single", detect_device("cpu"), options)
+    assert plan.rows[0].result_on_disk
+    assert launch.pending(runs, options) == []
+    make_lip(small_setup["data"] / "LIP", n_val=4)  # the folder grew: the result is of another folder
+    assert launch.pending(runs, options) == runs

@@ -326,7 +326,8 @@ def _entry_error(mutate) -> str:
         (lambda e: e["upstream_now"].update(note=""), "upstream_now.note", "at least 1 character"),
         (lambda e: e["upstream_now"].update(source="x"), "upstream_now.source", "Extra inputs"),
         (lambda e: e["upstream_now"].update(documented={}), "upstream_now.documented", "at least one protocol"),
-        (lambda e: e["upstream_now"]["documented"].update(flip=50.0), "upstream_now", "flip have no settings"),
+        (lambda e: (e["upstream_now"]["documented"].update(flip=50.0), e["upstream_now"].pop("conditions")),
+         "upstream_now", "flip have no settings"),
         (lambda e: e["upstream_now"].update(documented=dict(e["documented"])), "upstream_now", "repeats the documented"),
     ],
 )

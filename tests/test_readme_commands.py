@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 import pytest
 import torch
-from fetch_support import checkpoint_bytes
+from fetch_support import checkpoint_bytes, fitting_checkpoint_bytes
 from http_server import FileServer
 from synthetic_data import make_ade20k, make_lip
 
@@ -143,8 +143,8 @@ class Sandbox:
             source.parent.mkdir(parents=True, exist_ok=True)
             if self.real_weights:
                 real_checkpoint(ids[0], source)
-            else:
-                source.write_bytes(tiny_checkpoint(ids[0]))
+            else:  # `fetch --from` checks every key and shape: a real-shaped file of a few hundred kB
+                source.write_bytes(fitting_checkpoint_bytes(ids[0]))
             if load_manifest().get(ids[0]).dataset == "lip":  # the smoke run's dataset, already on disk
                 make_lip(self.tmp / "data" / "LIP", n_val=2)
         else:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from repro import selftest
+from repro import numerics, selftest
 from repro.cli import app
 
 runner = CliRunner()
@@ -49,7 +49,7 @@ def test_every_family_has_its_fixture():
 
 
 def test_small_selftest_passes_records_and_reports(home, small, tmp_path):
-    result = runner.invoke(app, ["selftest", "--device", "cpu", "--output", str(tmp_path / "out")])
+    result = runner.invoke(app, ["selftest", "--device", "cpu", "--results", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if not line.startswith("recorded: ")]  # a path
     assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
@@ -107,20 +107,20 @@ def test_a_nan_miou_fails_the_pipeline(tmp_path, monkeypatch):
 
 
 def test_reduced_precision_is_warned():
-    previous = (torch.backends.cuda.matmul.allow_tf32, torch.get_float32_matmul_precision())
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.set_float32_matmul_precision("medium")
+    active = numerics.switches()
+    saved = active.saved()
+    torch.set_float32_matmul_precision("medium")  # TF32 cuBLAS matmuls, bf16 oneDNN ones
     try:
+        reduced = active.saved()
         warnings = selftest.numerics_warnings()
         with selftest.strict_fp32():
-            assert torch.get_float32_matmul_precision() == "highest"
-            assert not torch.backends.cuda.matmul.allow_tf32
-        assert torch.get_float32_matmul_precision() == "medium"  # restored
+            assert numerics.current_tf32() == (False, False)
+            assert selftest.numerics_warnings() == []
+        assert active.saved() == reduced  # restored
     finally:
-        torch.backends.cuda.matmul.allow_tf32 = previous[0]
-        torch.set_float32_matmul_precision(previous[1])
-    assert any("allow_tf32" in w for w in warnings)
-    assert any("'medium'" in w for w in warnings)
+        active.restore(saved)
+    assert any("matmuls may run in TF32" in w for w in warnings)
+    assert any("bf16" in w or "'medium'" in w for w in warnings)
 
 
 def test_a_bad_device_is_one_line(home):
@@ -143,7 +143,8 @@ def test_quick_selftest_on_cpu_passes(home):
 
 @pytest.mark.slow
 def test_gpu_check_script_runs_tiny_on_cpu(tmp_path):
-    """benchmarks/gpu_check.sh --tiny: selftest --quick and one small Predictor vs reference case."""
+    """benchmarks/gpu_check.sh --tiny: selftest --quick, the loader steps and one small case in
+    fp32 / tf32 / tf32-all beside upstream's loop."""
     import os
     import subprocess
     import sys
@@ -156,10 +157,95 @@ def test_gpu_check_script_runs_tiny_on_cpu(tmp_path):
     figures = json.loads((tmp_path / "out" / "gpu_check.json").read_text())
     (case,) = figures["cases"]
     assert case["case"] == "ade20k" and case["reference"]["seconds_per_image"] > 0
-    assert [row["setting"] for row in case["settings"]] == ["nchw", "nhwc"]
+    # upstream's loop in fp32 and with PyTorch's default TF32 (run as fp32 here: no TF32 on a CPU)
+    assert case["reference_tf32"]["arithmetic"] == "fp32 (no TF32 on cpu)" and figures["tf32_available"] is False
+    assert case["reference_tf32"]["argmax_agreement_percent"] == 100.0
+    assert [row["setting"] for row in case["settings"]] == ["nchw", "tf32", "tf32-all"]
+    assert [row["precision"] for row in case["settings"]] == ["fp32", "tf32", "tf32-all"]
     for row in case["settings"]:
         assert row["argmax_agreement_percent"] == 100.0 and row["seconds_per_image"] > 0
-    (e2e,) = figures["e2e"]  # a whole evaluation through the engine: the reference loop's mIoU
-    assert e2e["engine_miou"] == pytest.approx(e2e["reference_miou"], abs=1e-9)
-    assert e2e["result_perf"]["seconds_per_image"] > 0
-    assert json.loads((tmp_path / "out" / "selftest.json").read_text())["passed"] is True
+        assert row["speedup"] > 0 and row["speedup_vs_tf32_loop"] > 0
+    # the thread loader: two run_job evaluations in one process, then two models in one command
+    assert [e2e["label"] for e2e in figures["e2e"]] == ["e2e run 1 of 2", "e2e run 2 of 2"]
+    for e2e in figures["e2e"]:  # a whole evaluation through the engine: the reference loop's mIoU
+        assert e2e["engine_miou"] == pytest.approx(e2e["reference_miou"], abs=1e-9)
+        assert e2e["result_perf"]["seconds_per_image"] > 0
+    cli = figures["loader_cli"]
+    assert cli["exit_code"] == 0 and len(cli["result_files"]) == 2, cli["output_tail"]
+    selftest_record = json.loads((tmp_path / "out" / "selftest.json").read_text())
+    assert selftest_record["passed"] is True and selftest_record["tf32_note"].startswith("skipped")
+
+
+# -- TF32 against fp32 (issue 17): measured on a GPU, skipped with a note on the CPU ---------------
+
+
+def test_logit_agreement_measures_the_difference_and_the_argmax():
+    reference = torch.zeros(1, 3, 2, 2)
+    reference[0, 0] = 2.0  # class 0 everywhere
+    other = reference.clone()
+    other[0, 1, 0, 0] = 3.0  # one pixel of four flips to class 1
+    found = selftest.logit_agreement(reference, other)
+    assert found["max_logit_diff"] == pytest.approx(1.5)  # 3 / max|ref| 2
+    assert found["argmax_agreement_percent"] == pytest.approx(75.0)
+    same = selftest.logit_agreement(reference, reference)
+    assert same == {"max_logit_diff": 0.0, "argmax_agreement_percent": 100.0}
+
+
+def test_measure_tf32_runs_each_precision_under_its_switches(monkeypatch):
+    """The switches mocked: the 'TF32' forward of a tiny network is perturbed, fp32's is not."""
+    import contextlib
+
+    active, seen = [], []
+
+    @contextlib.contextmanager
+    def fake_arithmetic(precision, device):
+        seen.append(precision)
+        active.append(precision)
+        try:
+            yield
+        finally:
+            active.pop()
+
+    class Net(torch.nn.Module):
+        def forward(self, x):
+            logits = torch.stack([x[:, 0], x[:, 1]], 1)
+            if active and active[-1] != "fp32":  # "TF32": a small error, larger for tf32-all
+                logits = logits + (1e-3 if active[-1] == "tf32" else 1e-2) * torch.ones_like(logits)
+                logits[..., 0, 0] = torch.tensor([0.0, 9.0])  # one pixel's argmax moves
+            return logits
+
+    monkeypatch.setattr(selftest, "arithmetic", fake_arithmetic)
+    monkeypatch.setattr(selftest, "build_filled", lambda config: Net())
+    image = torch.arange(24.0).reshape(1, 2, 3, 4) / 24 + torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)
+    monkeypatch.setattr(selftest, "fixture_input", lambda: image)
+    measured = selftest.measure_tf32(SMALL, torch.device("cpu"))
+    assert seen == ["fp32", "tf32", "tf32-all"] and active == []
+    assert measured["config"] == SMALL.config
+    assert measured["tf32"]["argmax_agreement_percent"] == pytest.approx(100 * 11 / 12)
+    moved = (9.0 - float(image[0, 1, 0, 0])) / float(image.abs().max())  # the pixel whose class changed
+    assert measured["tf32-all"]["max_logit_diff"] == pytest.approx(moved)
+    assert "tf32" in selftest.format_tf32(measured) and len(selftest.format_tf32(measured)) <= 80
+
+
+def test_tf32_measurement_is_skipped_on_the_cpu_with_a_note(home, small, tmp_path):
+    result = runner.invoke(app, ["selftest", "--device", "cpu", "--results", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "TF32 vs fp32: skipped: device 'cpu' has no TF32 arithmetic" in result.output
+    recorded = json.loads((home / "selftest" / "cpu.json").read_text())
+    assert recorded["tf32"] == [] and recorded["tf32_note"].startswith("skipped: ")
+
+
+def test_tf32_measurement_runs_on_an_ampere_gpu(monkeypatch):
+    from repro import numerics
+
+    monkeypatch.setattr(numerics, "tf32_unavailable", lambda device: None)
+    monkeypatch.setattr(selftest, "measure_tf32", lambda family, device: {
+        "family": family.name, "config": family.config,
+        "tf32": {"max_logit_diff": 1e-4, "argmax_agreement_percent": 99.99},
+        "tf32-all": {"max_logit_diff": 2e-4, "argmax_agreement_percent": 99.98}})
+    report = selftest.SelftestReport("cuda:0 (NVIDIA H200)", {}, True, [])
+    lines = []
+    selftest._run_tf32(report, torch.device("cuda", 0), True, lines.append)
+    assert len(report.tf32) == len(selftest.families(quick=True)) and report.tf32_note == ""
+    assert lines[0].startswith("TF32 vs fp32 (measured") and "99.990%" in lines[1]
+    assert json.loads(report.to_json())["tf32"][0]["tf32-all"]["argmax_agreement_percent"] == 99.98

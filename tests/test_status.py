@@ -34,9 +34,15 @@ OTHER_SHA = "0" * 64
 runner = CliRunner()
 
 
+def settings_of(model_id: str, protocol: str) -> dict:
+    """The fixture manifest's protocol settings (a result of other settings is stale)."""
+    entry = next((e for e in load_manifest(MANIFEST).entries if e.id == model_id), None)
+    return entry.protocols[protocol].model_dump(mode="json") if entry and protocol in entry.protocols else {}
+
+
 def make_result(model_id: str, protocol: str, miou: float | None = 40.0, **overrides) -> EvalResult:
     fields = dict(
-        model_id=model_id, protocol=protocol, settings={}, dataset="ade20k", split="val", data_root="/d",
+        model_id=model_id, protocol=protocol, settings=settings_of(model_id, protocol), dataset="ade20k", split="val", data_root="/d",
         status="complete", miou=miou, num_images=2000, num_images_total=2000, device="cpu",
         torch_version="2.13.0", repro_version="0.1.0", started=datetime(2024, 5, 1, tzinfo=timezone.utc),
         finished=datetime(2024, 5, 1, 1, tzinfo=timezone.utc), seconds=1.0, images_per_second=1.0,
@@ -123,10 +129,10 @@ def test_every_state(scene):
     r50 = by_id["mcibi_r50_ade"]
     assert r50.checkpoint.detail == "cached (verified at fetch)" and r50.checkpoint.sha256 == SHA
     assert r50.checkpoint.verified_against == "lock file"
-    assert "measured with checkpoint 000000000000…, cached is " + SHA[:12] in r50.protocols[1].detail
+    assert "checkpoint sha256 000000000000…, not " + SHA[:12] in r50.protocols[1].detail
     r101 = by_id["mcibi_r101_ade"]
     assert r101.default_variant == "training-era"
-    assert r101.protocols[0].detail == "upstream-head forward, not the default training-era"
+    assert r101.protocols[0].detail == "upstream-head forward, not training-era"
     assert "repro fetch mcibi_r101_ade --force" in r101.checkpoint.detail
     upernet = {p.protocol: p for p in by_id["v2_upernet_lip"].protocols}
     assert upernet["single"].detail == "50/10000 images (--limit)"
@@ -196,6 +202,42 @@ def test_old_result_without_variant_means_upstream_head(home):
     assert (single.state, single.variant) == ("stale", "upstream-head")
 
 
+def test_stale_compares_the_protocol_settings(home):
+    """Status asks the same rule as the engine: other protocol settings make a result stale."""
+    results = home / "home" / "results"
+    changed = {**settings_of("mcibi_r50_ade", "single"), "flip": True}
+    write_result(make_result("mcibi_r50_ade", "single", settings=changed), results)
+    single = status.model_statuses(["mcibi_r50_ade"], manifest=load_manifest(MANIFEST)).models[0].protocols[0]
+    assert single.state == "stale" and single.detail == "protocol settings differ (flip)"
+
+
+def test_a_subset_result_is_stale_once_its_folder_grew(home, monkeypatch):
+    make_lip(home / "data" / "LIP", n_val=3)
+    monkeypatch.setitem(DATASETS["lip"].splits, "val", 3)
+    subset = make_result("v2_fcn_lip", "single", dataset="lip", status="partial", num_images=2,
+                         num_images_total=2, num_images_official=3, partial_reason="subset")
+    write_result(subset, home / "home" / "results")
+    single = status.model_statuses(["v2_fcn_lip"], manifest=load_manifest(MANIFEST)).models[0].protocols[0]
+    assert single.state == "stale" and "2 images in the folder then, 3 now" in single.detail
+
+
+def test_the_current_file_is_the_complete_fp32_one_and_the_others_are_listed(home):
+    """A newer --limit smoke run or bf16 run beside a finished result does not stand for the row."""
+    results = home / "home" / "results"
+    later = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    full = write_result(make_result("mcibi_r50_ade", "single", 44.0), results)
+    smoke = write_result(make_result("mcibi_r50_ade", "single", 30.0, status="partial", partial_reason="limit",
+                                     limit=5, num_images=5, finished=later), results)
+    half = write_result(make_result("mcibi_r50_ade", "single", 43.9, precision="bf16", finished=later), results)
+    assert len({full, smoke, half}) == 3  # three files: nothing was overwritten
+    report = status.model_statuses(["mcibi_r50_ade"], manifest=load_manifest(MANIFEST))
+    single = report.models[0].protocols[0]
+    assert (single.state, single.miou, single.result_file) == ("complete", 44.0, str(full))
+    assert single.other_files == sorted([str(smoke), str(half)])
+    text = status.render_table(report, width=None)
+    assert f"mcibi_r50_ade single: current {full.name}; also {half.name}, {smoke.name}" in text
+
+
 def test_unknown_id(home):
     with pytest.raises(UnknownModelError, match="did you mean mcibi_r50_ade"):
         status.model_statuses(["mcibi_r50_adek"], manifest=load_manifest(MANIFEST))
@@ -217,7 +259,7 @@ def test_table_at_80_columns_cuts_nothing(scene):
         ["MODEL", "CHECKPOINT", "single", "flip", "ms+flip"]
     ]
     assert "MODEL" in text and "DATASET" in text and "cached (verified at fetch)" not in text
-    assert "stale: measured with another checkpoint file or forward" in " ".join(lines)
+    assert "stale: measured under other conditions than a default run now" in " ".join(lines)
     assert "\x1b[" not in text  # no colour codes
 
 

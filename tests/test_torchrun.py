@@ -109,10 +109,14 @@ def _expected_iou(setup: dict) -> np.ndarray:
         return np.where(union > 0, inter / union, np.nan)
 
 
+STEM = f"{MODEL}__single__subset"  # a partial result (5 of LIP's 10000 images) has its own file
+
+
 def _only_result(output: Path) -> dict:
-    files = sorted(p.name for p in output.rglob("*") if p.is_file())
-    assert files == [f"{MODEL}__single.json"], files  # one result, no progress state, no temp file
-    return json.loads((output / files[0]).read_text())
+    files = sorted(p.name for p in output.rglob("*") if p.is_file() and p.parent.name != ".locks")
+    # one result and its evidence sidecar; no progress state, no temp file
+    assert files == [f"{STEM}.evidence.npz", f"{STEM}.json"], files
+    return json.loads((output / f"{STEM}.json").read_text())
 
 
 def test_two_processes_under_torchrun_match_one(setup):
@@ -128,8 +132,13 @@ def test_two_processes_under_torchrun_match_one(setup):
     for result in (single, double):
         assert result["status"] == "partial" and result["partial_reason"] == "subset"  # 5 of LIP's 10000
         assert result["num_images"] == result["num_images_total"] == N_IMAGES
-    for key in ("miou", "miou_rounded", "aacc", "macc", "per_class_iou", "num_images", "checkpoint_sha256", "settings"):
+    for key in ("miou", "miou_rounded", "aacc", "macc", "per_class_iou", "num_images", "checkpoint_sha256", "settings",
+                "evidence_sha256"):  # the per-image rows of both ranks, gathered: the one-process sidecar
         assert double[key] == single[key], key
+    from repro.evidence import Evidence
+
+    evidence = Evidence.load(setup["tmp"] / "out2" / double["evidence"], sha256=double["evidence_sha256"])
+    assert evidence.miou() * 100 == double["miou"] and len(evidence.image_ids) == N_IMAGES
 
     expected = _expected_iou(setup)
     assert single["miou"] == pytest.approx(np.nanmean(expected) * 100, abs=1e-9)

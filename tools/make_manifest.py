@@ -7,7 +7,8 @@ Maintainer tool, not used at run time:
 Every documented row becomes one entry; numbers are taken from the tables as printed, test
 settings from upstream's configs (the active block and the commented alternatives). What changed
 upstream since the documents (variants, upstream_now, corrections) comes from the hand-checked
-tables below, each citing the upstream commit.
+tables below, each citing the upstream commit. The GPU and TF32 use behind each number follow
+from the commit it appeared in (tools/number_origins.json, made by tools/number_origins.py).
 """
 
 from __future__ import annotations
@@ -312,6 +313,62 @@ LINK_FIXES = {
 }
 
 
+# -- the arithmetic behind each number (issue 17) ------------------------------------------------
+# tools/number_origins.json (from tools/number_origins.py and upstream's git history) gives the
+# commit in which each documented and upstream_now number appeared. What follows from the commit:
+ORIGINS = Path(__file__).with_name("number_origins.json")
+TF32_OFF = {"commit": "f2650a08", "date": "2023-05-29", "file": "ssseg/test.py", "quote": "disable tf32"}
+A100_STATED = {"commit": "fb8e555f", "date": "2022-09-11", "file": "docs/performances/memorynetv2/README.md",
+               "quote": "all of models above are evaluated on A100 rather than V100 mentioned in our original paper"}
+FLUCTUATION = {"commit": "03225b3d", "date": "2024-10-21", "file": "docs/modelzoo/mcibi/README.md",
+               "quote": "the model's performance may fluctuate by approximately 0.1%"}
+# commits after f2650a08 that changed a number in the README only, saying nothing of a new measurement
+DOCS_ONLY_CHANGES = {"63d3bf81": "update docs"}
+REASONS = {
+    "fp32": "printed after upstream's test script turned TF32 off (f2650a08): full fp32",
+    "a100-default": "printed on an A100 before the test script set any TF32 flag (f2650a08): TF32 convolutions "
+                    "by PyTorch's default; TF32 matmuls only with PyTorch < 1.12 (not recorded)",
+    "gpu-unknown": "printed before the test script set any TF32 flag (f2650a08), GPU not named: TF32 "
+                   "convolutions by PyTorch's default on an Ampere GPU, none on a V100",
+    "docs-only": "changed after f2650a08 by a docs-only commit ('{subject}'): a re-measurement in fp32 "
+                 "or a hand correction of an older number, not recorded",
+}
+
+
+def number_conditions(method: str, origin: dict) -> dict:
+    """The `Conditions` of one number from the commit it appeared in (see REASONS)."""
+    number = {"commit": origin["commit"], "date": origin["date"], "file": origin["file"], "quote": origin["cell"]}
+    gpu = "A100" if method == "memorynetv2" else "unknown"
+    extra = [A100_STATED] if method == "memorynetv2" else [FLUCTUATION]
+    if origin["commit"] in DOCS_ONLY_CHANGES:
+        conv = matmul = "unknown"
+        reason = REASONS["docs-only"].format(subject=DOCS_ONLY_CHANGES[origin["commit"]])
+    elif origin["after_tf32_off"]:
+        conv = matmul = "no"
+        reason = REASONS["fp32"]
+    elif method == "memorynetv2":
+        conv, matmul, reason = "likely", "unknown", REASONS["a100-default"]
+    else:
+        conv, matmul, reason = "unknown", "unknown", REASONS["gpu-unknown"]
+    return {"gpu": gpu, "tf32_conv": conv, "tf32_matmul": matmul, "reason": reason,
+            "evidence": [_FlowDict(fact) for fact in (number, TF32_OFF, *extra)]}
+
+
+def add_conditions(entries: list[dict], origins: dict) -> list[dict]:
+    """documented_conditions after `documented`, upstream_now.conditions, per number."""
+    out = []
+    for e in entries:
+        found = origins[e["id"]]
+        conditions = {p: number_conditions(e["method"], found["documented"][p])
+                      for p, v in e["documented"].items() if v is not None}
+        e = _insert_after(e, "documented", "documented_conditions", conditions)
+        if e.get("upstream_now"):
+            e["upstream_now"]["conditions"] = {p: number_conditions(e["method"], found["upstream_now"][p])
+                                               for p, v in e["upstream_now"]["documented"].items() if v is not None}
+        out.append(e)
+    return out
+
+
 def _insert_after(entry: dict, after: str, key: str, value) -> dict:
     items = list(entry.items())
     at = [k for k, _ in items].index(after) + 1
@@ -390,7 +447,12 @@ def add_notes(entries: list[dict]) -> None:
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    def ignore_aliases(self, data):  # shared evidence is written out each time, no &id anchors
+        return True
+
+
+class _FlowDict(dict):
+    """A short mapping written on one line ({a: 1, b: 2})."""
 
 
 class _FlowList(list):
@@ -403,11 +465,13 @@ def _short_lists_flow(dumper, data):
 
 
 _Dumper.add_representer(list, _short_lists_flow)
+_Dumper.add_representer(_FlowDict, lambda dumper, data: dumper.represent_mapping("tag:yaml.org,2002:map", data, flow_style=True))
 _Dumper.add_representer(_FlowList, lambda dumper, data: dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True))
 
 
 def main(seeds: str, protocols_json: str, out: str = "repro/model_zoo.yaml") -> None:
     entries = build_entries(Path(seeds), json.loads(Path(protocols_json).read_text()))
+    entries = add_conditions(entries, json.loads(ORIGINS.read_text()))
     header = (
         "# The MCIBI (ICCV 2021) and MemoryNetV2 / MCIBI++ (TPAMI 2022) model zoo of sssegmentation:\n"
         "# one entry per row of the documents' performance tables, in document order.\n"

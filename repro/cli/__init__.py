@@ -7,11 +7,17 @@ import torch, cv2, numpy, pandas, ... inside the command functions that need the
 
 from __future__ import annotations
 
+import difflib
+import re
+
 import typer
 from typer.core import TyperCommand, TyperGroup
 
 from repro import __version__
 from repro.errors import ReproError
+
+# click's UsageError (typer >= 0.29 ships its own copy of click): the base of typer.BadParameter.
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 
 class _NaturalHelp:
@@ -28,6 +34,11 @@ class _NaturalHelp:
                 param.display_type_rich = _no_type
             elif param.metavar is None:  # typer prints the metavar instead of "<bool>", "<str>"
                 param.metavar = "" if getattr(param, "is_flag", False) else _click_style(param.display_type(ctx))
+            elif param.metavar.startswith("[") and "|" in param.metavar:  # a choice list written by hand
+                param.metavar = _wrap_choices(param.metavar.replace("\n", ""))
+        panels = [p.rich_help_panel for p in params if getattr(p, "rich_help_panel", None)]
+        if panels and params[-1].name == "help":  # grouped options: --help closes the last panel
+            params[-1].rich_help_panel = panels[-1]  # instead of an "Options" panel of its own
         return params
 
     def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
@@ -50,8 +61,22 @@ def _click_style(typer_type: str) -> str:
     if label.startswith("list[") and label.endswith("]"):
         label = label[5:-1]  # a repeatable option: the help says so
     if "|" in label:
-        return f"[{label}]"
+        return _wrap_choices(f"[{label}]")
     return _TYPE_NAMES.get(label, label.upper())
+
+
+CHOICES_WIDTH = 16  # a longer choice list goes on several lines, broken after a "|"
+
+
+def _wrap_choices(text: str, width: int = CHOICES_WIDTH) -> str:
+    """'[single|flip|ms+flip|documented]' -> '[single|flip|' / 'ms+flip|' / 'documented]': the help
+    table's type column would otherwise fold a choice mid-word at 80 columns."""
+    lines = [""]
+    for piece in text.replace("|", "|\n").split("\n"):
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(lines)
 
 
 def _no_type(ctx) -> None:
@@ -72,12 +97,20 @@ class ReproCommand(_NaturalHelp, TyperCommand):
 class ReproGroup(_NaturalHelp, TyperGroup):
     """Turns a ReproError raised by any command into one line on stderr and its exit code."""
 
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
+        try:  # the root's own options (`repro --bogus`): the same one line as a command's
+            return super().parse_args(ctx, args)
+        except UsageError as err:
+            _usage_error(err)
+
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except ReproError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
+        except UsageError as err:  # a bad option value: one line, not typer's boxed panel
+            _usage_error(err)
         except BrokenPipeError:  # `repro list | head`: the reader left; click exits quietly
             raise
         except KeyboardInterrupt:  # outside a run (eval and fetch say how to resume themselves)
@@ -87,6 +120,25 @@ class ReproGroup(_NaturalHelp, TyperGroup):
             where = f": {err.filename}" if err.filename else ""
             typer.echo(f"error: {err.strerror or err}{where}", err=True)
             raise typer.Exit(1) from None
+
+
+def usage_error_line(err) -> str:
+    """click's message on one line, with a close choice suggested and where the help is."""
+    message = " ".join(err.format_message().split()).replace("Value error, ", "").rstrip(".")
+    given = re.search(r"'([^']*)' is not one of (.*)$", message)
+    if given:  # the choices are in the message (typer 0.29's parameters carry no click type)
+        close = difflib.get_close_matches(given.group(1).lower(), re.findall(r"'([^']*)'", given.group(2)), n=1, cutoff=0.5)
+        if close:
+            message += f"; did you mean {close[0]}?"
+    command = err.ctx.command_path if err.ctx is not None else "repro"
+    return f"{message} (see `{command} --help`)"
+
+
+def _usage_error(err) -> None:
+    if type(err).__name__ == "NoArgsIsHelpError":  # `repro data` alone: the help, as usual
+        raise err
+    typer.echo(f"error: {usage_error_line(err)}", err=True)
+    raise typer.Exit(err.exit_code) from None
 
 
 class ReproTyper(typer.Typer):
@@ -132,6 +184,8 @@ from repro.cli import data  # noqa: E402,F401
 from repro.cli import fetch  # noqa: E402,F401
 from repro.cli import eval  # noqa: E402,F401
 from repro.cli import report  # noqa: E402,F401
+from repro.cli import explain  # noqa: E402,F401
+from repro.cli import diff  # noqa: E402,F401
 from repro.cli import status  # noqa: E402,F401
 from repro.cli import selftest  # noqa: E402,F401
 

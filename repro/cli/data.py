@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from enum import Enum
 from pathlib import Path
 
 import typer
@@ -9,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from repro.cli import ReproTyper, app
+from repro.cli.layout import aligned_lines
 from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION
 from repro.errors import ReproError
 from repro.paths import DATASET_FOLDERS, dataset_name, looks_like_dataset, parse_dataset_roots, resolve_dataset_root
@@ -36,19 +39,75 @@ def _where(name: str, data_root: Path | None, overrides: dict[str, Path]) -> tup
     return str(root), "not recognised" if root.exists() else "no"
 
 
-@data_app.command("list")
-def list_datasets(data_root: Path = DATA_ROOT_OPTION, dataset_roots: list[str] = DATASET_ROOT_OPTION) -> None:
-    """The datasets repro evaluates on, their splits and where they are found (or expected)."""
+class ListFormat(str, Enum):
+    table = "table"
+    tsv = "tsv"
+    json = "json"
+
+
+LIST_COLUMNS = ("name", "dataset", "classes", "official images", "present", "folder")
+
+
+def _dataset_rows(data_root: Path | None, overrides: dict[str, Path]) -> list[dict[str, str]]:
     from repro.datasets import DATASETS
 
-    overrides = parse_dataset_roots(dataset_roots)
-    table = Table(title="evaluation datasets")
-    for column in ("name", "dataset", "classes", "splits (official size)", "folder", "present"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for name, spec in DATASETS.items():
-        splits = ", ".join(f"{split} ({count} {spec.count_unit})" for split, count in spec.splits.items())
-        table.add_row(name, spec.title, str(spec.num_classes), splits, *_where(name, data_root, overrides))
-    console.print(table)
+        unit = "" if spec.count_unit == "images" else f" {spec.count_unit}"
+        splits = ", ".join(f"{split} {count}{unit}" for split, count in spec.splits.items())
+        folder, present = _where(name, data_root, overrides)
+        rows.append(dict(zip(LIST_COLUMNS, (name, spec.title, str(spec.num_classes), splits, present, folder))))
+    return rows
+
+
+def _json_row(row: dict[str, str]) -> dict:
+    from repro.datasets import DATASETS
+
+    spec = DATASETS[row["name"]]
+    return {"name": spec.name, "title": spec.title, "num_classes": spec.num_classes, "splits": dict(spec.splits),
+            "count_unit": spec.count_unit, "present": row["present"], "folder": row["folder"]}
+
+
+def _list_lines(rows: list[dict[str, str]], width: int | None) -> list[str]:
+    """Plain aligned lines, nothing cut: one line per dataset, or (when that is wider than a
+    terminal's `width`) the folder whole on an indented line of its own below its row."""
+    lines = aligned_lines(rows, LIST_COLUMNS, right=("classes",))
+    if width is None or max(map(len, lines)) <= width:
+        return lines
+    short = aligned_lines(rows, LIST_COLUMNS[:-1], right=("classes",))
+    out = short[:1]
+    for row, line in zip(rows, short[1:]):
+        out += [line, f"  {row['folder']}"]
+    return out
+
+
+@data_app.command("list")
+def list_datasets(
+    data_root: Path = DATA_ROOT_OPTION,
+    dataset_roots: list[str] = DATASET_ROOT_OPTION,
+    fmt: ListFormat = typer.Option(ListFormat.table, "--format", help="table for people (plain aligned text), tsv or json for scripts."),
+) -> None:
+    """The datasets repro evaluates on, their splits and where they are found (or expected)."""
+    rows = _dataset_rows(data_root, parse_dataset_roots(dataset_roots))
+    if fmt is ListFormat.json:
+        typer.echo(json.dumps([_json_row(row) for row in rows], indent=2))
+        return
+    if fmt is ListFormat.tsv:
+        typer.echo("\n".join(["\t".join(LIST_COLUMNS), *("\t".join(r[c] for c in LIST_COLUMNS) for r in rows)]))
+        return
+    console.print("evaluation datasets", markup=False, highlight=False)
+    width = console.width if console.is_terminal else None  # a pipe: one line per dataset, whatever its length
+    console.print("\n".join(_list_lines(rows, width)), markup=False, highlight=False, soft_wrap=True)
+
+
+def _say_if_accepted(spec, root: Path, allow_subset: bool) -> None:
+    """A folder `repro fetch --allow-subset` accepted: say so, and how to check it as a subset."""
+    from repro.fetch.subsets import accepted
+
+    acceptance = accepted(spec.name, root)
+    if acceptance and not allow_subset:
+        typer.echo(f"note: this {spec.title} folder was {acceptance}; check it as such with "
+                   f"`repro data check {spec.name} --allow-subset`", err=True)
 
 
 @data_app.command("check")
@@ -81,6 +140,7 @@ def check(
     if result:
         for problem in result:
             typer.echo(f"error: {problem}", err=True)
+        _say_if_accepted(spec, result.root, allow_subset)
         typer.echo(f"{spec.title} at {result.root}: {len(result)} problem(s)", err=True)
         raise typer.Exit(1)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import sys
 from dataclasses import asdict, dataclass
@@ -18,15 +19,15 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from repro.cli import app
-from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION
-from repro.cli.progress import EvalProgress, format_rate
+from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, in_panel
+from repro.cli.progress import EvalProgress
 from repro.errors import ReproError
 from repro.paths import dataset_name, dataset_root_overrides, parse_dataset_roots
 
 if TYPE_CHECKING:  # repro.manifest (pydantic, yaml) loads inside the functions: fast start-up
+    from repro.engine.options import EngineOptions
     from repro.manifest import Manifest
 
 console = Console(stderr=True)
@@ -51,8 +52,17 @@ class VariantChoice(str, Enum):
     upstream_head = "upstream-head"
 
 
+class PlanFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
 class PrecisionChoice(str, Enum):
+    """repro.numerics.PRECISIONS (--precision takes one or a comma list of them)."""
+
     fp32 = "fp32"
+    tf32 = "tf32"
+    tf32_all = "tf32-all"
     bf16 = "bf16"
     fp16 = "fp16"
 
@@ -129,26 +139,6 @@ def plan_runs(
     return runs, lacking
 
 
-@dataclass(frozen=True)
-class RunSettings:
-    """The options every run of one command shares (the keyword arguments of repro.evaluate.evaluate)."""
-
-    checkpoint: Path | None
-    data_root: Path | None
-    device: str
-    precision: str
-    limit: int | None
-    output: Path
-    resume: bool
-    max_batch: int
-    workers: int | None
-    save_every: int
-    save_every_seconds: float
-    resize_on_cpu: bool
-    allow_subset: bool
-    variant: str | None = None  # None: each row's default forward
-
-
 def _say(message: str) -> None:
     """One plain line on stderr: no markup, no highlighting, no wrapping (scripts grep these)."""
     console.print(message, markup=False, highlight=False, soft_wrap=True)
@@ -165,8 +155,8 @@ def _short(err: BaseException) -> str:
 
 @contextlib.contextmanager
 def _sigterm_raises():
-    """SIGTERM raises repro.evaluate.Terminated (the engine saves its progress and re-raises)."""
-    from repro.evaluate import Terminated
+    """SIGTERM raises repro.engine.Terminated (the engine saves its progress and re-raises)."""
+    from repro.engine.signals import Terminated
 
     def handle(signum, _frame):
         raise Terminated(f"terminated by signal {signum}")
@@ -188,17 +178,61 @@ def _sigterm_raises():
 # Steps of the command
 
 
-def _make_plan(manifest: Manifest, runs, lacking, tta: str, settings: RunSettings, everything: bool):
-    from repro.evaluate import resolve_device
+def _make_plan(manifest: Manifest, runs, lacking, tta: str, settings: EngineOptions, everything: bool,
+               assume: str | None = None):
     from repro.plan import build_plan, detect_device
 
-    resolve_device(settings.device)  # a bad --device is one error line before anything else
-    return build_plan(
-        manifest, runs, lacking, tta, detect_device(settings.device), checkpoint=settings.checkpoint,
-        data_root=settings.data_root, limit=settings.limit, allow_subset=settings.allow_subset,
-        output=settings.output, resume=settings.resume, everything=everything, variant=settings.variant,
-        precision=settings.precision,
-    )
+    if assume:  # --assume-device: the plan of a device that is not here (repro.budget)
+        from repro.budget import assumed_device
+
+        device = assumed_device(assume)
+    else:  # without torch: a bad --device is one error line before anything loads
+        device = detect_device(settings.device)
+    return build_plan(manifest, runs, lacking, tta, device, settings, everything=everything)
+
+
+def _check_precisions(text: str, device: str, assume: str | None, dry_run: bool, launched: bool = False) -> list[str]:
+    """The --precision names; tf32 / tf32-all are refused (exit 2) before any work where this
+    machine has no TF32 (not checked where the runs happen elsewhere: a dry run for an
+    --assume-device, or jobs of a --launcher, whose engine checks on its own node)."""
+    from repro.numerics import TF32_BY_PRECISION, check_precision, parse_precisions
+
+    if assume and not dry_run:
+        raise ReproError("--assume-device plans for another device: add --dry-run", exit_code=2)
+    try:
+        precisions = parse_precisions(text)
+    except ReproError as err:  # a bad option value: a usage error naming the option
+        raise typer.BadParameter(str(err), param_hint="'--precision'") from None
+    if assume:
+        from repro.budget import assumed_device
+
+        assumed_device(assume)  # an unknown name: one line listing the known ones
+    elif not launched and any(TF32_BY_PRECISION[p].conv for p in precisions):
+        from repro.engine import resolve_device
+
+        for name in precisions:
+            check_precision(name, resolve_device(device))
+    return precisions
+
+
+def _each_precision(precisions: list[str], scope: dict) -> None:
+    """--precision fp32,tf32: the command once per precision (each writes its own result files),
+    with the other arguments of `scope` (the command's locals); a failed run does not stop the
+    next precision, an interrupt does."""
+    import inspect
+
+    params = {name: scope[name] for name in inspect.signature(eval_command).parameters}
+    failed = False
+    for name in precisions:
+        _say(f"precision {name}:")
+        try:
+            eval_command(**{**params, "precision": name})
+        except typer.Exit as stop:
+            if stop.exit_code in (130, 143):
+                raise
+            failed = failed or stop.exit_code != 0
+    if failed:
+        raise typer.Exit(1)
 
 
 def _worth_a_plan(plan, runs: list[PlannedRun]) -> bool:
@@ -206,22 +240,64 @@ def _worth_a_plan(plan, runs: list[PlannedRun]) -> bool:
     start, shows only its progress or its one error line."""
     from repro.plan import LONG_RUN_SECONDS
 
+    if runs and all(row.result_on_disk for row in plan.rows if row.protocol is not None):
+        return False  # a rerun of finished runs: its "kept: <path>" lines say it all
     if len(runs) != 1:
         return True
     seconds = plan.seconds()
     return bool(plan.ready) and (seconds is None or seconds >= LONG_RUN_SECONDS)
 
 
+@contextlib.contextmanager
+def _removed_if_unused(folder: Path):
+    """A results folder this command creates is removed again when no run wrote into it: a run
+    that fails at once leaves no empty folder (its run locks are all it would hold)."""
+    existed = folder.exists()
+    try:
+        yield
+    finally:
+        if not existed and folder.is_dir() and not any(
+            p.is_file() and ".locks" not in p.relative_to(folder).parts for p in folder.rglob("*")
+        ):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def _check_output(output: Path) -> None:
     if output.exists() and not output.is_dir():
-        raise ReproError(f"--output {output} is a file, not a folder")
+        raise ReproError(f"--results {output} is a file, not a folder")
 
 
-def _print_plan(plan) -> None:
+def _results_option(results: Path | None, output: Path | None) -> Path | None:
+    """--results, or its old name --output (hidden, still accepted)."""
+    if results is not None and output is not None and results != output:
+        raise ReproError("--output is the old name of --results: give one of them", exit_code=2)
+    return results if results is not None else output
+
+
+def _print_plan(plan, fmt: PlanFormat = PlanFormat.table, budget: bool = False) -> None:
+    """The plan; `budget` (--assume-device): and its time in fp32 and TF32 (repro.budget)."""
+    from repro.budget import budget_lines, plan_budget
     from repro.plan import render_plan
 
-    for line in render_plan(plan):
+    if fmt is PlanFormat.json:
+        typer.echo(_plan_json(plan, plan_budget(plan).to_dict() if budget else None))
+        return
+    for line in render_plan(plan) + (budget_lines(plan) if budget else []):
         typer.echo(line)
+
+
+def _plan_json(plan, budget: dict | None = None) -> str:
+    """The dry-run plan for scripts: its rows and datasets as they are, plus what the text derives."""
+    import json
+
+    rows = [{**asdict(row), "ready": row.ready} for row in plan.rows]
+    datasets = [{**asdict(info), "subset": info.subset} for info in plan.datasets.values()]
+    data = {"device": {**asdict(plan.device), "label": plan.device.label}, "tta": plan.tta,
+            "estimated_seconds": plan.seconds(every=True), "runs": rows, "datasets": datasets,
+            "fetch_command": plan.fetch_command()}
+    if budget is not None:
+        data["budget"] = budget
+    return json.dumps(data, indent=2, default=lambda o: sorted(o) if isinstance(o, (set, frozenset)) else str(o))
 
 
 def _ready_runs(plan, runs: list[PlannedRun]) -> list[PlannedRun]:
@@ -235,17 +311,37 @@ def _ready_runs(plan, runs: list[PlannedRun]) -> list[PlannedRun]:
     blocked = [row for row in plan.rows if row.protocol is not None]
     if len(blocked) == 1:
         raise ReproError(blocked[0].blocked[0])
+    shared = [p for p in blocked[0].blocked if "repro fetch" not in p and all(p in row.blocked for row in blocked)]
+    if shared:  # e.g. a bad --checkpoint: what fetching would not cure, named first
+        raise ReproError(shared[0])
     command = plan.fetch_command()
     if command and all(row.missing for row in blocked):
         raise ReproError(f"nothing to evaluate: {len(blocked)} runs wait for files; fetch them with: {command}")
     raise ReproError(f"nothing to evaluate: none of the {len(blocked)} runs can start (see the plan above)")
 
 
+def _kept_runs(plan, ready: list[PlannedRun], settings: EngineOptions, manifest: Manifest) -> dict[PlannedRun, tuple]:
+    """The ready runs whose result is already on disk, exactly (the checkpoint's sha256, as the
+    engine would check): they are kept, not run (--force redoes them)."""
+    from repro.plan import finished_result
+
+    on_disk = {(row.model_id, row.protocol) for row in plan.ready if row.result_on_disk}
+    kept = {}
+    for run in ready:
+        if (run.model_id, run.protocol) in on_disk:
+            entry = manifest.get(run.model_id)
+            data = plan.datasets.get((entry.dataset, entry.eval_split))
+            path, result, differences = finished_result(run.model_id, run.protocol, settings, data, exact=True)
+            if result is not None and not differences:
+                kept[run] = (path, result)
+    return kept
+
+
 def _warn_if_slow(plan, ready: list[PlannedRun]) -> None:
     """On a CPU, say up front how slow it will be (the plan's estimate) and what a GPU would take."""
     from repro.plan import DeviceInfo, format_duration
 
-    if plan.device.kind != "cpu":
+    if plan.device.kind != "cpu" or not ready:
         return
     seconds = plan.seconds()
     on_gpu = seconds * plan.device.flops_per_second() / DeviceInfo("cuda", "A100").flops_per_second() if seconds else None
@@ -262,13 +358,13 @@ def _label(number: int, count: int, run: PlannedRun) -> str:
     return label
 
 
-def _run_one(run: PlannedRun, label: str, settings: RunSettings, show: bool):
+def _run_one(run: PlannedRun, label: str, settings: EngineOptions, show: bool):
     """Evaluate one run; KeyboardInterrupt / Terminated end the command (progress is saved)."""
-    from repro.evaluate import Terminated, evaluate
+    from repro.engine import Terminated, evaluate
 
     try:
         with EvalProgress(label, show, console) as view:
-            return evaluate(run.model_id, run.protocol, **asdict(settings), progress=view,
+            return evaluate(run.model_id, run.protocol, settings, progress=view,
                             log=view.say if show else None, phase=view.phase)
     except KeyboardInterrupt:
         _interrupted(label, show, 130)
@@ -282,9 +378,16 @@ def _interrupted(label: str, show: bool, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _report_run(label: str, result, output: Path) -> None:
-    """The outcome of one run and the full path of its result file."""
-    from repro.results import result_filename
+def _report_run(label: str, result, output: Path, started: float) -> None:
+    """The outcome of one run and the full path of its result file ("kept" when the engine found
+    this very evaluation finished: nothing was written)."""
+    from repro.manifest import load_manifest
+    from repro.results import filename_of
+
+    path = (Path(output) / filename_of(result, load_manifest().get(result.model_id).default_variant)).resolve()
+    if result.finished.timestamp() < started:
+        _say(f"kept: {path}")
+        return
 
     if result.status == "server":
         what = (f"no labels for {result.dataset}/{result.split}; wrote the test-server submission "
@@ -293,10 +396,7 @@ def _report_run(label: str, result, output: Path) -> None:
         miou = "n/a" if result.miou_rounded is None else f"{result.miou_rounded:.2f}"
         what = f"mIoU {miou}" + (f" (partial: {_partial_text(result)})" if result.status == "partial" else "")
     _say(f"{label}: {what}; {_perf_text(result)}")
-    from repro.manifest import load_manifest
-
-    default = load_manifest().get(result.model_id).default_variant
-    _say(f"  wrote {(output / result_filename(result.model_id, result.protocol, result.variant, default)).resolve()}")
+    _say(f"  wrote {path}")
 
 
 def _partial_text(result) -> str:
@@ -305,15 +405,10 @@ def _partial_text(result) -> str:
     return f"first {result.num_images} of {result.num_images_total} images, not compared"
 
 
-def _speed(result) -> str:
-    """'2.31 img/s' or '4.2 s/img' from the result's timing ('' when nothing was timed)."""
-    if result.seconds_per_image:
-        return format_rate(1, result.seconds_per_image)
-    return format_rate(round(result.images_per_second * result.seconds), result.seconds) if result.images_per_second else ""
-
-
 def _perf_text(result) -> str:
-    parts = [_speed(result) or "no timed images"]
+    from repro.cli.summary import speed_text
+
+    parts = [speed_text(result) or "no timed images"]
     if result.flops_per_image:
         parts.append(f"{result.flops_per_image / 1e12:.2f} TFLOP/img")
     if result.peak_flops_fraction is not None:
@@ -337,15 +432,18 @@ def _hash_ahead(model_id: str, checkpoint: Path | None) -> None:
         return
 
 
-def _run_all(ready: list[PlannedRun], settings: RunSettings, show: bool) -> tuple[list, int]:
+def _run_all(ready: list[PlannedRun], settings: EngineOptions, show: bool) -> tuple[list, int]:
     """Run each ready run; a failure is noted and the others go on (a single run raises)."""
+    import time
+
     rows, failed = [], 0
     for number, run in enumerate(ready, 1):
+        started = time.time()
         label = _label(number, len(ready), run)
         if number < len(ready):
             _hash_ahead(ready[number].model_id, settings.checkpoint)
         try:
-            result = _run_one(run, label, settings, show)
+            result = _run_one(run, label, settings.for_run(run.model_id, run.protocol, len(ready)), show)
         except typer.Exit:  # interrupted: stop here
             raise
         except Exception as err:  # one broken model must not stop the others
@@ -358,47 +456,16 @@ def _run_all(ready: list[PlannedRun], settings: RunSettings, show: bool) -> tupl
             continue
         rows.append((run, result, ""))
         if show:
-            _report_run(label, result, settings.output)
+            _report_run(label, result, settings.output, started)
     return rows, failed
 
 
-def _summary(rows: list[tuple], manifest: Manifest) -> Table:
-    table = Table(title="evaluation summary")
-    numeric = ("mIoU", "documented", "delta", "images", "speed")
-    for column in ("model", "protocol", "status", *numeric, "note"):
-        table.add_column(column, justify="right" if column in numeric else "left",
-                         no_wrap=column in ("model", "protocol", "status"))
-    for run, result, note in rows:
-        documented = manifest.get(run.model_id).documented.get(run.protocol)
-        if result is None:
-            table.add_row(run.model_id, run.protocol, "failed", "", _fmt(documented), "", "", "", note)
-            continue
-        comparable = result.status == "complete" and result.precision == "fp32"
-        measured = result.miou
-        delta = measured - documented if comparable and measured is not None and documented is not None else None
-        note = note or ("submission: " + result.submission if result.submission else "")
-        if result.status == "partial":
-            note = (note + "; " if note else "") + f"partial ({result.partial_reason or 'limit'}), not compared"
-        if result.precision != "fp32":
-            note = (note + "; " if note else "") + f"{result.precision}, not comparable"
-        table.add_row(
-            run.model_id, run.protocol, result.status, _fmt(measured), _fmt(documented),
-            "" if delta is None else f"{delta:+.2f}", f"{result.num_images}/{result.num_images_total}",
-            _speed(result), note,
-        )
-    return table
+def _print_summary(rows: list[tuple], manifest: Manifest, plan, settings: EngineOptions) -> None:
+    from repro.cli.summary import output_width, render_summary
 
-
-def _fmt(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
-
-
-def _print_summary(rows: list[tuple], manifest: Manifest, plan, settings: RunSettings) -> None:
-    out = Console(file=sys.stdout)
-    if not out.is_terminal:  # logs and CI: do not squeeze the table into 80 columns
-        out = Console(file=sys.stdout, width=200)
-    out.print(_summary(rows, manifest))
-    typer.echo(f"results: {settings.output.resolve()}")
+    for line in render_summary(rows, manifest, output_width(sys.stdout)):  # fits 80 columns, numbers whole
+        typer.echo(line)
+    typer.echo(f"results: {Path(settings.output).resolve()}")
     waiting = [row for row in plan.rows if row.protocol is not None and not row.ready]
     if waiting:
         command = plan.fetch_command()
@@ -413,47 +480,56 @@ def _print_summary(rows: list[tuple], manifest: Manifest, plan, settings: RunSet
 @app.command("eval")
 def eval_command(
     ids: list[str] = typer.Argument(None, help="Model ids or aliases (see 'repro list')."),
-    all_models: bool = typer.Option(False, "--all", help="Evaluate every model of the manifest."),
-    dataset: str = typer.Option(None, "--dataset", help="With --all: only the models of this dataset."),
-    tta: TTAChoice = typer.Option(TTAChoice.documented, "--tta", help="Protocol to run; 'documented' (default) runs every protocol the manifest row documents."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    checkpoint: Path = typer.Option(None, "--checkpoint", help="Checkpoint file to use instead of the cached download (one model only)."),
-    data_root: Path = DATA_ROOT_OPTION,
-    dataset_roots: list[str] = DATASET_ROOT_OPTION,
-    limit: int = typer.Option(None, "--limit", min=1, help="Evaluate only the first N images (smoke test; result marked partial)."),
-    allow_subset: bool = typer.Option(False, "--allow-subset", help="Evaluate a dataset folder with fewer images than the official split (result marked partial, never compared)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (runs, images, passes, estimated time, what is missing) and exit."),
-    variant: VariantChoice = typer.Option(None, "--variant", help="Forward to run: training-era (the default where it differs: the network the checkpoint was trained with) or upstream-head (upstream's current code)."),
-    precision: PrecisionChoice = typer.Option(PrecisionChoice.fp32, "--precision", help="fp32 as upstream (TF32 off); bf16/fp16 autocast results are marked not comparable."),
-    output: Path = typer.Option(None, "--output", help="Folder for the result files (default: $REPRO_RESULTS, else <cache>/results)."),
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume interrupted runs and keep finished ones."),
-    force: bool = typer.Option(False, "--force", help="Redo finished evaluations (same as --no-resume)."),
-    shard: str = typer.Option(None, "--shard", help="I/N: evaluate only the I-th of N interleaved shares of the models (1-based)."),
-    max_batch: int = typer.Option(4, "--max-batch", min=1, help="Crops (or images) per forward pass; lower it if GPU memory is short."),
-    workers: int = typer.Option(None, "--workers", min=0, help="Data-loading threads reading ahead (default: 1 "
-                                "on 1-2 cores, else up to 4; 0: read in the main thread)."),
-    save_every: int = typer.Option(200, "--save-every", min=1, help="Images between progress saves."),
-    save_every_min: float = typer.Option(5.0, "--save-every-min", min=0.01, help="Minutes between progress saves (whichever comes first)."),
-    cpu_resize: bool = typer.Option(False, "--cpu-resize", help="Resize outputs to the original size on the CPU, exactly as upstream (slower)."),
-    launcher: LauncherChoice = typer.Option(None, "--launcher", help="One submitit job per (model, protocol): 'local' (this machine) or 'slurm'."),
-    slurm_partition: str = typer.Option(None, "--slurm-partition", help="SLURM partition of the jobs."),
-    slurm_gpus: int = typer.Option(1, "--slurm-gpus", min=1, help="At most this many GPUs per job; the cost estimate picks how many."),
-    slurm_time_min: int = typer.Option(None, "--slurm-time-min", min=1, help="Time limit per job in minutes (default: from the cost estimate)."),
-    slurm_account: str = typer.Option(None, "--slurm-account", help="SLURM account to charge."),
-    slurm_opts: list[str] = typer.Option(None, "--slurm-opt", help="Extra sbatch option KEY=VALUE (repeatable), e.g. qos=high."),
-    wait: bool = typer.Option(False, "--wait", help="With --launcher slurm: wait for the jobs and print their results."),
+    all_models: bool = typer.Option(False, "--all", help="Evaluate every model of the manifest.", rich_help_panel="What to run"),
+    dataset: str = typer.Option(None, "--dataset", help="With --all: only the models of this dataset.", rich_help_panel="What to run"),
+    tta: TTAChoice = typer.Option(TTAChoice.documented, "--tta", help="Protocol to run; 'documented': every protocol of the row.", rich_help_panel="What to run"),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="Checkpoint file instead of the cached download (one model only).", rich_help_panel="Data"),
+    data_root: Path = in_panel(DATA_ROOT_OPTION, "Data"),
+    dataset_roots: list[str] = in_panel(DATASET_ROOT_OPTION, "Data"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N.", rich_help_panel="Engine"),
+    limit: int = typer.Option(None, "--limit", min=1, help="Only the first N images (a smoke test; result marked partial).", rich_help_panel="What to run"),
+    allow_subset: bool = typer.Option(False, "--allow-subset", help="Accept a dataset folder with fewer images than the official split (result partial, never compared).", rich_help_panel="Data"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (runs, images, passes, time, what is missing) and exit.", rich_help_panel="What to run"),
+    fmt: PlanFormat = typer.Option(PlanFormat.table, "--format", help="With --dry-run: the plan as a table or as json.", rich_help_panel="What to run"),
+    variant: VariantChoice = typer.Option(None, "--variant", help="Forward to run (default: the row's): training-era (as the checkpoint was trained) or upstream-head (upstream's code now).", rich_help_panel="What to run"),
+    precision: str = typer.Option("fp32", "--precision", metavar="[fp32|tf32|tf32-all|bf16|fp16]", help="fp32 as upstream tests (TF32 off); tf32: TF32 convolutions, tf32-all: and matmuls (Ampere+ GPUs; comparable, recorded); bf16/fp16: not comparable. A comma list (fp32,tf32) runs each.", rich_help_panel="Engine"),
+    assume_device: str = typer.Option(None, "--assume-device", metavar="NAME", help="With --dry-run: times for a100, h100, h200, l40s, v100 or cpu instead of this machine, in fp32 and TF32.", rich_help_panel="What to run"),
+    results: Path = typer.Option(None, "--results", help="Folder of the result files (default: $REPRO_RESULTS, else <cache>/results).", rich_help_panel="Output"),
+    output: Path = typer.Option(None, "--output", hidden=True, help="Old name of --results."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="--no-resume: start interrupted runs over, discarding their saved progress (finished results are kept unless --force).", rich_help_panel="Output"),
+    force: bool = typer.Option(False, "--force", help="Redo finished evaluations: their result is replaced, a complete one kept beside it, renamed.", rich_help_panel="Output"),
+    shard: str = typer.Option(None, "--shard", help="I/N: only the I-th of N interleaved shares of the models.", rich_help_panel="Cluster"),
+    max_batch: int = typer.Option(4, "--max-batch", min=1, help="Crops (or images) per forward pass; lower it if GPU memory is short.", rich_help_panel="Engine"),
+    workers: int = typer.Option(None, "--workers", min=0, help="Threads reading images ahead (default: 1 on 1-2 "
+                                "cores, else up to 4; 0: none).", rich_help_panel="Engine"),
+    save_every: int = typer.Option(200, "--save-every", min=1, help="Images between progress saves.", rich_help_panel="Output"),
+    save_every_min: float = typer.Option(5.0, "--save-every-min", min=0.01, help="Minutes between progress saves (whichever comes first).", rich_help_panel="Output"),
+    cpu_resize: bool = typer.Option(False, "--cpu-resize", help="Resize outputs on the CPU, exactly as upstream (slower).", rich_help_panel="Engine"),
+    save_predictions: Path = typer.Option(None, "--save-predictions", help="Write label PNGs (<id>.png) here.", rich_help_panel="Output"),
+    paint: bool = typer.Option(False, "--paint", help="Also paint/<id>.png, in colour.", rich_help_panel="Output"),
+    launcher: LauncherChoice = typer.Option(None, "--launcher", help="One submitit job per (model, protocol), here or on SLURM.", rich_help_panel="Cluster"),
+    slurm_partition: str = typer.Option(None, "--slurm-partition", help="SLURM partition of the jobs.", rich_help_panel="Cluster"),
+    slurm_gpus: int = typer.Option(1, "--slurm-gpus", min=1, help="At most this many GPUs per job (the cost estimate picks).", rich_help_panel="Cluster"),
+    slurm_time_min: int = typer.Option(None, "--slurm-time-min", min=1, help="Minutes per job (default: from the cost estimate).", rich_help_panel="Cluster"),
+    slurm_account: str = typer.Option(None, "--slurm-account", help="SLURM account to charge.", rich_help_panel="Cluster"),
+    slurm_opts: list[str] = typer.Option(None, "--slurm-opt", help="Extra sbatch option KEY=VALUE, e.g. qos=high (repeatable).", rich_help_panel="Cluster"),
+    wait: bool = typer.Option(False, "--wait", help="Wait instead of stopping when another process evaluates the same result (its lock); with --launcher slurm, wait for the jobs and print their results.", rich_help_panel="Cluster"),
 ) -> None:
     """Evaluate models with the exact test protocol of their manifest row and write one result per protocol.
 
-    A plan comes first: per run the images, forward passes per image (scales x flips x slide \
-windows; '~' where it depends on the image size), what is not fetched yet, and an estimated time \
-(forward FLOPs from a per-architecture table scaled by pixels, over an assumed device speed: an \
-estimate, not a measurement).
+    A plan comes first (images, forward passes per image, what is missing, an estimated time); \
+--dry-run prints only the plan.
     """
     from repro.manifest import load_manifest
     from repro.paths import results_dir
 
     overrides = parse_dataset_roots(dataset_roots)  # checked before any work
+    precisions = _check_precisions(precision, device, assume_device, dry_run, launcher is not None)
+    if len(precisions) > 1:
+        _each_precision(precisions, locals())
+        return
+    if fmt is PlanFormat.json and not dry_run:
+        raise ReproError("--format json prints the plan: add --dry-run", exit_code=2)
     slurm = dict(partition=slurm_partition, max_gpus=slurm_gpus, time_min=slurm_time_min, account=slurm_account,
                  extra=slurm_opts, wait=wait)
     if launcher is not None or any(slurm[k] for k in ("partition", "account", "extra", "time_min")):
@@ -464,33 +540,46 @@ estimate, not a measurement).
     runs, lacking = plan_runs(manifest, ids, all_models, dataset, tta.value, parse_shard(shard))
     if checkpoint is not None and len({r.model_id for r in runs}) > 1:
         raise ReproError("--checkpoint applies to one model; name a single id")
-    settings = RunSettings(
-        checkpoint=checkpoint, data_root=data_root, device=device, precision=precision.value, limit=limit,
-        output=results_dir(output), resume=resume and not force, max_batch=max_batch, workers=workers,
-        save_every=save_every, save_every_seconds=save_every_min * 60, resize_on_cpu=cpu_resize,
-        allow_subset=allow_subset, variant=variant.value if variant else None,
+    from repro.engine.options import EngineOptions
+
+    settings = EngineOptions(
+        checkpoint=checkpoint, data_root=data_root, variant=variant.value if variant else None, device=device,
+        precision=precisions[0], limit=limit, output=results_dir(_results_option(results, output)),
+        resume=resume and not force, force=force, wait_lock=wait, max_batch=max_batch, workers=workers, save_every=save_every,
+        save_every_seconds=save_every_min * 60, resize_on_cpu=cpu_resize, allow_subset=allow_subset,
+        save_predictions=save_predictions, paint=paint,
     )
+    if paint and save_predictions is None:
+        raise ReproError("--paint needs --save-predictions DIR", exit_code=2)
     _check_output(settings.output)
     show = _is_rank_zero()
-    if runs and not dry_run and launcher is None:
-        _hash_ahead(runs[0].model_id, checkpoint)  # while torch imports (the plan imports it)
     with dataset_root_overrides(overrides), _sigterm_raises():
-        plan = _make_plan(manifest, runs, lacking, tta.value, settings, all_models and not dataset and not shard)
+        plan = _make_plan(manifest, runs, lacking, tta.value, settings, all_models and not dataset and not shard,
+                          assume_device)
         if show and (dry_run or _worth_a_plan(plan, runs)):
-            _print_plan(plan)
+            _print_plan(plan, fmt if dry_run else PlanFormat.table, budget=bool(assume_device))
         if dry_run:
             return
         ready = _ready_runs(plan, runs)
+        if launcher is None:  # hashed while torch imports (the plan needs no torch, the run does)
+            _hash_ahead(ready[0].model_id, checkpoint)
         if launcher is not None:  # jobs instead of evaluating here (repro/launch.py)
             from repro.launch import launch_from_cli
 
-            failed = launch_from_cli(ready, launcher.value, asdict(settings), slurm, dataset_roots=overrides,
+            failed = launch_from_cli(ready, launcher.value, settings, slurm, dataset_roots=overrides,
                                      plan_rows=plan.rows, say=_say)
             raise typer.Exit(1 if failed else 0)
+        kept = _kept_runs(plan, ready, settings, manifest)
+        for path, _ in kept.values() if show else ():
+            _say(f"kept: {path}")
+        todo = [run for run in ready if run not in kept]
         if show and _worth_a_plan(plan, runs):
-            _warn_if_slow(plan, ready)
-        rows, failed = _run_all(ready, settings, show)
-    if show:
+            _warn_if_slow(plan, todo)
+        with _removed_if_unused(settings.output):
+            ran, failed = _run_all(todo, settings, show)
+    if show and ran:  # a rerun of finished runs prints its "kept" lines only
+        done = {run: (run, result, note) for run, result, note in ran}
+        rows = [done.get(run) or (run, kept[run][1], "kept") for run in ready if run in done or run in kept]
         _print_summary(rows, manifest, plan, settings)
     if failed:
         raise typer.Exit(1)

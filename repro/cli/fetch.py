@@ -102,7 +102,8 @@ def fetch(
     def get_checkpoint(entry):
         from repro.fetch import fetch_checkpoint
 
-        return fetch_checkpoint(entry.id, source=sources[0] if sources else None, link=link, **common)
+        return fetch_checkpoint(entry.id, source=sources[0] if sources else None, link=link,
+                                fits=model_fits if sources else None, **common)
 
     def get_dataset(name):
         from repro.fetch import fetch_dataset
@@ -116,6 +117,22 @@ def fetch(
     items = [(e.id, lambda e=e: get_checkpoint(e)) for e in entries]
     items += [(n, lambda n=n: get_dataset(n)) for n in dataset_names]
     _run_items(items)
+
+
+def model_fits(model_id: str, path: Path) -> None:
+    """The engine's strict key and shape check of a checkpoint, on a model built on the "meta"
+    device (shapes only: nothing allocated, nothing computed); CheckpointError when it does not fit."""
+    import warnings
+
+    import torch
+
+    from repro.models import build_segmentor, load_checkpoint
+
+    with torch.device("meta"):
+        model = build_segmentor(model_id)
+    with warnings.catch_warnings():  # copying into meta tensors is a no-op, and torch says so per key
+        warnings.simplefilter("ignore", UserWarning)
+        load_checkpoint(model, path, strict=True)
 
 
 def _print_manual(ids: list[str], all_models: bool, datasets: list[str]) -> None:

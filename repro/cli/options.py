@@ -6,6 +6,8 @@ use them as parameter defaults, e.g. `data_root: Path = DATA_ROOT_OPTION`.
 
 from __future__ import annotations
 
+import copy
+
 import typer
 
 DATA_ROOT_OPTION = typer.Option(
@@ -24,3 +26,10 @@ DATASET_ROOT_OPTION = typer.Option(
     show_default=False,
     help="Where one dataset is, e.g. lip=/data/my_lip (repeatable; beats $REPRO_DATA_<NAME> and --data-root).",
 )
+
+
+def in_panel(option, panel: str):
+    """A copy of a shared option shown in one help panel of a command (eval groups its options)."""
+    placed = copy.copy(option)
+    placed.rich_help_panel = panel
+    return placed

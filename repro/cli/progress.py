@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn
+from rich.table import Column
 from rich.text import Text
 
 
@@ -48,6 +49,25 @@ class AverageEtaColumn(ProgressColumn):
         return Text(f"eta {format_clock(left)}", style="progress.remaining")
 
 
+BAR_WIDTH = 10  # at 80 columns the figures take ~35, the label keeps ~35 (a model id and protocol)
+
+
+def progress_columns() -> list[ProgressColumn]:
+    """One line at any width: the figures never wrap or shrink; the label gives way first (cut with
+    an ellipsis; the line that ends the run names it whole)."""
+
+    def fixed() -> Column:
+        return Column(no_wrap=True)
+
+    return [
+        TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+        BarColumn(bar_width=BAR_WIDTH, table_column=fixed()),
+        MofNCompleteColumn(table_column=fixed()),
+        TextColumn("{task.fields[rate]}", table_column=fixed()),
+        AverageEtaColumn(table_column=fixed()),
+    ]
+
+
 class EvalProgress:
     """Callable as the engine's `progress(done, total)`; `phase(name)` names what happens now."""
 
@@ -65,11 +85,7 @@ class EvalProgress:
 
     def __enter__(self) -> EvalProgress:
         if self.interactive:
-            self.progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), AverageEtaColumn(),
-                console=self.console, transient=True,
-            )
+            self.progress = Progress(*progress_columns(), console=self.console, transient=True, expand=True)
             self.progress.__enter__()
             self.task = self.progress.add_task(self.label, total=None, rate="")
         return self
@@ -87,8 +103,8 @@ class EvalProgress:
         summed up in one line when it starts (a failed start then prints only its error line)."""
         if not self.enabled:
             return
-        if self.progress is not None:
-            self.progress.update(self.task, description=f"{self.label} ({name})")
+        if self.progress is not None:  # the figures say it is evaluating: the label keeps the room
+            self.progress.update(self.task, description=self.label if name == "evaluating" else f"{self.label} ({name})")
             return
         now = time.perf_counter()
         if self.phases:

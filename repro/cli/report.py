@@ -16,14 +16,15 @@ DEFAULT_TOLERANCE = 0.1  # repro.report.DEFAULT_TOLERANCE, repeated to keep pand
 
 
 class ReportFormat(str, Enum):
+    table = "table"  # every command's word for its human-readable output; here the markdown table
     md = "md"
     csv = "csv"
     json = "json"
     html = "html"
 
 
-def _results_source(results_dir: Path | None):
-    """The folder to read, or [] when the default folder does not exist yet (said on stderr).
+def _results_source(results_dir: Path | None) -> tuple[Path | list, str | None]:
+    """(the folder to read, or [] when the default folder does not exist yet; the line that says so).
 
     A --results folder that does not exist is an error (a typo, most likely); the default one
     not existing only means that nothing was evaluated yet.
@@ -31,12 +32,37 @@ def _results_source(results_dir: Path | None):
     from repro.paths import results_dir as default_results_dir
 
     if results_dir is not None:
-        return results_dir
+        return results_dir, None
     folder = default_results_dir()
     if not folder.exists():
-        typer.echo(f"no results yet: {folder} does not exist (run `repro eval`, or pass --results DIR)", err=True)
-        return []
-    return folder
+        return [], f"no results yet: {folder} does not exist (run `repro eval`, or pass --results DIR)"
+    return folder, None
+
+
+def _say_aside(reporting, frame, fmt_name: str, output: Path | None) -> None:
+    """On stderr what the report itself does not show: the notes on damaged files and the hidden
+    rows (markdown and HTML on stdout say them), and the summary when the report went to a file."""
+    if output is not None:
+        typer.echo(reporting.summary_line(frame), err=True)
+    if output is not None or fmt_name in ("csv", "json"):
+        for note in reporting.notes_of(frame):
+            typer.echo(f"note: {note}", err=True)
+        hidden = reporting.hidden_line(frame)
+        if hidden:
+            typer.echo(hidden, err=True)
+    if output is not None:
+        typer.echo(f"wrote {output}", err=True)
+
+
+def _html_with_explain_pages(reporting, frame, manifest, with_plot: bool) -> str:
+    """The HTML page, each measured row's Model cell linked to its explain page (repro.explain_html),
+    the pages themselves, pictures embedded, at the end: one self-contained file."""
+    from repro.explain_html import explain_sections, report_appendix, report_row_link
+
+    files = [f for f in frame["result_file"] if isinstance(f, str)] if "result_file" in frame else []
+    appendix = report_appendix(explain_sections(files, manifest=manifest))
+    svg = reporting.plot_svg_text(frame) if with_plot else None
+    return reporting.render_html(frame, plot_svg=svg, row_link=report_row_link, appendix=appendix)
 
 
 @app.command("report")
@@ -50,7 +76,7 @@ def report(
         help="Folder of result files written by 'repro eval' (default: $REPRO_RESULTS, else <cache>/results).",
     ),
     fmt: ReportFormat = typer.Option(
-        None, "--format", help="md, csv, json or html (default: the extension of --output, else md)."
+        None, "--format", help="table (markdown, also 'md'), csv, json or html (default: from --output's extension, else table)."
     ),
     output: Path = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
     measured_only: bool = typer.Option(
@@ -79,16 +105,22 @@ def report(
     from repro.fileio import atomic_write_text
     from repro.manifest import load_manifest
 
+    if plot is not None:
+        reporting.check_plot_format(plot)  # a bad extension fails before anything is read or written
     manifest = load_manifest(manifest_path)
-    frame = reporting.build_report(
-        manifest, _results_source(results_dir), tolerance=tolerance, ids=ids or None, measured_only=measured_only
-    )
-    fmt_name = fmt.value if fmt is not None else reporting.format_for_output(output)
+    source, missing = _results_source(results_dir)
+    frame = reporting.build_report(manifest, source, tolerance=tolerance, ids=ids or None, measured_only=measured_only)
+    nothing = missing or reporting.no_results_line(frame, source)
+    if nothing:  # one line; --all-rows still prints the documented numbers
+        typer.echo(nothing, err=True)
+        if measured_only is not False:
+            return
+    fmt_name = ("md" if fmt is ReportFormat.table else fmt.value) if fmt is not None else reporting.format_for_output(output)
 
     if plot is not None:
         reporting.plot_deltas(frame, plot)  # first, so a bad extension fails before any output
-    if fmt_name == "html" and plot is not None:
-        text = reporting.render_html(frame, plot_svg=reporting.plot_svg_text(frame))
+    if fmt_name == "html":
+        text = _html_with_explain_pages(reporting, frame, manifest, plot is not None)
     else:
         text = reporting.render(frame, fmt_name)
 
@@ -96,12 +128,7 @@ def report(
         typer.echo(text, nl=False)
     else:
         atomic_write_text(output, text)
-        typer.echo(reporting.summary_line(frame), err=True)
-    hidden = reporting.hidden_line(frame)
-    if hidden and (output is not None or fmt_name in ("csv", "json")):  # md and html say it themselves
-        typer.echo(hidden, err=True)
-    if output is not None:
-        typer.echo(f"wrote {output}", err=True)
+    _say_aside(reporting, frame, fmt_name, output)
     if plot is not None:
         typer.echo(f"wrote {plot}", err=True)
         empty = reporting.plot_empty_reason(frame)

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 
 from repro.cli import app
+from repro.errors import ReproError
+
+
+class SelftestFormat(str, Enum):
+    table = "table"
+    json = "json"
 
 
 @app.command("selftest")
 def selftest_command(
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: the GPU if there is one, else cpu)."),
     quick: bool = typer.Option(False, "--quick", help="Three architecture families instead of all eleven."),
-    output: Path = typer.Option(None, "--output", help="Keep the pipeline's result files and report.md in this folder."),
+    results: Path = typer.Option(None, "--results", help="Keep the pipeline's result files and report.md in this folder."),
+    output: Path = typer.Option(None, "--output", hidden=True, help="Old name of --results."),
     record: bool = typer.Option(True, "--record/--no-record", help="Save the outcome in the cache for results to cite."),
+    fmt: SelftestFormat = typer.Option(SelftestFormat.table, "--format", help="table (plain lines) for people; json (the recorded report) for scripts, the lines then go to stderr."),
 ) -> None:
     """Check that this machine computes what the reference computes.
 
@@ -22,8 +31,14 @@ def selftest_command(
     """
     from repro import selftest
 
-    say = typer.echo  # stdout, plain lines (fit 80 columns, fine in a pipe)
-    report = selftest.run_selftest(device, quick, say=say, output=output)
+    as_json = fmt is SelftestFormat.json
+
+    def say(line: str) -> None:  # plain lines that fit 80 columns; on stderr when stdout carries the JSON
+        typer.echo(line, err=as_json)
+
+    if results is not None and output is not None and results != output:
+        raise ReproError("--output is the old name of --results: give one of them")
+    report = selftest.run_selftest(device, quick, say=say, output=results or output)
     env = report.environment
     failed = [check for check in report.checks if not check.passed]
     verdict = "passed" if report.passed else f"FAILED ({len(failed)} of {len(report.checks)} checks)"
@@ -32,5 +47,7 @@ def selftest_command(
                                      if env.get("cuda") else ""))
     if record:
         say(f"recorded: {selftest.record(report)}")
+    if as_json:
+        typer.echo(report.to_json(), nl=False)
     if not report.passed:
         raise typer.Exit(1)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from repro.cli import app
+from repro.cli.layout import print_trimmed
 from repro.errors import ReproError
 
 if TYPE_CHECKING:  # repro.manifest (pydantic, yaml) loads inside the commands: fast --version
@@ -28,8 +29,10 @@ UNKNOWN = "—"  # a value the manifest does not have; never "None"
 METHOD_NAMES = {"mcibi": "mcibi", "memorynetv2": "memorynetv2", "mcibi++": "memorynetv2", "mcibiplusplus": "memorynetv2"}
 # Columns of `repro list` after the id and the documented numbers, most useful first: at a narrow
 # width the last ones are dropped.
-OPTIONAL_COLUMNS = ("dataset", "backbone", "head", "method")
-DISPLAY_ORDER = ("id", "method", "head", "backbone", "dataset", *PROTOCOLS)
+# "segmentor" is the network (DeepLabV3, UperNet, ...) as in `info` and the report; "head" there is
+# its decode head (aspp, upernet, ...).
+OPTIONAL_COLUMNS = ("dataset", "backbone", "segmentor", "method")
+DISPLAY_ORDER = ("id", "method", "segmentor", "backbone", "dataset", *PROTOCOLS)
 
 
 class ListFormat(str, Enum):
@@ -39,8 +42,9 @@ class ListFormat(str, Enum):
 
 
 class InfoFormat(str, Enum):
-    text = "text"
+    table = "table"
     json = "json"
+    text = "text"  # the old name of table, still accepted
 
 
 def _suggest(value: str, choices: list[str]) -> str:
@@ -93,7 +97,7 @@ def documented_text(entry: ModelEntry, protocol: str, missing: str = UNKNOWN) ->
 def _list_cells(entry: ModelEntry, missing: str = UNKNOWN) -> dict[str, str]:
     cells = {"id": entry.id}
     cells.update({p: documented_text(entry, p, missing) for p in PROTOCOLS})
-    cells.update(dataset=f"{entry.dataset}/{entry.eval_split}", backbone=entry.backbone, head=entry.segmentor, method=entry.method)
+    cells.update(dataset=f"{entry.dataset}/{entry.eval_split}", backbone=entry.backbone, segmentor=entry.segmentor, method=entry.method)
     return cells
 
 
@@ -173,7 +177,8 @@ def list_models(
     if fmt is ListFormat.json:
         rows = [
             {
-                "id": e.id, "method": e.method, "document": e.document_title, "head": e.head, "backbone": e.backbone,
+                "id": e.id, "method": e.method, "document": e.document_title, "segmentor": e.segmentor, "head": e.head,
+                "backbone": e.backbone,
                 "dataset": e.dataset, "eval_split": e.eval_split, "eval": e.eval, "documented": e.documented,
             }
             for e in entries
@@ -197,7 +202,8 @@ def _text(value) -> str:
 
 
 def _field_rows(entry: ModelEntry) -> list[tuple[str, str]]:
-    shown_elsewhere = {"id", "protocols", "notes", "weights", "config", "log", "documented", "schedule", "variants", "upstream_now"}
+    shown_elsewhere = {"id", "protocols", "notes", "weights", "config", "log", "documented", "schedule", "variants", "upstream_now",
+                       "documented_conditions"}
     rows = []
     for key, value in entry.model_dump(exclude=shown_elsewhere).items():
         rows.append((key, entry.document_title if key == "document" else _text(value)))
@@ -238,6 +244,33 @@ def _protocol_table(entry: ModelEntry):
     return table
 
 
+def conditions_lines(entry: ModelEntry, width: int = 80) -> list[str]:
+    """How each documented (and upstream_now) number was computed: one line per number, each
+    reason and each piece of shared evidence once (all of it: `--format json`)."""
+    import textwrap
+
+    numbered = [("", entry.documented, entry.documented_conditions)]
+    if entry.upstream_now is not None:
+        numbered.append(("now ", entry.upstream_now.documented, entry.upstream_now.conditions))
+    lines, reasons, shared = [], {}, {}
+    for label, numbers, conditions in numbered:
+        for protocol, found in conditions.items():
+            first, *rest = found.evidence
+            mark = reasons.setdefault(found.reason, f"[{chr(ord('a') + len(reasons))}]")
+            lines.append(f"  {label}{protocol} {numbers[protocol]:.2f}: {found.summary()} {mark}; "
+                         f"printed in {first.commit}, {first.date}")
+            shared.update({fact.commit: fact for fact in rest})
+    if not lines:
+        return []
+    def wrap(text: str) -> list[str]:
+        return textwrap.wrap(text, width=max(40, width), subsequent_indent="      ")
+
+    lines = [wrapped for line in lines for wrapped in wrap(line)]
+    lines += [line for reason, mark in reasons.items() for line in wrap(f"  {mark} {reason}")]
+    evidence = [line for f in shared.values() for line in wrap(f"  {f.commit} {f.date} {f.file}: \"{f.quote}\"")]
+    return ["arithmetic behind the numbers (upstream's git history):", *lines, "evidence:", *evidence]
+
+
 def print_info(console: Console, entry: ModelEntry) -> None:
     from rich import box
     from rich.table import Table
@@ -248,7 +281,7 @@ def print_info(console: Console, entry: ModelEntry) -> None:
     fields.add_column("value")
     for key, value in _field_rows(entry):
         fields.add_row(key, value)
-    console.print(fields)
+    print_trimmed(console, fields)
     for kind in ("weights", "config", "log"):  # whole URLs, one per line, never wrapped or cut
         urls = getattr(entry, kind)
         console.print(f"{kind}:" + ("" if urls else f" {UNKNOWN}"), **plain)
@@ -256,9 +289,11 @@ def print_info(console: Console, entry: ModelEntry) -> None:
             console.print(f"  {url}", soft_wrap=True, **plain)
     for note in entry.notes:
         console.print(f"note: {note}", **plain)
+    for line in conditions_lines(entry, min(console.width, 100)):
+        console.print(line, soft_wrap=True, **plain)
     console.print()
     console.print("test protocols (upstream settings; sizes are height, width)", **plain)
-    console.print(_protocol_table(entry))
+    print_trimmed(console, _protocol_table(entry))
     n = entry.protocols[next(iter(entry.protocols))].normalize
     console.print(f"normalise (RGB): mean {n.mean}, std {n.std}", **plain)
 
@@ -266,7 +301,7 @@ def print_info(console: Console, entry: ModelEntry) -> None:
 @app.command("info")
 def info(
     model_id: str = typer.Argument(..., metavar="ID", help="Model id or alias (see 'repro list')."),
-    fmt: InfoFormat = typer.Option(InfoFormat.text, "--format", help="text for people, json for scripts."),
+    fmt: InfoFormat = typer.Option(InfoFormat.table, "--format", help="table for people (also 'text'), json for scripts."),
 ) -> None:
     """Everything the manifest knows about one model, test protocols and download URLs included."""
     from rich.console import Console

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Mapping, Sequence
 
-import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
@@ -104,6 +103,17 @@ class LabelRule:
     # Extra sentence for bad-value errors, given the sorted bad raw values (dataset-specific hint).
     bad_value_hint: Callable[[Sequence[int]], str] | None = None
 
+    def class_values(self) -> np.ndarray:
+        """The raw label value of each class (int64, index = class): the inverse of the mapping,
+        so a prediction written with it compares directly with the dataset's own label files
+        (ADE20k's reduced classes +1, Cityscapes trainIds as labelIds). Where several raw values
+        give one class, the smallest."""
+        values = np.arange(self.num_classes, dtype=np.int64)
+        for raw, cls in sorted((self.table or {}).items(), reverse=True):
+            if 0 <= cls < self.num_classes:
+                values[cls] = raw
+        return values
+
     def lookup(self, low: int, high: int) -> np.ndarray:
         """Mapped value of every raw value in [low, high] (index = raw - low)."""
         raw = np.arange(low, high + 1, dtype=np.int64)
@@ -128,6 +138,8 @@ def reduce_zero_table(num_classes: int, extra_ignored: Sequence[int] = ()) -> di
 
 def read_image(path: Path) -> np.ndarray:
     """BGR uint8 HxWx3, read exactly as upstream (cv2.imread, IMREAD_COLOR)."""
+    import cv2  # on first read: layouts, counts and the plan need no OpenCV (start-up time)
+
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise DatasetError(
@@ -204,6 +216,8 @@ def _read_raw_label(path: Path, rule: LabelRule, dataset: str) -> np.ndarray:
             "mode",
             path,
         )
+    import cv2  # on first read, as read_image
+
     raw = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if raw is None:
         raise LabelError(f"cannot read label {path}; re-extract the dataset archive", "unreadable", path)

@@ -63,6 +63,7 @@ _LABELID_COLOURS = (
     (0, 0, 230), (119, 11, 32),
     (0, 0, 142),  # license plate (id -1, written at the last palette row)
 )
+TRAINID_COLOURS = tuple(_LABELID_COLOURS[label_id] for label_id in TRAINID_TO_LABELID)  # for --paint
 
 
 def _bad_value_hint(values) -> str:

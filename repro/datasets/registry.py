@@ -6,6 +6,8 @@ import difflib
 import os
 from pathlib import Path
 
+import numpy as np
+
 from repro.datasets import ade20k, cityscapes, cocostuff10k, lip, pascalcontext, voc, vspw
 from repro.datasets.base import DatasetLayout, DatasetSpec, EvalDataset, missing_file_problems, note_once
 from repro.errors import DatasetError
@@ -22,6 +24,40 @@ LAYOUTS: dict[str, DatasetLayout] = {
 }
 
 DATASETS: dict[str, DatasetSpec] = {name: layout.spec for name, layout in LAYOUTS.items()}
+
+# Colours (RGB per class) of each dataset's own visualisations. VOC, Pascal-Context and LIP draw
+# with VOC's bit-interleaved colour map (`bit_colour_map`); Cityscapes with cityscapesScripts'
+# colour of each trainId's labelId. ADE20k, COCO-Stuff and VSPW get the same deterministic map
+# (repro ships no colour table of theirs).
+PALETTES: dict[str, tuple[tuple[int, int, int], ...] | None] = {
+    "ade20k": None,
+    "cityscapes": cityscapes.TRAINID_COLOURS,
+    "cocostuff10k": None,
+    "lip": None,
+    "voc": None,
+    "pascalcontext59": None,
+    "vspw": None,
+}
+
+
+def bit_colour_map(count: int) -> np.ndarray:
+    """VOC's colour map: the bits of the class index spread over R, G and B, high bits first."""
+    colours = np.zeros((count, 3), dtype=np.uint8)
+    for index in range(count):
+        value, shift = index, 7
+        while value:
+            for channel in range(3):
+                colours[index, channel] |= ((value >> channel) & 1) << shift
+            value >>= 3
+            shift -= 1
+    return colours
+
+
+def palette(name: str) -> np.ndarray:
+    """(num_classes, 3) uint8 RGB colours of a dataset's classes (see PALETTES)."""
+    colours = PALETTES.get(name)
+    count = DATASETS[name].num_classes
+    return np.asarray(colours, dtype=np.uint8) if colours else bit_colour_map(count)
 
 
 def get_spec(name: str) -> DatasetSpec:

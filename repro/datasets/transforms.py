@@ -11,22 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-
-def resize_output_size(height: int, width: int, output_size: Sequence[int], keep_ratio: bool) -> tuple[int, int]:
-    """(out_height, out_width) of upstream's test Resize for an image of height x width.
-
-    keep_ratio: scale so the long side fits max(output_size) and the short side min(output_size),
-    whichever is tighter, rounding half up by truncation as upstream does. Otherwise the image is
-    stretched to the output size, oriented like the input (portrait stays portrait).
-    """
-    out_a, out_b = int(output_size[0]), int(output_size[1])
-    long_out, short_out = max(out_a, out_b), min(out_a, out_b)
-    if keep_ratio:
-        scale = min(long_out / max(height, width), short_out / min(height, width))
-        return int(height * scale + 0.5), int(width * scale + 0.5)
-    if height > width:
-        return long_out, short_out
-    return short_out, long_out
+from repro.geometry import resize_output_size  # the resize rule, which the plan reads too (no torch there)
 
 
 def resize_image(image: np.ndarray, output_size: Sequence[int], keep_ratio: bool) -> np.ndarray:

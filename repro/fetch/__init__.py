@@ -16,20 +16,28 @@ Public API:
 
 from __future__ import annotations
 
-from repro.fetch.archives import JoinedParts, UnsafeArchiveError, extract_archive, extract_to
-from repro.fetch.checkpoints import (
-    DATASET_BY_CLASS_COUNT,
-    LOCK_FILE_NAME,
-    checkpoint_class_count,
-    checkpoint_path,
-    fetch_checkpoint,
-    lock_file_path,
-    pin_manifest,
-    read_lock_file,
-    resolve_checkpoint,
-)
-from repro.fetch.datasets import DATASET_SOURCES, dataset_sources, fetch_dataset, manual_steps
-from repro.fetch.download import mirror_url
+# Loaded on first use (PEP 562): `repro status` and the plan read the cache through here
+# without importing the HTTP client and the archive readers.
+_WHERE = {
+    "JoinedParts": "archives", "UnsafeArchiveError": "archives", "extract_archive": "archives", "extract_to": "archives",
+    "DATASET_BY_CLASS_COUNT": "checkpoints", "checkpoint_class_count": "checkpoints", "fetch_checkpoint": "checkpoints",
+    "pin_manifest": "checkpoints",
+    "LOCK_FILE_NAME": "cache", "checkpoint_path": "cache", "lock_file_path": "cache", "read_lock_file": "cache",
+    "resolve_checkpoint": "cache",
+    "DATASET_SOURCES": "datasets", "dataset_sources": "datasets", "fetch_dataset": "datasets", "manual_steps": "datasets",
+    "mirror_url": "download",
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'repro.fetch' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"repro.fetch.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "DATASET_BY_CLASS_COUNT",

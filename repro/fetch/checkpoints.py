@@ -2,12 +2,15 @@
 
 Layout: `<cache>/checkpoints/<model id>/<file name from the URL>`, plus the lock file
 `<cache>/checkpoints.lock.json` (model id → {file, sha256, url, size}) that records the digest
-of every accepted file. A file is accepted when
-  1. its sha256 equals the manifest's `sha256` (when the manifest has one), else the digest the
-     lock recorded on first download (a different file later is an error unless `force`);
-  2. torch can read it (weights only) and its classifier and memory have the class count of the
-     manifest row: this catches documented links that point to another model's file.
-A rejected file is deleted and the next URL of the row is tried.
+of every accepted file (reading them is `repro.fetch.cache`). A file is accepted when, in this
+order (what a file is comes before which digest it has):
+  1. torch can read it (weights only) and its classifier and memory have the class count of the
+     manifest row: this catches documented links that point to another model's file;
+  2. for an imported file (`--from`), the model's own strict key and shape check passes (`fits`,
+     on a meta-device model): another model's checkpoint of the same class count is refused;
+  3. its sha256 equals the manifest's `sha256` (when the manifest has one), else the digest the
+     lock recorded when it was first accepted (a different file later is an error unless `force`).
+A rejected download is deleted and the next URL of the row is tried.
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from repro.errors import CheckpointError, FetchError, ReproError
+from repro.errors import CheckpointError, FetchError
 from repro.fetch.download import (
-    DiskSpaceError,
+    AllUrlsFailed,
     DownloadResult,
     UrlFailed,
     copy_to_part,
+    describe_hosts,
     download_first_working,
     exclusive,
     file_name_from_url,
@@ -35,9 +39,20 @@ from repro.fetch.download import (
     say,
     sha256_of,
 )
-from repro.paths import cache_home, checkpoint_dir
+from repro.fetch.cache import (  # noqa: F401 - the cache's readers, re-exported
+    LOCK_FILE_NAME,
+    _cached_file,
+    _entry,
+    checkpoint_path,
+    lock_file_path,
+    read_lock_file,
+    resolve_checkpoint,
+)
+from repro.paths import checkpoint_dir
 
-LOCK_FILE_NAME = "checkpoints.lock.json"
+# (model id, checkpoint path) -> None, or CheckpointError naming what does not fit: the model's
+# strict key and shape check, passed in by the caller (repro.models sits below repro.fetch).
+FitCheck = Callable[[str, Path], None]
 
 # Class count → the dataset a checkpoint with that many classes was most likely trained on.
 DATASET_BY_CLASS_COUNT = {
@@ -56,23 +71,6 @@ WRAPPER_PREFIX = "module."
 
 
 # ------------------------------------------------------------------------------ lock file
-
-
-def lock_file_path() -> Path:
-    return cache_home() / LOCK_FILE_NAME
-
-
-def read_lock_file() -> dict[str, dict]:
-    path = lock_file_path()
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise FetchError(f"{path} is not valid JSON; fix or delete it (digests will be re-recorded)") from None
-    if not isinstance(data, dict):
-        raise FetchError(f"{path} does not hold a JSON object; fix or delete it")
-    return data
 
 
 def _write_lock_record(model_id: str, record: dict | None) -> None:
@@ -125,7 +123,7 @@ def checkpoint_class_count(path: Path) -> int:
             raise CheckpointError("holds objects other than tensors (refused by weights_only loading)") from None
         detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
         first = detail.group(1) if detail else (text.splitlines()[0] if text else type(err).__name__)
-        raise CheckpointError(f"is not a readable checkpoint (truncated or corrupt: {first[:160]})") from None
+        raise CheckpointError(f"is not a readable checkpoint (truncated or corrupt: {clip(first)})") from None
 
     state_dict = _state_dict_of(obj)
     memory_classes = None
@@ -150,6 +148,14 @@ def checkpoint_class_count(path: Path) -> int:
     return memory_classes if memory_classes is not None else classifier[1]  # type: ignore[index]
 
 
+def clip(message: str, limit: int = 160) -> str:
+    """The first sentence of a (library's) message, cut at a word boundary when still long."""
+    first = message.strip().split(". ")[0].rstrip(".")
+    if len(first) <= limit:
+        return first
+    return first[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+
+
 def describe_class_count(count: int) -> str:
     dataset = DATASET_BY_CLASS_COUNT.get(count)
     return f"{count} classes ({dataset}?)" if dataset else f"{count} classes"
@@ -159,8 +165,14 @@ def _short(digest: str) -> str:
     return digest[:12] + "…"
 
 
-def _verify(result: DownloadResult, entry, *, force: bool) -> None:
-    """Raise UrlFailed when the downloaded/imported file is not the row's checkpoint."""
+def _verify(result: DownloadResult, entry, *, force: bool, fits: FitCheck | None = None, imported: bool = False) -> None:
+    """Raise UrlFailed when the downloaded/imported file is not the row's checkpoint.
+
+    What the file is comes first (readable, class count, `fits`: the model's own strict key
+    check), the sha256 question after: a wrong file is named for what it is, never only as
+    "another digest" that --force would accept.
+    """
+    _verify_content(result.path, entry, fits)
     if entry.sha256:
         if result.sha256 != entry.sha256:
             raise UrlFailed(
@@ -170,74 +182,36 @@ def _verify(result: DownloadResult, entry, *, force: bool) -> None:
         recorded = read_lock_file().get(entry.id)
         if recorded and recorded.get("sha256") and recorded["sha256"] != result.sha256:
             raise UrlFailed(
-                f"sha256 {_short(result.sha256)} differs from {_short(recorded['sha256'])} recorded "
-                f"in {LOCK_FILE_NAME} on first download (use --force to accept the new file)"
+                f"{'it fits the model, but its ' if imported else ''}sha256 {_short(result.sha256)} differs from "
+                f"{_short(recorded['sha256'])} recorded in {LOCK_FILE_NAME} {_recorded_how(recorded)} "
+                f"(use --force to accept the new file)"
             )
+
+
+def _recorded_how(record: dict) -> str:
+    url = str(record.get("url") or "")
+    return f"when {url.removeprefix('file://')} was imported" if url.startswith("file://") else "on first download"
+
+
+def _verify_content(path: Path, entry, fits: FitCheck | None) -> None:
     try:
-        classes = checkpoint_class_count(result.path)
-    except CheckpointError as err:
-        raise UrlFailed(str(err)) from None
+        classes = checkpoint_class_count(path)
+    except CheckpointError as err:  # "is not a readable checkpoint (...)", "holds ..."
+        raise UrlFailed(f"it {err}") from None
     if classes != entry.num_classes:
         expected = DATASET_BY_CLASS_COUNT.get(entry.num_classes, entry.dataset)
         raise UrlFailed(
             f"wrong model: it has {describe_class_count(classes)}, "
             f"this {expected} row needs {entry.num_classes}"
         )
+    if fits is not None:
+        try:
+            fits(entry.id, path)
+        except CheckpointError as err:  # "<path> does not fit model <id>: <why>"
+            raise UrlFailed(f"its weights do not fit model {entry.id}: " + str(err).split(": ", 1)[-1]) from None
 
 
 # ----------------------------------------------------------------------------------- API
-
-
-def _entry(model_id: str):
-    from repro.manifest import load_manifest
-
-    return load_manifest().get(model_id)
-
-
-def _cached_file(entry, *, rehash: bool) -> Path | None:
-    """The recorded file of `entry` if it is on disk and still matches its record."""
-    record = read_lock_file().get(entry.id)
-    if not record or not record.get("file"):
-        return None
-    path = checkpoint_dir(entry.id) / record["file"]
-    try:
-        size = path.stat().st_size
-    except OSError:
-        return None
-    if record.get("size") is not None and size != record["size"]:
-        return None
-    if entry.sha256 and record.get("sha256") != entry.sha256:
-        return None
-    if rehash and sha256_of(path) != record.get("sha256"):
-        return None
-    return path
-
-
-def checkpoint_path(model_id: str) -> Path | None:
-    """The cached, verified checkpoint of a model id or alias, or None when not fetched yet.
-
-    Cheap (no re-hash): the file must exist with the size and digest recorded when it was
-    accepted, and that digest must match the manifest's sha256 when it has one.
-    """
-    return _cached_file(_entry(model_id), rehash=False)
-
-
-def resolve_checkpoint(model_id: str, checkpoint: str | os.PathLike | None) -> Path:
-    """The checkpoint file to load: an explicit path, else the cached download."""
-    if checkpoint is not None:
-        path = Path(checkpoint).expanduser()
-        if path.is_dir():
-            raise CheckpointError(f"checkpoint {path} is a folder; pass the .pth file inside it")
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint {path} does not exist")
-        return path
-    try:
-        path = checkpoint_path(model_id)
-    except ReproError:
-        path = None
-    if path is None or not Path(path).is_file():
-        raise CheckpointError(f"no cached checkpoint for {model_id}; run `repro fetch {model_id}` or pass --checkpoint PATH")
-    return Path(path)
 
 
 def _record(entry, path: Path, result: DownloadResult, url: str) -> None:
@@ -280,6 +254,7 @@ def fetch_checkpoint(
     mirror: str | None = None,
     progress: bool = True,
     link: bool = False,
+    fits: FitCheck | None = None,
 ) -> Path:
     """Make the checkpoint of `model_id` (id or alias) available in the cache; return its path.
 
@@ -288,8 +263,10 @@ def fetch_checkpoint(
     instead of a copy (same checks). `mirror` (or $REPRO_MIRROR) replaces the
     `https://github.com/` base of GitHub release URLs. `force` re-downloads a cached file and
     accepts a digest different from the one recorded in the lock file (never one different from
-    the manifest's sha256). Raises FetchError (one line) with every URL tried when all fail,
-    after printing the URLs to download by hand and the `--from` command that imports the file.
+    the manifest's sha256). `fits(model_id, path)`: the model's strict key check, run on an
+    imported file before it is accepted (the CLI passes one). When every URL fails: prints the
+    URLs to download by hand and the `--from` command that imports the file, whole on lines of
+    their own, then raises FetchError (one short line: each host and what went wrong).
     """
     entry = _entry(model_id)
     folder = checkpoint_dir(entry.id)
@@ -310,9 +287,10 @@ def fetch_checkpoint(
                 return adopted
 
         if source is not None and not is_url:
+            local = _local_file(entry, Path(source).expanduser())
             if link:
-                return _link_file(entry, Path(source).expanduser(), force=force)
-            return _import_file(entry, Path(source).expanduser(), force=force, reporter=reporter)
+                return _link_file(entry, local, force=force, fits=fits)
+            return _import_file(entry, local, force=force, reporter=reporter, fits=fits)
 
         if source is not None:
             urls = [str(source)]
@@ -335,11 +313,15 @@ def fetch_checkpoint(
                 what=f"checkpoint {entry.id}",
                 progress=reporter,
             )
-        except FetchError as err:
+        except AllUrlsFailed as err:
             _remove_if_empty(folder)
-            if source is None and not isinstance(err, DiskSpaceError):
+            if source is None:  # the URLs and the import command whole, on lines of their own
                 _say_manual_download(entry)
-                raise FetchError(f"{err}; or download it by hand (URLs above) and run: {_from_line(entry)}") from None
+                raise FetchError(f"could not fetch checkpoint {entry.id}: {describe_hosts(err.attempts)}; "
+                                 "download it by hand and import it (see above)") from None
+            raise
+        except FetchError:
+            _remove_if_empty(folder)
             raise
         _record(entry, path, result, result.url)
         _drop_other_files(folder, path)
@@ -353,9 +335,9 @@ def _from_line(entry) -> str:
 
 def _say_manual_download(entry) -> None:
     """The URLs to download by hand, whole and one per line, and the command that imports the file."""
-    lines = [f"{entry.id}: download the checkpoint by hand from one of:"]
+    lines = [f"{entry.id}: download the checkpoint by hand from" + (" one of:" if len(entry.weights) > 1 else ":")]
     lines += [f"  {url}" for url in entry.weights]
-    lines.append(f"then run: {_from_line(entry)}")
+    lines += ["then import it with:", f"  {_from_line(entry)}"]
     say("\n".join(lines), always=True)
 
 
@@ -366,19 +348,30 @@ def _remove_if_empty(folder: Path) -> None:
         pass
 
 
-def _import_file(entry, source: Path, *, force: bool, reporter) -> Path:
+def _local_file(entry, source: Path) -> Path:
+    """The checkpoint file given with --from; a folder or a missing path is one line saying what to do."""
+    if source.is_dir():
+        raise FetchError(
+            f"--from {source} is a folder; a checkpoint is one .pth file: `repro fetch {entry.id} --from FILE.pth` "
+            f"(an unpacked dataset folder is registered with `repro fetch --dataset NAME --from {source}`)",
+            exit_code=2,
+        )
     if not source.is_file():
         raise FetchError(f"--from {source}: no such file")
+    return source
+
+
+def _import_file(entry, source: Path, *, force: bool, reporter, fits: FitCheck | None = None) -> Path:
     folder = checkpoint_dir(entry.id)
     dest = folder / source.name.removesuffix(".part")
     part = part_path_for(dest)
     try:
         result = copy_to_part(source, part, progress=reporter)
-        _verify(result, entry, force=force)
+        _verify(result, entry, force=force, fits=fits, imported=True)
     except UrlFailed as failure:
         part.unlink(missing_ok=True)
         _remove_if_empty(folder)
-        raise FetchError(f"{source} is not the checkpoint of {entry.id}: {failure.reason}") from None
+        raise FetchError(f"{source} was not imported as the checkpoint of {entry.id}: {failure.reason}") from None
     except BaseException:
         part.unlink(missing_ok=True)
         _remove_if_empty(folder)
@@ -398,16 +391,14 @@ def _same_file(dest: Path, source: Path, digest: str) -> bool:
     return dest.is_file() and sha256_of(dest) == digest
 
 
-def _link_file(entry, source: Path, *, force: bool) -> Path:
+def _link_file(entry, source: Path, *, force: bool, fits: FitCheck | None = None) -> Path:
     """Verify a local checkpoint in place and put a symbolic link to it in the cache (no copy)."""
-    if not source.is_file():
-        raise FetchError(f"--from {source}: no such file")
     source = source.resolve()
     result = DownloadResult(source, sha256_of(source), source.stat().st_size, source.as_uri())
     try:
-        _verify(result, entry, force=force)
+        _verify(result, entry, force=force, fits=fits, imported=True)
     except UrlFailed as failure:
-        raise FetchError(f"{source} is not the checkpoint of {entry.id}: {failure.reason}") from None
+        raise FetchError(f"{source} was not imported as the checkpoint of {entry.id}: {failure.reason}") from None
     folder = checkpoint_dir(entry.id)
     dest = folder / source.name
     if (dest.exists() or dest.is_symlink()) and not force and not _same_file(dest, source, result.sha256):

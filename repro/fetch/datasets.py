@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.errors import DatasetError, FetchError
+from repro.fetch import subsets
 from repro.fetch.archives import (
     CorruptArchiveError,
     archive_kind,
@@ -302,11 +303,12 @@ def manual_steps(name: str) -> str:
 # ------------------------------------------------------------------------------ internals
 
 
-def _layout_problems(name: str, folder: Path, allow_subset: bool = False) -> list[str]:
-    """Problems `repro.datasets.check_dataset` finds in `folder` (empty when it is usable)."""
+def _layout_problems(name: str, folder: Path, allow_subset: bool = False):
+    """Problems `repro.datasets.check_dataset` finds in `folder` (empty when it is usable): its
+    CheckResult, a list that also has the split counts (`subsets.state_text`)."""
     from repro.datasets import check_dataset  # noqa: PLC0415 - datasets sits below fetch
 
-    return list(check_dataset(name, folder, allow_subset=allow_subset))
+    return check_dataset(name, folder, allow_subset=allow_subset)
 
 
 def _has_markers(folder: Path, spec: DatasetSources) -> bool:
@@ -468,6 +470,9 @@ def fetch_dataset(
     spec = dataset_sources(name)
     place = Path(root).expanduser() if root else dataset_place(spec.name, data_root_override, overrides)
     dest = place if root else resolve_dataset_root(spec.name, data_root_override, overrides)
+    for given in sources or []:  # a typo in --from is named, not hidden behind a dataset already there
+        if not Path(given).expanduser().exists():
+            raise FetchError(f"--from {given}: no such file or folder")
     unpacked = _unpacked_folder(spec, sources)
     if link and unpacked is None:
         raise FetchError(f"--link needs --from with an unpacked {spec.title} folder; archives are unpacked", exit_code=2)
@@ -511,7 +516,8 @@ def _ready(spec: DatasetSources, dest: Path, place: Path, *, force: bool, allow_
         return False
     problems = _layout_problems(spec.name, dest, allow_subset)
     if not problems:
-        say(f"{spec.title}: present and complete ({dest})")
+        say(f"{spec.title}: {subsets.state_text(problems)} ({dest})")
+        subsets.remember(spec.name, dest, problems)
         return True
     if is_extracted(dest):
         state, remedy = "was unpacked by repro but", "rerun with --force to replace it"
@@ -536,6 +542,9 @@ def _check_unpacked(spec: DatasetSources, dest: Path, downloaded: list[Path], al
     if problems:
         kept = f"; the archives were kept in {downloaded[0].parent}" if downloaded else ""
         raise DatasetError(f"{spec.title} unpacked to {dest} but fails the layout check: {_problem_summary(problems)}{kept}")
+    subsets.remember(spec.name, dest, problems)
+    if subsets.subset_counts(problems):
+        say(f"{spec.title}: {subsets.state_text(problems)}")
 
 
 def _remove_downloads(downloaded: list[Path]) -> None:
@@ -564,9 +573,10 @@ def register_folder(spec: DatasetSources, folder: Path, dest: Path, *, force: bo
     problems = _layout_problems(spec.name, folder, allow_subset)
     if problems:
         raise DatasetError(f"{spec.title} at {folder} fails the layout check: {_problem_summary(problems)}; nothing was registered")
+    subsets.remember(spec.name, folder, problems)
     if dest.exists() or dest.is_symlink():
         if dest.resolve() == folder:
-            say(f"{spec.title}: {folder} is already registered ({dest})")
+            say(f"{spec.title}: {folder} is already registered ({dest}); {subsets.state_text(problems)}")
             return dest
         if not dest.is_symlink():
             raise DatasetError(
@@ -580,7 +590,7 @@ def register_folder(spec: DatasetSources, folder: Path, dest: Path, *, force: bo
     temp.unlink(missing_ok=True)
     temp.symlink_to(folder, target_is_directory=True)
     os.replace(temp, dest)  # atomic: an old link stays until the new one is in place
-    say(f"{spec.title}: registered {folder} as {dest} (a link, no copy)")
+    say(f"{spec.title}: registered {folder} as {dest} (a link, no copy); {subsets.state_text(problems)}")
     return dest
 
 

@@ -17,15 +17,14 @@ import os
 import re
 import shutil
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -34,6 +33,15 @@ from requests.adapters import HTTPAdapter
 
 from repro import __version__
 from repro.errors import FetchError
+from repro.fetch.progress import (  # noqa: F401 - LineProgress, RichProgress re-exported for the fetch modules
+    LineProgress,
+    Progress,
+    RichProgress,
+    human_size,
+    make_progress,
+    quiet,
+    say,
+)
 from repro.paths import cache_home
 
 # Tunables (tests set the backoffs to 0 so that fault-injection runs take no time).
@@ -67,150 +75,6 @@ class DiskSpaceError(FetchError):
 
 class DiskFullError(DiskSpaceError):
     """The disk filled up while writing (the partial file has been removed)."""
-
-
-# ------------------------------------------------------------------------------- reporting
-
-
-_QUIET: ContextVar[bool] = ContextVar("repro_fetch_quiet", default=False)
-
-
-def say(message: str, *, always: bool = False) -> None:
-    """One status line on stderr (resolved at call time so test runners can capture it).
-
-    Status lines are dropped inside `quiet(True)`; warnings (`always=True`) never are.
-    """
-    if always or not _QUIET.get():
-        print(message, file=sys.stderr, flush=True)
-
-
-@contextmanager
-def quiet(enabled: bool) -> Iterator[None]:
-    """Silence status lines (not warnings) for the calls made inside the block."""
-    token = _QUIET.set(enabled)
-    try:
-        yield
-    finally:
-        _QUIET.reset(token)
-
-
-def human_size(num_bytes: float | None) -> str:
-    if num_bytes is None:
-        return "unknown size"
-    value = float(num_bytes)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"  # pragma: no cover
-
-
-class Progress:
-    """Byte progress of one transfer. Quiet base class: reports nothing."""
-
-    def start(self, label: str, total: int | None, done: int, verb: str = "downloading") -> None:  # noqa: B027
-        pass
-
-    def advance(self, num_bytes: int) -> None:  # noqa: B027
-        pass
-
-    def restart(self, done: int) -> None:  # noqa: B027
-        pass
-
-    def finish(self) -> None:  # noqa: B027
-        pass
-
-    def abort(self) -> None:  # noqa: B027
-        """The transfer failed or was interrupted: close the display without a 'done'."""
-
-
-class LineProgress(Progress):
-    """Non-interactive output (logs, CI): a start line, a line per 10 % of big files, an end line."""
-
-    def __init__(self) -> None:
-        self.total: int | None = None
-        self.done = 0
-        self.started_at = 0.0
-        self.next_tenth = 1
-        self.label = ""
-
-    def start(self, label: str, total: int | None, done: int, verb: str = "downloading") -> None:
-        self.label, self.total, self.done = label, total, done
-        self.started_at = time.monotonic()
-        self.next_tenth = 1
-        resumed = f", resuming at {human_size(done)}" if done else ""
-        say(f"{verb} {label} ({human_size(total)}{resumed})")
-
-    def advance(self, num_bytes: int) -> None:
-        self.done += num_bytes
-        if self.total and self.total > 50_000_000 and self.done * 10 >= self.next_tenth * self.total:
-            say(f"  {self.label}: {100 * self.done // self.total}% ({human_size(self.done)})")
-            while self.next_tenth * self.total <= self.done * 10:
-                self.next_tenth += 1
-
-    def restart(self, done: int) -> None:
-        self.done = done
-
-    def finish(self) -> None:
-        elapsed = max(time.monotonic() - self.started_at, 1e-6)
-        say(f"  {self.label}: done, {human_size(self.done)} in {elapsed:.1f} s")
-
-
-class RichProgress(Progress):
-    """Interactive bar on a terminal: bytes, speed and time left."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-        from rich.progress import Progress as RichBar
-
-        self._bar = RichBar(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self._task = None
-
-    def start(self, label: str, total: int | None, done: int, verb: str = "downloading") -> None:
-        if self._task is None:
-            self._bar.start()
-            self._task = self._bar.add_task(label, total=total, completed=done)
-        else:
-            self._bar.update(self._task, total=total, completed=done)
-
-    def advance(self, num_bytes: int) -> None:
-        if self._task is not None:
-            self._bar.advance(self._task, num_bytes)
-
-    def restart(self, done: int) -> None:
-        if self._task is not None:
-            self._bar.update(self._task, completed=done)
-
-    def finish(self) -> None:
-        if self._task is not None:
-            self._bar.stop()
-            self._task = None
-
-    abort = finish
-
-
-def make_progress(enabled: bool) -> Progress:
-    """Rich bars when stderr is a terminal, plain lines otherwise, nothing when disabled."""
-    if not enabled:
-        return Progress()
-    if sys.stderr.isatty():
-        return RichProgress()
-    return LineProgress()
 
 
 @contextmanager
@@ -684,6 +548,21 @@ def describe_attempts(attempts: Iterable[Attempt]) -> str:
     return "; ".join(f"{a.url} ({a.reason})" for a in attempts)
 
 
+def describe_hosts(attempts: Iterable[Attempt]) -> str:
+    """'github.com: cannot connect (...)': the host of each failed URL with its reason, for a
+    short error line when the URLs themselves are printed whole elsewhere."""
+    parts = [f"{urlsplit(a.url).netloc or a.url}: {a.reason}" for a in attempts]
+    return "; ".join(dict.fromkeys(parts))
+
+
+class AllUrlsFailed(FetchError):
+    """Every URL failed; `attempts` says how (the caller may word the line itself)."""
+
+    def __init__(self, what: str, attempts: list[Attempt]):
+        super().__init__(f"could not fetch {what}: tried {describe_attempts(attempts)}")
+        self.attempts = attempts
+
+
 def download_first_working(
     urls: list[str],
     dest_for: Callable[[str], Path],
@@ -721,4 +600,4 @@ def download_first_working(
         return dest, result, attempts
     if not urls:
         raise FetchError(f"{what}: no download URL is known")
-    raise FetchError(f"could not fetch {what}: tried {describe_attempts(attempts)}")
+    raise AllUrlsFailed(what, attempts)

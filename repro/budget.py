@@ -1,0 +1,99 @@
+"""Budgeting a GPU you do not have yet: `repro eval ... --dry-run --assume-device NAME`.
+
+The plan's FLOPs (repro.plan: the per-config FLOP table scaled by each protocol's pixels, times
+the images) over the device's achieved speed (repro.perf: peak x achieved share), in fp32 and in
+TF32. These are ESTIMATES: the fp32 share was measured on an H200 (issue 12), the TF32 share is
+assumed until a GPU run measures it (benchmarks/gpu_check.sh). Light at import (no torch).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from repro.errors import ReproError
+from repro.perf import FP32_ACHIEVED_SHARE, TF32_ACHIEVED_SHARE, device_peak_flops
+from repro.plan import DeviceInfo, Plan, format_duration
+
+# --assume-device NAME -> the name torch.cuda.get_device_name() gives such a GPU (None: a CPU)
+ASSUMED_DEVICES: dict[str, str | None] = {
+    "a100": "NVIDIA A100-SXM4-80GB",
+    "h100": "NVIDIA H100 80GB HBM3",
+    "h200": "NVIDIA H200",
+    "l40s": "NVIDIA L40S",
+    "v100": "Tesla V100-SXM2-32GB",
+    "cpu": None,
+}
+BUDGET_PRECISIONS = ("fp32", "tf32")  # tf32-all: the same tensor-core estimate as tf32
+
+
+def assumed_device(name: str) -> DeviceInfo:
+    """The DeviceInfo of an --assume-device NAME (any case); one line listing the known names."""
+    key = (name or "").strip().lower()
+    if key not in ASSUMED_DEVICES:
+        raise ReproError(f"unknown --assume-device '{name}'; use one of {', '.join(ASSUMED_DEVICES)}", exit_code=2)
+    gpu = ASSUMED_DEVICES[key]
+    if gpu is None:
+        return DeviceInfo("cpu", "cpu", os.cpu_count() or 1)
+    return DeviceInfo("cuda", gpu)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The estimated time of a plan's runs on one device, per precision (None: cannot run there)."""
+
+    device: str
+    runs: int
+    flops: float | None  # summed over the runs and their images (None: a row's FLOPs are unknown)
+    seconds: dict[str, float | None]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "runs": self.runs, "flops": self.flops, "seconds": dict(self.seconds),
+                "fp32_share": FP32_ACHIEVED_SHARE, "tf32_share": TF32_ACHIEVED_SHARE}
+
+
+def plan_flops(plan: Plan) -> float | None:
+    """FLOPs of every run of the plan that has no result on disk (None when one is unknown)."""
+    todo = [row for row in plan.rows if row.protocol is not None and not row.result_on_disk]
+    if any(row.flops_per_image is None or row.images is None for row in todo):
+        return None
+    return float(sum(row.flops_per_image * row.images for row in todo))
+
+
+def device_seconds(flops: float | None, device: DeviceInfo, precision: str, gpus: int = 1) -> float | None:
+    """Time of `flops` on `gpus` such devices (images shared evenly, as torchrun does); None where
+    the precision cannot run (TF32 on a CPU or a pre-Ampere GPU)."""
+    if flops is None:
+        return None
+    if precision != "fp32" and (device.kind != "cuda" or device_peak_flops(device.name, precision) is None):
+        return None
+    return flops / (device.flops_per_second(precision) * max(1, gpus))
+
+
+def plan_budget(plan: Plan, device: DeviceInfo | None = None) -> Budget:
+    device = device or plan.device
+    flops = plan_flops(plan)
+    runs = sum(1 for row in plan.rows if row.protocol is not None and not row.result_on_disk)
+    return Budget(device.label, runs, flops, {p: device_seconds(flops, device, p) for p in BUDGET_PRECISIONS})
+
+
+def _speed_text(device: DeviceInfo, precision: str) -> str:
+    if device.kind == "cpu":
+        return f"{device.flops_per_second() / 1e12:.1f} TFLOP/s (assumed)" if precision == "fp32" else "n/a"
+    peak = device_peak_flops(device.name, precision)
+    if peak is None:
+        return "n/a (TF32 needs an Ampere or newer GPU)" if precision != "fp32" else "peak unknown"
+    share, how = (FP32_ACHIEVED_SHARE, "measured") if precision == "fp32" else (TF32_ACHIEVED_SHARE, "assumed")
+    return f"{peak / 1e12:g} TFLOP/s peak x {share:.2f} ({how})"
+
+
+def budget_lines(plan: Plan) -> list[str]:
+    """What the plan's runs would take on the plan's (assumed) device, in fp32 and in TF32."""
+    device, budget = plan.device, plan_budget(plan)
+    times = ", ".join(f"{p} {format_duration(s) if s is not None else 'n/a'}" for p, s in budget.seconds.items())
+    lines = [f"budget on {device.label} (assumed): {times}, {budget.runs} run(s)"]
+    for name in BUDGET_PRECISIONS:
+        speed = _speed_text(device, name)
+        lines.append(f"  {name}: " + (speed if speed.startswith("n/a") else f"the FLOP table at {speed}"))
+    return lines

@@ -1,0 +1,80 @@
+"""`repro explain`: why a measured number is what it is (repro.explain, pictures: repro.explain_draw).
+
+Fast to import: numpy, pandas, matplotlib load inside the command.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from repro.cli import app
+
+
+class ExplainFormat(str, Enum):
+    table = "table"  # plain text for people (the word every command uses)
+    json = "json"
+
+
+@app.command("explain")
+def explain(
+    target: str = typer.Argument(..., metavar="ID", help="Model id or alias, or a result file (.json)."),
+    protocol: str = typer.Option(None, "--protocol", help="single, flip or ms+flip (default: the first with a result)."),
+    results_dir: Path = typer.Option(
+        None, "--results", help="Folder of result files (default: $REPRO_RESULTS, else <cache>/results)."
+    ),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="Draw pictures here (worst images, confusion heatmap, per-class IoU; PNG) and index.html."
+    ),
+    images: int = typer.Option(4, "--images", min=0, help="How many of the worst images to draw with --output."),
+    top: int = typer.Option(10, "--top", min=1, help="Rows per table (classes, confusions, images)."),
+    fmt: ExplainFormat = typer.Option(ExplainFormat.table, "--format", help="table (plain text) for people, json for scripts."),
+    manifest_path: Path = typer.Option(
+        None, "--manifest", help="A model_zoo.yaml (default: the bundled one, or $REPRO_MANIFEST)."
+    ),
+) -> None:
+    """Why a measured number is what it is, and the likely cause when it is off.
+
+    Δ against the documents, the conditions, per-class IoU worst first, top confusions, the worst images, and a one-line likely cause for each check that fires.
+
+    Reads the result's evidence sidecar (recorded by `repro eval`); an older result without one is explained as far as its JSON allows.
+    """
+    from repro import explain as api
+    from repro.manifest import load_manifest
+
+    manifest = load_manifest(manifest_path)
+    path = api.find_result(target, protocol, results_dir, manifest)
+    explanation = api.explain_result(path, manifest=manifest, top=top)
+    if fmt is ExplainFormat.json:
+        typer.echo(api.to_json(explanation), nl=False)
+    else:
+        typer.echo(api.render_text(explanation, width=_width()), nl=False)
+    if output is not None:
+        from repro.explain_html import write_explain_folder
+
+        drawn = write_explain_folder(explanation, output, num_images=images)
+        if fmt is ExplainFormat.table:  # with json, stdout stays one JSON document
+            _say_drawn(drawn, output)
+
+
+def _say_drawn(drawn, output: Path) -> None:
+    typer.echo("")
+    for note in drawn.notes:
+        typer.echo(note)
+    if drawn.files:
+        typer.echo(f"pictures in {output}:")
+        for file in drawn.files:
+            typer.echo(f"  {file.relative_to(output)}")
+    typer.echo(f"page with everything: {output / 'index.html'}")
+
+
+def _width() -> int:
+    """80 in a pipe; the terminal's width (at most 100) on a terminal."""
+    import shutil
+    import sys
+
+    if not sys.stdout.isatty():
+        return 80
+    return max(60, min(100, shutil.get_terminal_size((80, 24)).columns))

@@ -1,0 +1,30 @@
+"""Plain text layout shared by the commands: aligned columns that never cut a value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+def aligned_lines(rows: Sequence[dict[str, str]], columns: Sequence[str], right: Iterable[str] = ()) -> list[str]:
+    """A header line and one line per row, columns two spaces apart, `right` ones right-aligned;
+    no trailing spaces (pipes and logs diff and grep these)."""
+    right = set(right)
+    widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in columns}
+
+    def line(cells: dict[str, str]) -> str:
+        parts = [cells[c].rjust(widths[c]) if c in right else cells[c].ljust(widths[c]) for c in columns]
+        return "  ".join(parts).rstrip()
+
+    return [line({c: c for c in columns}), *(line(r) for r in rows)]
+
+
+def print_trimmed(console, renderable) -> None:
+    """Print a rich renderable; off a terminal without the padding rich adds to fill each line
+    (a pipe or a log gets no trailing spaces)."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    text = "\n".join(line.rstrip() for line in captured.get().splitlines())
+    console.print(text, markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,145 @@
+"""The core loop: predict -> argmax -> every sink's `process` inside the interrupt-safe block ->
+progress. Model building and the FLOP count of the first image are here too."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from repro.engine.job import EngineOptions, EvalJob
+from repro.engine.loader import Failure, TransformedSamples, default_workers, loader
+from repro.engine.progress import Session
+from repro.engine.signals import Interrupts
+from repro.engine.sinks import Sample
+from repro.errors import DatasetError, ReproError
+from repro.inference import FlopObserver, Predictor, count_flops
+from repro.manifest import field_of
+
+ProgressCallback = Callable[[int, int], None]  # (images done on this rank, images of this rank)
+PhaseCallback = Callable[[str], None]  # "building model", "loading checkpoint", "evaluating"
+
+
+def evaluate_share(job: EvalJob, options: EngineOptions, device: torch.device, share: list[int],
+                   session: Session, progress: ProgressCallback | None, phase: PhaseCallback | None) -> None:
+    """Predict the images of this rank's share not counted yet and hand each to every sink."""
+    state, tell = session.state, progress or (lambda done, total: None)
+    model = build_model(job, device, phase or (lambda name: None))
+    predictor = Predictor(model, job.protocol, job.num_classes, field_of(job.protocol, "flip_pairs", ()), device,
+                          max_batch=options.max_batch, precision=options.precision,
+                          resize_on_cpu=options.resize_on_cpu)
+    samples = TransformedSamples(job.dataset, share[state.done:], job.protocol)
+    flops = FirstImageFlops(model, predictor, job, options, wanted=state.flops_per_image is None)
+    _start(device, session, phase)
+    tell(state.done, len(share))
+    try:
+        with Interrupts() as interrupts:
+            for item in loader(samples, default_workers() if options.workers is None else max(0, options.workers)):
+                sample, image = _sample(job, item, device)
+                with flops.watch():
+                    scores = predictor(image, sample.size)
+                prediction = scores.argmax(dim=0)  # first maximum on ties, as upstream
+                del scores
+                with interrupts.atomic():
+                    for sink in session.sinks:
+                        sink.process(sample, prediction)
+                    session.counted()
+                flops.record(state, session, image.shape, sample.size)
+                tell(state.done, len(share))
+    except BaseException as err:
+        session.save()  # every sink holds exactly `done` images: safe to resume from
+        _raise_out_of_memory(err, job, device)
+        raise
+    del predictor, model
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _start(device: torch.device, session: Session, phase: PhaseCallback | None) -> None:
+    if phase:
+        phase("evaluating")
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    session.restart_clock()
+
+
+def _sample(job: EvalJob, item: Any, device: torch.device) -> tuple[Sample, torch.Tensor]:
+    """A loaded item as the sinks see it; a missing or misfit label is one error line."""
+    if isinstance(item, Failure):
+        raise item.error
+    sample_id, image, label, size = item
+    if not job.server:
+        if label is None:
+            raise DatasetError(f"{job.dataset_name} sample {sample_id} has no label in split {job.split}")
+        if tuple(label.shape) != tuple(size):
+            raise DatasetError(f"label of {sample_id} is {tuple(label.shape)}, image is {tuple(size)}")
+        label = label.to(device, non_blocking=True)
+    return Sample(sample_id, None if job.server else label, size, job.num_classes), image
+
+
+def _raise_out_of_memory(err: BaseException, job: EvalJob, device: torch.device) -> None:
+    if isinstance(err, RuntimeError) and device.type == "cuda" and "out of memory" in str(err).lower():
+        raise ReproError(
+            f"{job.model_id} [{job.protocol_name}]: out of GPU memory on {device}; "
+            f"retry with --max-batch 1, another GPU, or --precision bf16 (not comparable)"
+        ) from None
+
+
+@contextlib.contextmanager
+def weight_init_skipped():
+    """torch.nn.init's in-place initialisers as no-ops: building a network then skips drawing
+    random weights (about half a second for a ResNet-50 segmentor) that a strict checkpoint load
+    overwrites anyway."""
+    names = [name for name in dir(torch.nn.init) if name.endswith("_") and not name.startswith("_")]
+    saved = {name: getattr(torch.nn.init, name) for name in names}
+    for name in names:
+        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
+    try:
+        yield
+    finally:
+        for name, function in saved.items():
+            setattr(torch.nn.init, name, function)
+
+
+def build_model(job: EvalJob, device: torch.device, tell: PhaseCallback) -> torch.nn.Module:
+    tell("building model")
+    # load_weights loads strictly (every weight but BN's num_batches_tracked counters)
+    with weight_init_skipped() if job.load_weights is not None else contextlib.nullcontext():
+        model = job.build_model()
+    if job.load_weights is not None:
+        tell("loading checkpoint")
+        job.load_weights(model)
+    return model.eval().to(device)
+
+
+class FirstImageFlops:
+    """The FLOPs of the first image's forward passes: watched on the real calls where that is
+    exact (FlopObserver), else counted once on a "meta" twin (no arithmetic, not timed)."""
+
+    def __init__(self, model: torch.nn.Module, predictor: Predictor, job: EvalJob, options: EngineOptions,
+                 wanted: bool):
+        self.model, self.predictor, self.job, self.options, self.wanted = model, predictor, job, options, wanted
+        self.observer = FlopObserver() if wanted and FlopObserver.observable(model) else None
+        self.retries = predictor.oom_retries
+
+    def watch(self):
+        return self.observer if self.wanted and self.observer is not None else contextlib.nullcontext()
+
+    def _observed(self) -> float | None:
+        observer = self.observer
+        if observer is None or self.retries != self.predictor.oom_retries or not observer.complete or observer.total <= 0:
+            return None  # an out-of-memory retry would count the failed forward too
+        return float(observer.total)
+
+    def record(self, state: Any, session: Session, image_shape: tuple, size: tuple[int, int]) -> None:
+        if not self.wanted:
+            return
+        self.wanted = False
+        state.flops_per_image = self._observed()
+        if state.flops_per_image is None:
+            with session.clock_paused():  # that counting (imports, a second) is not timed
+                state.flops_per_image = count_flops(
+                    self.model, self.job.protocol, self.job.num_classes, tuple(image_shape), size,
+                    flip_pairs=field_of(self.job.protocol, "flip_pairs", ()), max_batch=self.options.max_batch)

@@ -1,0 +1,64 @@
+"""`EngineOptions`: the one typed object that carries how to evaluate from the CLI to the engine,
+the plan and the launcher (each default is written here once). Light at import: no torch."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from repro.errors import ReproError
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How to run one or many evaluations. `checkpoint`, `data_root` and `variant` pick the job
+    (`build_job`); the rest drive the engine. Picklable (the launcher sends it to its jobs)."""
+
+    checkpoint: str | os.PathLike | None = None  # None: the verified cached download
+    data_root: str | os.PathLike | None = None  # None: repro.paths' resolution
+    variant: str | None = None  # None: each row's default forward
+    device: str = "auto"
+    precision: str = "fp32"
+    limit: int | None = None
+    output: str | os.PathLike | None = None  # None: repro.paths.results_dir()
+    resume: bool = True
+    force: bool = False  # replace a finished result of other conditions (the old file is kept, renamed)
+    wait_lock: bool = False  # another process runs the same evaluation: wait for it instead of failing
+    max_batch: int = 4  # crops (or whole images) per forward; halved on CUDA out-of-memory
+    workers: int | None = None  # loader threads; None = 1 on 1-2 cores, else min(4, CPUs - 1)
+    save_every: int = 200  # images between progress saves
+    save_every_seconds: float = 300.0  # ... and at least this often
+    resize_on_cpu: bool = False  # final per-output resize on the CPU, as upstream
+    allow_subset: bool = False  # evaluate a folder smaller than the official split (partial result)
+    save_predictions: str | os.PathLike | None = None  # folder for one label PNG per image
+    paint: bool = False  # with save_predictions: also a PNG in the dataset's colours
+
+    def for_run(self, model_id: str, protocol: str, runs: int) -> EngineOptions:
+        """The options of one run of a command of `runs`: --save-predictions DIR gets a subfolder
+        per run when there are several (their PNGs would share names)."""
+        if self.save_predictions is None or runs == 1:
+            return self
+        return replace(self, save_predictions=Path(self.save_predictions) / f"{model_id}__{protocol}")
+
+    def absolute(self) -> EngineOptions:
+        """Paths as another process must see them (it may start in another folder)."""
+        fixed = {key: str(Path(value).expanduser().resolve())
+                 for key in ("checkpoint", "data_root", "output", "save_predictions")
+                 if (value := getattr(self, key)) is not None}
+        return replace(self, **fixed)
+
+
+DEVICE_HELP = "use auto, cpu, cuda or cuda:N"
+
+
+def parse_device(device: str | None) -> tuple[str, int | None]:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> ('auto'|'cpu'|'cuda', N or None), without torch's
+    help: the plan and the engine read a --device value the same way."""
+    name = (device or "auto").strip().lower()
+    if name in ("auto", "cpu", "cuda"):
+        return name, None
+    kind, sep, index = name.partition(":")
+    if kind == "cuda" and sep and index.isdigit():
+        return "cuda", int(index)
+    raise ReproError(f"bad device '{device}'; {DEVICE_HELP}")

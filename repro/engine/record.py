@@ -1,0 +1,148 @@
+"""The result record: the file a run writes, whether a result on disk is already this
+evaluation ("kept"), what protects a finished result of other conditions, and the EvalResult
+built from the merged sinks, the timing and the environment.
+
+Every result records images/s, seconds per image, the peak memory, the FLOPs of one image's
+forward passes and the achieved share of the GPU's fp32 peak (repro.perf).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import repro
+from repro.engine.devices import Ranks, device_label
+from repro.engine.job import EngineOptions, EvalJob
+from repro.engine.progress import State
+from repro.errors import ReproError
+from repro.inference import Predictor
+from repro.perf import device_peak_flops, peak_fraction
+from repro.results import (
+    EvalResult, RunConditions, archive_result, latest_selftest, partial_tag, read_result, result_filename,
+    same_evaluation, write_result,
+)
+
+
+@dataclass(frozen=True)
+class Extent:
+    """How much of the split a run covers."""
+
+    total: int  # images in the folder
+    count: int  # images to evaluate (after --limit)
+    subset: bool  # the folder holds fewer than the official split
+
+    @property
+    def partial_reason(self) -> str | None:
+        return "subset" if self.subset else ("limit" if self.count < self.total else None)
+
+
+def result_path(job: EvalJob, options: EngineOptions, output: Path, extent: Extent) -> Path:
+    """Where this run's result goes: a partial run or another precision never lands on a full result."""
+    tag = partial_tag(options.limit, extent.subset, extent.total)
+    return output / result_filename(job.model_id, job.protocol_name, job.variant, job.default_variant,
+                                    options.precision, tag)
+
+
+def conditions(job: EvalJob, options: EngineOptions, extent: Extent, fingerprint: str | None) -> RunConditions:
+    return RunConditions(
+        model_id=job.model_id, protocol=job.protocol_name, settings=job.settings(), variant=job.variant,
+        precision=options.precision, dataset=job.dataset_name, split=job.split, data_root=job.data_root,
+        limit=options.limit, folder_images=extent.total, checkpoint=job.checkpoint,
+        checkpoint_sha256=job.checkpoint_sha256, dataset_fingerprint=fingerprint,
+    )
+
+
+def finished_result(path: Path, now: RunConditions, options: EngineOptions) -> EvalResult | None:
+    """The result on disk if it is exactly this evaluation and not forced (kept, not redone);
+    refuses to go on over a complete result of other conditions unless `options.force`."""
+    if not path.is_file():
+        return None
+    try:
+        existing = read_result(path)
+    except ReproError:
+        return None  # not a result (damaged): the run replaces it
+    same, differences = same_evaluation(existing, now, exact=True)
+    if same and not options.force:  # --no-resume only discards saved progress
+        return existing
+    if existing.status == "complete" and not same and not options.force:
+        raise ReproError(f"{path} holds a complete result of other conditions ({'; '.join(differences[:2])}); "
+                         "pass --force to replace it (the old file is kept, renamed)")
+    return None
+
+
+def write_final(result: EvalResult, path: Path, default_variant: str) -> Path:
+    """Write the result; a complete result it replaces is renamed beside it, never deleted."""
+    if path.is_file():
+        try:
+            complete = read_result(path).status == "complete"
+        except ReproError:
+            complete = False
+        if complete:
+            archive_result(path)
+    return write_result(result, path.parent, default_variant)
+
+
+def git_commit() -> str | None:
+    """HEAD of the repository the package runs from, if it runs from a git checkout."""
+    package_dir = Path(repro.__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(package_dir), "rev-parse", "HEAD"],
+                             capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and len(commit) == 40 else None
+
+
+def performance(state: State, device: torch.device, ranks: Ranks, evaluated: int, seconds: float,
+                precision: str = "fp32") -> dict:
+    """images/s, s/image, peak memory, FLOPs per image and the share of the device's peak for the
+    run's arithmetic (fp32 CUDA cores; TF32 tensor cores for tf32 / tf32-all)."""
+    cuda = device.type == "cuda"
+    per_second = (evaluated / seconds) if seconds > 0 and evaluated > 0 else 0.0
+    peak = device_peak_flops(torch.cuda.get_device_name(device), precision) if cuda else None
+    return {
+        "images_per_second": per_second,
+        "seconds_per_image": (seconds / evaluated) if seconds > 0 and evaluated > 0 else None,
+        "peak_memory_bytes": state.peak_memory,
+        "peak_memory_kind": None if state.peak_memory is None else ("cuda-allocated" if cuda else "process-rss"),
+        "flops_per_image": state.flops_per_image,
+        "device_peak_flops": peak,
+        "peak_flops_fraction": peak_fraction(state.flops_per_image, per_second, ranks.world_size, peak),
+    }
+
+
+def environment(options: EngineOptions, device: torch.device, ranks: Ranks) -> dict[str, Any]:
+    cuda = device.type == "cuda"
+    return {
+        "precision": options.precision, "device": device_label(device), "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda if cuda else None,
+        "cudnn_version": torch.backends.cudnn.version() if cuda else None, "world_size": ranks.world_size,
+        "engine": {"max_batch": options.max_batch, "resize_on_cpu": options.resize_on_cpu,
+                   "channels_last": Predictor.default_channels_last(device, options.resize_on_cpu)},
+        "repro_version": repro.__version__, "git_commit": git_commit(),
+        "selftest": latest_selftest(device_label(device)),
+    }
+
+
+def make_result(job: EvalJob, options: EngineOptions, extent: Extent, timing: dict[str, Any],
+                sink_fields: dict[str, Any], dataset_fingerprint: str | None, started: str,
+                env: dict[str, Any]) -> EvalResult:
+    """`timing`: num_images, seconds and the `performance` fields; `sink_fields`: what the sinks add."""
+    partial_reason = extent.partial_reason
+    status = "server" if job.server else ("partial" if partial_reason else "complete")
+    return EvalResult(
+        model_id=job.model_id, protocol=job.protocol_name, settings=job.settings(), dataset=job.dataset_name,
+        split=job.split, data_root=job.data_root, status=status, num_images_total=extent.total,
+        num_images_official=job.official_count if job.count_unit == "images" else None, limit=options.limit,
+        partial_reason=partial_reason, variant=job.variant, checkpoint=job.checkpoint,
+        checkpoint_sha256=job.checkpoint_sha256, started=datetime.fromisoformat(started),
+        finished=datetime.now(timezone.utc), dataset_fingerprint=dataset_fingerprint,
+        **env, **timing, **sink_fields,
+    )

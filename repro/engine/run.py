@@ -1,0 +1,224 @@
+"""`run_job` in named steps: check the options, the ranks and the device, the extent of the run
+(subset check against `DatasetSpec.splits`), the result file and its lock, a finished result
+(kept), the resume state, the sinks, the loop (`evaluate_share`), the merge over ranks, the
+result. `evaluate` is the public entry point: a manifest row, a protocol and one EngineOptions."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from repro.engine.devices import Collective, Ranks, resolve_device, setup_distributed
+from repro.engine.job import EngineOptions, EvalJob, build_job, dataset_fingerprint
+from repro.engine.loop import PhaseCallback, ProgressCallback, evaluate_share
+from repro.engine.progress import Session, drop_state, progress_path, resume_state, run_fingerprint
+from repro.engine.record import (
+    Extent, conditions, environment, finished_result, make_result, performance, result_path, write_final,
+)
+from repro.engine.sinks import ConfusionSink, EvidenceSink, Finished, SubmissionSink
+from repro.errors import DatasetError, ReproError
+from repro.numerics import arithmetic, check_precision
+from repro.results import EvalResult
+
+LogCallback = Callable[[str], None]
+
+
+@dataclass
+class Run:
+    """One rank's run of one job, once its steps have resolved it."""
+
+    job: EvalJob
+    options: EngineOptions
+    ranks: Ranks
+    device: torch.device
+    output: Path
+    extent: Extent
+    result_file: Path
+    fingerprint: str | None  # of the dataset files
+
+    @property
+    def share(self) -> list[int]:
+        return list(range(self.ranks.rank, self.extent.count, self.ranks.world_size))  # strided, no padding
+
+
+def run_job(job: EvalJob, options: EngineOptions = EngineOptions(), *, progress: ProgressCallback | None = None,
+            log: LogCallback | None = None, phase: PhaseCallback | None = None) -> EvalResult:
+    """Evaluate `job`; returns (and on rank 0 writes) the result and its evidence sidecar.
+
+    SIGINT / SIGTERM during the images save the progress and raise KeyboardInterrupt / Terminated.
+    """
+    run = prepare_run(job, options)
+    say = _prefixed(job, log)
+    with _lock(run, say):
+        existing = finished_result(run.result_file, conditions(job, options, run.extent, run.fingerprint), options)
+        if existing is not None:  # a finished, identical evaluation is not redone (every rank agrees)
+            say(f"kept: {run.result_file} (use --force to redo)")
+            return existing
+        return _evaluate(run, progress, say, phase)
+
+
+def prepare_run(job: EvalJob, options: EngineOptions) -> Run:
+    _check_options(options)
+    ranks = setup_distributed(options.device)
+    device = resolve_device(options.device, ranks.local_rank)
+    check_precision(options.precision, device)
+    output = _prepare_output(options.output)
+    total = len(job.dataset)
+    if total == 0:
+        raise DatasetError(f"the {job.dataset_name} {job.split} split under {job.data_root} has no images")
+    extent = Extent(total, min(total, options.limit) if options.limit else total, _is_subset(job, options, total))
+    return Run(job, options, ranks, device, output, extent, result_path(job, options, output, extent),
+               dataset_fingerprint(job.dataset, job.data_root))
+
+
+def _prefixed(job: EvalJob, log: LogCallback | None) -> LogCallback:
+    say = log or (lambda message: None)
+    return lambda message: say(f"{job.model_id} [{job.protocol_name}]: {message}")
+
+
+def _lock(run: Run, say: LogCallback):
+    """One process per result at a time (rank 0 holds it for its ranks)."""
+    if run.ranks.rank != 0:
+        return contextlib.nullcontext()
+    from repro.runlock import run_lock
+
+    return run_lock(run.output, run.result_file.stem, wait=run.options.wait_lock, note=say)
+
+
+def _evaluate(run: Run, progress: ProgressCallback | None, say: LogCallback, phase: PhaseCallback | None) -> EvalResult:
+    job, ranks, share = run.job, run.ranks, run.share
+    state_file = progress_path(run.output, job.model_id, job.protocol_name, ranks, stem=run.result_file.stem)
+    fingerprint = run_fingerprint(job, run.options, ranks, [job.dataset.ids[i] for i in share])
+    state, fresh = resume_state(fingerprint, run.options.resume, len(share), state_file, say)
+    collective = Collective(ranks)
+    sinks = make_sinks(run, collective, fresh)
+    if not fresh:
+        state, fresh = _restore(sinks, state, fingerprint, say)
+    session = Session(state, sinks, state_file, run.options, run.device)
+    done_before = state.done
+    with arithmetic(run.options.precision, run.device):
+        if state.done < len(share):
+            evaluate_share(job, run.options, run.device, share, session, progress, phase)
+        session.save()
+    result = _merge_and_record(run, session, collective)
+    collective.barrier()
+    drop_state(state_file)
+    if state.done == done_before and not fresh:
+        say("all images were already counted; result rewritten")
+    return result
+
+
+def make_sinks(run: Run, collective: Collective, fresh: bool) -> list[Any]:
+    """The metric (or the server submission), the per-image evidence, and saved predictions."""
+    job = run.job
+    if job.server:
+        sinks: list[Any] = [SubmissionSink(run.output, run.result_file.stem, collective, fresh)]
+        sinks.append(EvidenceSink(job.num_classes, None))
+    else:
+        confusion = ConfusionSink(job.class_names, run.device)
+        sinks = [confusion, EvidenceSink(job.num_classes, confusion)]
+    if run.options.save_predictions is not None:
+        from repro.engine.predictions import PredictionSink
+
+        sinks.append(PredictionSink(job, run.options, collective))
+    return sinks
+
+
+def _restore(sinks: list[Any], state: Any, fingerprint: str, say: LogCallback) -> tuple[Any, bool]:
+    """Each sink takes back its saved part; a state that does not fit starts the run over."""
+    from repro.engine.progress import State
+
+    try:
+        for sink in sinks:
+            sink.restore(state.sinks[sink.name])
+    except (KeyError, ValueError, RuntimeError, TypeError):
+        say("saved progress does not fit this run; starting over")
+        return State(fingerprint), True
+    return state, False
+
+
+def _merge_and_record(run: Run, session: Session, collective: Collective) -> EvalResult:
+    """Every sink merges the ranks' parts; rank 0 finishes them and writes the result."""
+    state = session.state
+    counts = collective.gather((state.done, state.seconds))
+    evaluated, seconds = sum(c[0] for c in counts), max(c[1] for c in counts)  # wall time: slowest rank
+    for sink in session.sinks:
+        sink.merge(collective)
+    timing = {"num_images": evaluated, "seconds": seconds,
+              **performance(state, run.device, run.ranks, evaluated, seconds, run.options.precision)}
+    fields: dict[str, Any] = {}
+    if run.ranks.rank == 0:
+        finished = Finished(run.result_file, run.extent.count)
+        for sink in session.sinks:
+            fields.update(sink.finish(finished))
+    result = make_result(run.job, run.options, run.extent, timing, fields, run.fingerprint, state.started,
+                         environment(run.options, run.device, run.ranks))
+    if run.ranks.rank == 0:
+        write_final(result, run.result_file, run.job.default_variant)
+    return result
+
+
+def _check_options(options: EngineOptions) -> None:
+    if options.limit is not None and options.limit <= 0:
+        raise ReproError("--limit must be a positive number of images")
+    if options.save_every <= 0 or options.save_every_seconds <= 0:
+        raise ReproError("the progress-save interval must be positive")
+    if options.paint and options.save_predictions is None:
+        raise ReproError("--paint needs --save-predictions DIR")
+
+
+def _prepare_output(output: str | os.PathLike | None) -> Path:
+    """The results folder, created now: fail before hours of work, not at the first save."""
+    from repro.paths import results_dir
+
+    folder = results_dir(output)
+    if folder.exists() and not folder.is_dir():
+        raise ReproError(f"--results {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ReproError(f"cannot create the output folder {folder}: {err.strerror}") from None
+    return folder
+
+
+def dataset_count(dataset: Any, unit: str) -> int:
+    """Size of a dataset in the unit of its official count (images, or videos for VSPW)."""
+    videos = getattr(dataset, "videos", None)
+    return len(videos) if unit == "videos" and videos is not None else len(dataset)
+
+
+def _is_subset(job: EvalJob, options: EngineOptions, total: int) -> bool:
+    """Whether the folder holds fewer than the official split; refused unless allowed or --limit."""
+    if job.official_count is None:
+        return False
+    found = dataset_count(job.dataset, job.count_unit) if job.count_unit != "images" else total
+    if found >= job.official_count:
+        return False
+    if not options.allow_subset and options.limit is None:
+        raise DatasetError(
+            f"{job.dataset_name} {job.split} under {job.data_root} has {found} of the official "
+            f"{job.official_count} {job.count_unit}; fetch the whole split (`repro fetch --dataset "
+            f"{job.dataset_name}`) or pass --allow-subset (the result is then partial, never compared)"
+        )
+    return True
+
+
+def evaluate(model_id: str, protocol_name: str, options: EngineOptions | None = None, *,
+             progress: ProgressCallback | None = None, log: LogCallback | None = None,
+             phase: PhaseCallback | None = None) -> EvalResult:
+    """Evaluate one manifest row under one protocol ('single', 'flip' or 'ms+flip').
+
+    Writes `<output>/<result file>` and its evidence sidecar (output None:
+    repro.paths.results_dir()) and returns the result; resumes an interrupted run and returns a
+    finished identical one without redoing it unless `options.resume` is False. A dataset folder
+    smaller than the official split is refused unless `allow_subset` (or `limit`); its result is
+    then partial. `options.variant`: "training-era" or "upstream-head" (None = the row's default).
+    """
+    options = options or EngineOptions()
+    return run_job(build_job(model_id, protocol_name, options), options, progress=progress, log=log, phase=phase)
