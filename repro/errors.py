@@ -32,3 +32,12 @@ class DatasetError(ReproError):
 
 class FetchError(ReproError):
     """A download or import failed; nothing partial was left in the cache."""
+
+
+def first_sentence(message: str, limit: int = 160) -> str:
+    """The first sentence of a (library's) message for a one-line error, cut at a word boundary
+    when still long (torch's messages run to paragraphs)."""
+    first = message.strip().split(". ")[0].rstrip(".")
+    if len(first) <= limit:
+        return first
+    return first[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"

@@ -77,9 +77,11 @@ def test_an_unknown_id_in_capitals_gets_suggestions():
     assert f"did you mean {MODEL}" in result.stderr
 
 
-def test_info_in_a_pipe_has_no_trailing_spaces():
-    lines = invoke("info", MODEL).stdout.splitlines()
+@pytest.mark.parametrize("model", [MODEL, "memorynetv2_upernet_resnet101os8_lip"])  # the second has long notes
+def test_info_in_a_pipe_has_no_trailing_spaces(model):
+    lines = invoke("info", model).stdout.splitlines()
     assert any(line.strip().startswith("segmentor") for line in lines)
+    assert any(line.startswith("note: ") for line in lines) or model == MODEL
     assert [line for line in lines if line != line.rstrip()] == []
 
 

@@ -67,13 +67,16 @@ def test_with_a_checkpoint_cached_the_content_is_checked_before_the_digest(fetch
 
 
 def test_torch_messages_are_cut_between_words():
-    from repro.fetch.checkpoints import clip
+    from repro.errors import first_sentence as clip
 
     text = ("Weights only load failed because the file holds something odd " * 5).strip()
     cut = clip(text, limit=100)
     assert len(cut) <= 102 and cut.endswith(" …")
     assert text.startswith(cut.removesuffix(" …")) and text[len(cut) - 2] == " "  # the next char starts a word
     assert clip("Short. Second sentence") == "Short"
+    from repro.models.checkpoint import _first_line  # the load errors use the same cut
+
+    assert _first_line(RuntimeError(text + "\nmore")) == clip(text)
 
 
 def test_a_folder_given_as_checkpoint_says_what_to_do(fetch_env, files):

@@ -331,6 +331,14 @@ def test_cli_strict_exit_codes(results_dir):
     assert invoke("--results", str(results_dir), "--strict", "mcibi_r101_ade", "v2_fcn_lip").exit_code == 0
 
 
+def test_cli_names_the_next_step_for_a_failed_row(results_dir):
+    result = invoke("--results", str(results_dir))
+    assert result.exit_code == 0
+    hint = [line for line in result.stderr.splitlines() if "not reproduced" in line]
+    assert hint == ["2 row(s) not reproduced; why: `repro explain mcibi_r50_ade --protocol ms+flip` (and the others)"]
+    assert "not reproduced" not in invoke("--results", str(results_dir), "mcibi_r101_ade").stderr
+
+
 def test_cli_output_file_format_from_extension(results_dir, tmp_path):
     out = tmp_path / "report.csv"
     result = invoke("--results", str(results_dir), "--output", str(out))

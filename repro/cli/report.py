@@ -39,7 +39,7 @@ def _results_source(results_dir: Path | None) -> tuple[Path | list, str | None]:
     return folder, None
 
 
-def _say_aside(reporting, frame, fmt_name: str, output: Path | None) -> None:
+def _say_aside(reporting, frame, fmt_name: str, output: Path | None, strict: bool = False) -> None:
     """On stderr what the report itself does not show: the notes on damaged files and the hidden
     rows (markdown and HTML on stdout say them), and the summary when the report went to a file."""
     if output is not None:
@@ -52,6 +52,11 @@ def _say_aside(reporting, frame, fmt_name: str, output: Path | None) -> None:
             typer.echo(hidden, err=True)
     if output is not None:
         typer.echo(f"wrote {output}", err=True)
+    failed = reporting.failed_rows(frame)
+    if len(failed) and not strict:  # --strict ends on its one error line  # the next step for a number that does not reproduce
+        first = failed.iloc[0]
+        typer.echo(f"{len(failed)} row(s) not reproduced; why: `repro explain {first['model_id']} "
+                   f"--protocol {first['protocol']}`" + (" (and the others)" if len(failed) > 1 else ""), err=True)
 
 
 def _html_with_explain_pages(reporting, frame, manifest, with_plot: bool) -> str:
@@ -128,7 +133,7 @@ def report(
         typer.echo(text, nl=False)
     else:
         atomic_write_text(output, text)
-    _say_aside(reporting, frame, fmt_name, output)
+    _say_aside(reporting, frame, fmt_name, output, strict)
     if plot is not None:
         typer.echo(f"wrote {plot}", err=True)
         empty = reporting.plot_empty_reason(frame)

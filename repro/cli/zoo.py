@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import textwrap
 from enum import Enum
 from typing import TYPE_CHECKING
 
@@ -287,8 +288,9 @@ def print_info(console: Console, entry: ModelEntry) -> None:
         console.print(f"{kind}:" + ("" if urls else f" {UNKNOWN}"), **plain)
         for url in urls:
             console.print(f"  {url}", soft_wrap=True, **plain)
-    for note in entry.notes:
-        console.print(f"note: {note}", **plain)
+    for note in entry.notes:  # wrapped here: rich's wrapping pads the broken lines with spaces
+        for line in textwrap.wrap(f"note: {note}", width=console.width, subsequent_indent="  ", break_long_words=False):
+            console.print(line, soft_wrap=True, **plain)
     for line in conditions_lines(entry, min(console.width, 100)):
         console.print(line, soft_wrap=True, **plain)
     console.print()

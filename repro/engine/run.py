@@ -215,8 +215,9 @@ def evaluate(model_id: str, protocol_name: str, options: EngineOptions | None = 
     """Evaluate one manifest row under one protocol ('single', 'flip' or 'ms+flip').
 
     Writes `<output>/<result file>` and its evidence sidecar (output None:
-    repro.paths.results_dir()) and returns the result; resumes an interrupted run and returns a
-    finished identical one without redoing it unless `options.resume` is False. A dataset folder
+    repro.paths.results_dir()) and returns the result; resumes an interrupted run (unless
+    `options.resume` is False) and returns a finished identical one without redoing it (unless
+    `options.force`, which also replaces a complete result of other conditions, archived). A dataset folder
     smaller than the official split is refused unless `allow_subset` (or `limit`); its result is
     then partial. `options.variant`: "training-era" or "upstream-head" (None = the row's default).
     """

@@ -91,10 +91,9 @@ def resolve_checkpoint(model_id: str, checkpoint: str | os.PathLike | None) -> P
     return Path(path)
 
 
-def _check_container(path: Path) -> None:
-    """What can be told of a checkpoint file without torch (the plan runs before torch loads):
-    a torch.save file starts as a zip archive or a pickle, and a zip's directory is at its end,
-    so a truncated download shows. The weights themselves are the engine's check."""
+def checkpoint_head(path: Path) -> bytes:
+    """The first bytes of a checkpoint file, checked to be one of torch.save's two formats (a zip
+    archive, the current one, or a legacy pickle); one-line CheckpointError otherwise."""
     try:
         with open(path, "rb") as f:
             head = f.read(4)
@@ -102,7 +101,14 @@ def _check_container(path: Path) -> None:
         raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
     if not (head.startswith(ZIP_MAGIC) or head[:1] == PICKLE_PROTO):
         raise CheckpointError(f"{path} is not a PyTorch checkpoint (it starts with {head!r}); download it again")
-    if head.startswith(ZIP_MAGIC):
+    return head
+
+
+def _check_container(path: Path) -> None:
+    """What can be told of a checkpoint file without torch (the plan runs before torch loads):
+    a torch.save file starts as a zip archive or a pickle, and a zip's directory is at its end,
+    so a truncated download shows. The weights themselves are the engine's check."""
+    if checkpoint_head(path).startswith(ZIP_MAGIC):
         try:
             zipfile.ZipFile(path).close()
         except (zipfile.BadZipFile, OSError):

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from repro.errors import CheckpointError, FetchError
+from repro.errors import CheckpointError, FetchError, first_sentence
 from repro.fetch.download import (
     AllUrlsFailed,
     DownloadResult,
@@ -123,7 +123,7 @@ def checkpoint_class_count(path: Path) -> int:
             raise CheckpointError("holds objects other than tensors (refused by weights_only loading)") from None
         detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
         first = detail.group(1) if detail else (text.splitlines()[0] if text else type(err).__name__)
-        raise CheckpointError(f"is not a readable checkpoint (truncated or corrupt: {clip(first)})") from None
+        raise CheckpointError(f"is not a readable checkpoint (truncated or corrupt: {first_sentence(first)})") from None
 
     state_dict = _state_dict_of(obj)
     memory_classes = None
@@ -146,14 +146,6 @@ def checkpoint_class_count(path: Path) -> int:
             f"is inconsistent: {MEMORY_KEY} has {memory_classes} classes but {classifier[0]} has {classifier[1]}"
         )
     return memory_classes if memory_classes is not None else classifier[1]  # type: ignore[index]
-
-
-def clip(message: str, limit: int = 160) -> str:
-    """The first sentence of a (library's) message, cut at a word boundary when still long."""
-    first = message.strip().split(". ")[0].rstrip(".")
-    if len(first) <= limit:
-        return first
-    return first[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
 
 
 def describe_class_count(count: int) -> str:
