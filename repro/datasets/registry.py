@@ -10,6 +10,7 @@ import numpy as np
 
 from repro.datasets import ade20k, cityscapes, cocostuff10k, lip, pascalcontext, voc, vspw
 from repro.datasets.base import DatasetLayout, DatasetSpec, EvalDataset, missing_file_problems, note_once
+from repro.datasets.palettes import ADE20K_COLOURS
 from repro.errors import DatasetError
 from repro.paths import dataset_env_var, resolve_dataset_root
 
@@ -27,10 +28,11 @@ DATASETS: dict[str, DatasetSpec] = {name: layout.spec for name, layout in LAYOUT
 
 # Colours (RGB per class) of each dataset's own visualisations. VOC, Pascal-Context and LIP draw
 # with VOC's bit-interleaved colour map (`bit_colour_map`); Cityscapes with cityscapesScripts'
-# colour of each trainId's labelId. ADE20k, COCO-Stuff and VSPW get the same deterministic map
-# (repro ships no colour table of theirs).
+# colour of each trainId's labelId; ADE20k with the MIT CSAIL benchmark's table (palettes.py).
+# COCO-Stuff and VSPW publish no colour table (see palettes.py): they get the deterministic
+# bit-interleaved map too, which is repro's choice, not theirs.
 PALETTES: dict[str, tuple[tuple[int, int, int], ...] | None] = {
-    "ade20k": None,
+    "ade20k": ADE20K_COLOURS,
     "cityscapes": cityscapes.TRAINID_COLOURS,
     "cocostuff10k": None,
     "lip": None,
