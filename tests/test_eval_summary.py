@@ -112,3 +112,18 @@ def test_terminal_width_is_the_terminal_s(monkeypatch):
     width = summary.output_width(Tty())
     assert width == 80
     assert all(len(line) <= width for line in summary.render_summary(ROWS, MANIFEST, width))
+
+
+def test_event_lines_wrap_between_words_on_a_terminal_and_stay_whole_in_a_pipe():
+    from rich.console import Console
+
+    from repro.cli.layout import terminal_lines
+
+    line = ("[1/2] mcibi_deeplabv3_r50_lip single: mIoU 0.38 (partial: 3 of the official 10000 images, "
+            "not compared); 12.9 s/img, 0.65 TFLOP/img, process peak RSS 1.0 GiB")
+    terminal = Console(width=80, force_terminal=True)
+    wrapped = terminal_lines(terminal, line)
+    assert len(wrapped) > 1 and all(len(part) <= 80 for part in wrapped)
+    assert " ".join(part.strip() for part in wrapped) == line  # every word whole, none lost
+    assert all(part.startswith("  ") for part in wrapped[1:])
+    assert terminal_lines(Console(width=80, force_terminal=False), line) == [line]

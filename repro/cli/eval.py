@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 
 from repro.cli import app
+from repro.cli.layout import terminal_lines
 from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, in_panel
 from repro.cli.progress import EvalProgress
 from repro.errors import ReproError
@@ -140,8 +141,10 @@ def plan_runs(
 
 
 def _say(message: str) -> None:
-    """One plain line on stderr: no markup, no highlighting, no wrapping (scripts grep these)."""
-    console.print(message, markup=False, highlight=False, soft_wrap=True)
+    """One plain line on stderr, no markup or highlighting: whole in a pipe (scripts grep these),
+    wrapped between words on a terminal."""
+    for line in terminal_lines(console, message):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
 def _is_rank_zero() -> bool:
@@ -282,8 +285,10 @@ def _print_plan(plan, fmt: PlanFormat = PlanFormat.table, budget: bool = False) 
     if fmt is PlanFormat.json:
         typer.echo(_plan_json(plan, plan_budget(plan).to_dict() if budget else None))
         return
+    out = Console()  # the plan goes to stdout
     for line in render_plan(plan) + (budget_lines(plan) if budget else []):
-        typer.echo(line)
+        for part in terminal_lines(out, line):
+            typer.echo(part)
 
 
 def _plan_json(plan, budget: dict | None = None) -> str:
@@ -571,7 +576,7 @@ def eval_command(
             raise typer.Exit(1 if failed else 0)
         kept = _kept_runs(plan, ready, settings, manifest)
         for path, _ in kept.values() if show else ():
-            _say(f"kept: {path}")
+            _say(f"kept: {Path(path).resolve()}")
         todo = [run for run in ready if run not in kept]
         if show and _worth_a_plan(plan, runs):
             _warn_if_slow(plan, todo)

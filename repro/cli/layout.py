@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Sequence
 
 
@@ -28,3 +29,14 @@ def print_trimmed(console, renderable) -> None:
         console.print(renderable)
     text = "\n".join(line.rstrip() for line in captured.get().splitlines())
     console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def terminal_lines(console, line: str) -> list[str]:
+    """`line` as it should appear: whole in a pipe or a log (one line per event, for grep); on a
+    terminal wrapped between words at its width, continuation lines indented, so no number, path
+    or word is broken by the terminal's own wrapping."""
+    if not console.is_terminal or len(line) <= console.width:
+        return [line]
+    indent = " " * (len(line) - len(line.lstrip()) + 2)
+    return textwrap.wrap(line, width=console.width, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False) or [line]
