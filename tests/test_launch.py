@@ -89,7 +89,9 @@ def test_local_launcher_runs_the_job_and_resubmits_only_unfinished(small_setup, 
     result = runner.invoke(app, _eval_args(small_setup) + ["--launcher", "local"])
     assert result.exit_code == 0, result.output
     assert "submitted" in result.output and "partial, mIoU" in result.output
-    written = json.loads((small_setup["out"] / f"{MODEL}__single.json").read_text())
+    files = sorted(small_setup["out"].glob(f"{MODEL}__single*.json"))  # a partial run: its own file name
+    assert [f.name for f in files] == [f"{MODEL}__single__subset-limit2.json"]
+    written = json.loads(files[0].read_text())
     assert written["status"] == "partial" and written["num_images"] == 2
     here = evaluate(MODEL, "single", EngineOptions(checkpoint=small_setup["checkpoint"], data_root=small_setup["data"],
                                                    device="cpu", limit=2, workers=0, output=tmp_path / "here"))
