@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from repro.cli import app
-from repro.cli.eval import LauncherChoice, PlanFormat, TTAChoice, VariantChoice
+from repro.cli.eval import LauncherChoice, TTAChoice, VariantChoice
+from repro.cli.options import TableOrJson as PlanFormat
 from repro.numerics import PRECISIONS
 
 EVAL_PANELS = ("What to run", "Data", "Engine", "Output", "Cluster")

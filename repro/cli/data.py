@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 
 import typer
@@ -12,7 +11,7 @@ from rich.table import Table
 
 from repro.cli import ReproTyper, app
 from repro.cli.layout import aligned_lines
-from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION
+from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, TableTsvOrJson
 from repro.errors import ReproError
 from repro.paths import DATASET_FOLDERS, dataset_name, looks_like_dataset, parse_dataset_roots, resolve_dataset_root
 
@@ -37,12 +36,6 @@ def _where(name: str, data_root: Path | None, overrides: dict[str, Path]) -> tup
     if looks_like_dataset(name, root):
         return str(root), "yes"
     return str(root), "not recognised" if root.exists() else "no"
-
-
-class ListFormat(str, Enum):
-    table = "table"
-    tsv = "tsv"
-    json = "json"
 
 
 LIST_COLUMNS = ("name", "dataset", "classes", "official images", "present", "folder")
@@ -85,14 +78,14 @@ def _list_lines(rows: list[dict[str, str]], width: int | None) -> list[str]:
 def list_datasets(
     data_root: Path = DATA_ROOT_OPTION,
     dataset_roots: list[str] = DATASET_ROOT_OPTION,
-    fmt: ListFormat = typer.Option(ListFormat.table, "--format", help="table for people (plain aligned text), tsv or json for scripts."),
+    fmt: TableTsvOrJson = typer.Option(TableTsvOrJson.table, "--format", help="table for people (plain aligned text), tsv or json for scripts."),
 ) -> None:
     """The datasets repro evaluates on, their splits and where they are found (or expected)."""
     rows = _dataset_rows(data_root, parse_dataset_roots(dataset_roots))
-    if fmt is ListFormat.json:
+    if fmt is TableTsvOrJson.json:
         typer.echo(json.dumps([_json_row(row) for row in rows], indent=2))
         return
-    if fmt is ListFormat.tsv:
+    if fmt is TableTsvOrJson.tsv:
         typer.echo("\n".join(["\t".join(LIST_COLUMNS), *("\t".join(r[c] for c in LIST_COLUMNS) for r in rows)]))
         return
     console.print("evaluation datasets", markup=False, highlight=False)

@@ -5,17 +5,12 @@ Fast to import: numpy and pydantic load inside the command.
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
 
 from repro.cli import app
-
-
-class DiffFormat(str, Enum):
-    table = "table"  # plain text for people (the word every command uses)
-    json = "json"
+from repro.cli.options import TableOrJson
 
 
 @app.command("diff")
@@ -27,7 +22,7 @@ def diff(
         help="Results folder for an id: once for both sides, twice for A then B (default: $REPRO_RESULTS).",
     ),
     protocol: str = typer.Option(None, "--protocol", help="single, flip or ms+flip, for ids (default: the first with a result)."),
-    fmt: DiffFormat = typer.Option(DiffFormat.table, "--format", help="table (plain text) for people, json for scripts."),
+    fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table (plain text) for people, json for scripts."),
     top: int = typer.Option(10, "--top", min=1, help="Rows per table (classes, images)."),
 ) -> None:
     """What changed between two runs of one row and protocol.
@@ -50,4 +45,4 @@ def diff(
     if path_a.resolve() == path_b.resolve():
         raise ReproError(f"A and B are the same file ({path_a}); give two files, or --results twice", exit_code=2)
     result = api.diff_results(path_a, path_b, top=top)
-    typer.echo(api.to_json(result) if fmt is DiffFormat.json else api.render_text(result), nl=False)
+    typer.echo(api.to_json(result) if fmt is TableOrJson.json else api.render_text(result), nl=False)

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from repro.cli import app
 from repro.cli.layout import terminal_lines
-from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, in_panel
+from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, TableOrJson, in_panel
 from repro.cli.progress import EvalProgress
 from repro.errors import ReproError
 from repro.paths import dataset_name, dataset_root_overrides, parse_dataset_roots
@@ -51,11 +51,6 @@ class VariantChoice(str, Enum):
 
     training_era = "training-era"
     upstream_head = "upstream-head"
-
-
-class PlanFormat(str, Enum):
-    table = "table"
-    json = "json"
 
 
 class PrecisionChoice(str, Enum):
@@ -277,12 +272,12 @@ def _results_option(results: Path | None, output: Path | None) -> Path | None:
     return results if results is not None else output
 
 
-def _print_plan(plan, fmt: PlanFormat = PlanFormat.table, budget: bool = False) -> None:
+def _print_plan(plan, fmt: TableOrJson = TableOrJson.table, budget: bool = False) -> None:
     """The plan; `budget` (--assume-device): and its time in fp32 and TF32 (repro.budget)."""
     from repro.budget import budget_lines, plan_budget
     from repro.plan import render_plan
 
-    if fmt is PlanFormat.json:
+    if fmt is TableOrJson.json:
         typer.echo(_plan_json(plan, plan_budget(plan).to_dict() if budget else None))
         return
     out = Console()  # the plan goes to stdout
@@ -495,7 +490,7 @@ def eval_command(
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N images (a smoke test; result marked partial).", rich_help_panel="What to run"),
     allow_subset: bool = typer.Option(False, "--allow-subset", help="Accept a dataset folder with fewer images than the official split (result partial, never compared).", rich_help_panel="Data"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (runs, images, passes, time, what is missing) and exit.", rich_help_panel="What to run"),
-    fmt: PlanFormat = typer.Option(PlanFormat.table, "--format", help="With --dry-run: the plan as a table or as json.", rich_help_panel="What to run"),
+    fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="With --dry-run: the plan as a table or as json.", rich_help_panel="What to run"),
     variant: VariantChoice = typer.Option(None, "--variant", help="Forward to run (default: the row's): training-era (as the checkpoint was trained) or upstream-head (upstream's code now).", rich_help_panel="What to run"),
     precision: str = typer.Option("fp32", "--precision", metavar="[fp32|tf32|tf32-all|bf16|fp16]", help="fp32 as upstream tests (TF32 off); tf32: TF32 convolutions, tf32-all: and matmuls (Ampere+ GPUs; comparable, recorded); bf16/fp16: not comparable. A comma list (fp32,tf32) runs each.", rich_help_panel="Engine"),
     assume_device: str = typer.Option(None, "--assume-device", metavar="NAME", help="With --dry-run: times for a100, h100, h200, l40s, v100 or cpu instead of this machine, in fp32 and TF32.", rich_help_panel="What to run"),
@@ -533,7 +528,7 @@ def eval_command(
     if len(precisions) > 1:
         _each_precision(precisions, locals())
         return
-    if fmt is PlanFormat.json and not dry_run:
+    if fmt is TableOrJson.json and not dry_run:
         raise ReproError("--format json prints the plan: add --dry-run", exit_code=2)
     slurm = dict(partition=slurm_partition, max_gpus=slurm_gpus, time_min=slurm_time_min, account=slurm_account,
                  extra=slurm_opts, wait=wait)
@@ -562,7 +557,7 @@ def eval_command(
         plan = _make_plan(manifest, runs, lacking, tta.value, settings, all_models and not dataset and not shard,
                           assume_device)
         if show and (dry_run or _worth_a_plan(plan, runs)):
-            _print_plan(plan, fmt if dry_run else PlanFormat.table, budget=bool(assume_device))
+            _print_plan(plan, fmt if dry_run else TableOrJson.table, budget=bool(assume_device))
         if dry_run:
             return
         ready = _ready_runs(plan, runs)

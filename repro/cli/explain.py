@@ -5,17 +5,12 @@ Fast to import: numpy, pandas, matplotlib load inside the command.
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
 
 from repro.cli import app
-
-
-class ExplainFormat(str, Enum):
-    table = "table"  # plain text for people (the word every command uses)
-    json = "json"
+from repro.cli.options import TableOrJson
 
 
 @app.command("explain")
@@ -30,7 +25,7 @@ def explain(
     ),
     images: int = typer.Option(4, "--images", min=0, help="How many of the worst images to draw with --output."),
     top: int = typer.Option(10, "--top", min=1, help="Rows per table (classes, confusions, images)."),
-    fmt: ExplainFormat = typer.Option(ExplainFormat.table, "--format", help="table (plain text) for people, json for scripts."),
+    fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table (plain text) for people, json for scripts."),
     manifest_path: Path = typer.Option(
         None, "--manifest", help="A model_zoo.yaml (default: the bundled one, or $REPRO_MANIFEST)."
     ),
@@ -47,7 +42,7 @@ def explain(
     manifest = load_manifest(manifest_path)
     path = api.find_result(target, protocol, results_dir, manifest)
     explanation = api.explain_result(path, manifest=manifest, top=top)
-    if fmt is ExplainFormat.json:
+    if fmt is TableOrJson.json:
         typer.echo(api.to_json(explanation), nl=False)
     else:
         typer.echo(api.render_text(explanation, width=_width()), nl=False)
@@ -55,7 +50,7 @@ def explain(
         from repro.explain_html import write_explain_folder
 
         drawn = write_explain_folder(explanation, output, num_images=images)
-        if fmt is ExplainFormat.table:  # with json, stdout stays one JSON document
+        if fmt is TableOrJson.table:  # with json, stdout stays one JSON document
             _say_drawn(drawn, output)
 
 

@@ -7,8 +7,24 @@ use them as parameter defaults, e.g. `data_root: Path = DATA_ROOT_OPTION`.
 from __future__ import annotations
 
 import copy
+from enum import Enum
 
 import typer
+
+
+class TableOrJson(str, Enum):
+    """--format of a command that prints data: `table` (plain text) for people, `json` for scripts."""
+
+    table = "table"
+    json = "json"
+
+
+class TableTsvOrJson(str, Enum):
+    """--format of a listing: also `tsv` for scripts that read columns."""
+
+    table = "table"
+    tsv = "tsv"
+    json = "json"
 
 DATA_ROOT_OPTION = typer.Option(
     None,

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
 
 from repro.cli import app
+from repro.cli.options import TableOrJson
 from repro.errors import ReproError
-
-
-class SelftestFormat(str, Enum):
-    table = "table"
-    json = "json"
 
 
 @app.command("selftest")
@@ -23,7 +18,7 @@ def selftest_command(
     results: Path = typer.Option(None, "--results", help="Keep the pipeline's result files and report.md in this folder."),
     output: Path = typer.Option(None, "--output", hidden=True, help="Old name of --results."),
     record: bool = typer.Option(True, "--record/--no-record", help="Save the outcome in the cache for results to cite."),
-    fmt: SelftestFormat = typer.Option(SelftestFormat.table, "--format", help="table (plain lines) for people; json (the recorded report) for scripts, the lines then go to stderr."),
+    fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table (plain lines) for people; json (the recorded report) for scripts, the lines then go to stderr."),
 ) -> None:
     """Check that this machine computes what the reference computes.
 
@@ -31,7 +26,7 @@ def selftest_command(
     """
     from repro import selftest
 
-    as_json = fmt is SelftestFormat.json
+    as_json = fmt is TableOrJson.json
 
     def say(line: str) -> None:  # plain lines that fit 80 columns; on stderr when stdout carries the JSON
         typer.echo(line, err=as_json)

@@ -5,24 +5,18 @@ A fast command: no torch (tested), no checkpoint loading, no label reads.
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 
 import typer
 
 from repro.cli import app
-from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION
-
-
-class StatusFormat(str, Enum):
-    table = "table"
-    json = "json"
+from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, TableOrJson
 
 
 @app.command("status")
 def status(
     ids: list[str] = typer.Argument(None, help="Only these models (ids or aliases); default: all."),
-    fmt: StatusFormat = typer.Option(StatusFormat.table, "--format", help="table (plain text) or json."),
+    fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table (plain text) or json."),
     verify: bool = typer.Option(
         False, "--verify", help="Re-hash the cached checkpoints (slow for large files) instead of trusting fetch's record."
     ),
@@ -48,7 +42,7 @@ def status(
             ids or None, manifest=load_manifest(manifest_path), results_dir=results_dir, data_root=data_root,
             verify=verify,
         )
-    if fmt is StatusFormat.json:
+    if fmt is TableOrJson.json:
         typer.echo(status_api.render_json(report), nl=False)
     else:
         typer.echo(status_api.render_table(report, width=status_api.output_width()), nl=False)

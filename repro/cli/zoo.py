@@ -18,6 +18,7 @@ import typer
 
 from repro.cli import app
 from repro.cli.layout import print_trimmed
+from repro.cli.options import TableTsvOrJson
 from repro.errors import ReproError
 
 if TYPE_CHECKING:  # repro.manifest (pydantic, yaml) loads inside the commands: fast --version
@@ -34,12 +35,6 @@ METHOD_NAMES = {"mcibi": "mcibi", "memorynetv2": "memorynetv2", "mcibi++": "memo
 # its decode head (aspp, upernet, ...).
 OPTIONAL_COLUMNS = ("dataset", "backbone", "segmentor", "method")
 DISPLAY_ORDER = ("id", "method", "segmentor", "backbone", "dataset", *PROTOCOLS)
-
-
-class ListFormat(str, Enum):
-    table = "table"
-    tsv = "tsv"
-    json = "json"
 
 
 class InfoFormat(str, Enum):
@@ -167,7 +162,7 @@ def list_models(
     dataset: str = typer.Option(None, "--dataset", help="Only this dataset, any case (ade20k, cityscapes, cocostuff10k, lip, voc, pascalcontext59, vspw)."),
     method: str = typer.Option(None, "--method", help="Only this method (mcibi, or memorynetv2 alias mcibi++)."),
     backbone: str = typer.Option(None, "--backbone", help="Only backbones matching this text (e.g. R-101, swin, hrnet)."),
-    fmt: ListFormat = typer.Option(ListFormat.table, "--format", help="table for people (plain aligned text in a pipe), tsv or json for scripts."),
+    fmt: TableTsvOrJson = typer.Option(TableTsvOrJson.table, "--format", help="table for people (plain aligned text in a pipe), tsv or json for scripts."),
 ) -> None:
     """List the models of the zoo with their documented mIoU per protocol."""
     from rich.console import Console
@@ -175,7 +170,7 @@ def list_models(
     from repro.manifest import load_manifest
 
     entries = select_entries(load_manifest().entries, dataset, method, backbone)
-    if fmt is ListFormat.json:
+    if fmt is TableTsvOrJson.json:
         rows = [
             {
                 "id": e.id, "method": e.method, "document": e.document_title, "segmentor": e.segmentor, "head": e.head,
@@ -185,7 +180,7 @@ def list_models(
             for e in entries
         ]
         typer.echo(json.dumps(rows, indent=2))
-    elif fmt is ListFormat.tsv:
+    elif fmt is TableTsvOrJson.tsv:
         columns = list(DISPLAY_ORDER)
         lines = ["\t".join(columns), *("\t".join(_list_cells(e, missing="")[c] for c in columns) for e in entries)]
         typer.echo("\n".join(lines))
