@@ -561,11 +561,13 @@ def _mark_result_on_disk(row: PlanRow, options: Any, data: DatasetInfo, force: b
     row.result_file = str(path)
     if result is None:
         return
+    from repro.results import replacement_refused
+
     row.result_on_disk = not differences and not force
     row.replaces = force and result.status == "complete"
-    if differences and result.status == "complete" and not force:
-        row.blocked.append(f"{path} holds a complete result of other conditions ({'; '.join(differences[:2])}); "
-                           "--force replaces it (the old file is kept, renamed)")
+    refused = replacement_refused(path, result, differences, force)
+    if refused:
+        row.blocked.append(refused)
 
 
 def is_finished(model_id: str, protocol: str, options: Any, data: DatasetInfo | None = None) -> bool:

@@ -150,6 +150,15 @@ def write_result(result: EvalResult, out_dir: str | os.PathLike, default_variant
     return path
 
 
+def replacement_refused(path: str | os.PathLike, result: EvalResult, differences: list[str], force: bool) -> str | None:
+    """Why a run may not write over the result at `path` (a complete result of other conditions,
+    without --force), in one line; None when it may. The plan and the engine both ask this."""
+    if force or not differences or result.status != "complete":
+        return None
+    return (f"{path} holds a complete result of other conditions ({'; '.join(differences[:2])}); "
+            "--force replaces it (the old file is kept, renamed)")
+
+
 def archive_result(path: str | os.PathLike) -> Path:
     """Keep a result that is about to be replaced: rename it (and its evidence sidecar, if any)
     beside itself to `<name>.replaced-<UTC time>`, a name no results listing reads. Never deletes.

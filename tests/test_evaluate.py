@@ -172,6 +172,21 @@ def test_finished_run_is_not_redone_unless_asked(lip_root, tmp_path):
     assert factory.calls == 3
 
 
+def test_a_complete_result_of_other_conditions_is_replaced_only_with_force(lip_root, tmp_path):
+    first = run_job(lip_job(lip_root), options(tmp_path))
+    path = tmp_path / "results" / "tiny_lip__ms+flip.json"
+    assert first.status == "complete" and path.is_file()
+    with pytest.raises(ReproError) as refused:  # another checkpoint: the engine refuses, as the plan does
+        run_job(lip_job(lip_root, sha="b" * 64), options(tmp_path))
+    assert str(refused.value).startswith(f"{path} holds a complete result of other conditions (checkpoint")
+    assert str(refused.value).endswith("--force replaces it (the old file is kept, renamed)")
+    assert json.loads(path.read_text())["checkpoint_sha256"] == "a" * 64  # untouched
+    run_job(lip_job(lip_root, sha="b" * 64), options(tmp_path, force=True))
+    assert json.loads(path.read_text())["checkpoint_sha256"] == "b" * 64
+    (kept,) = path.parent.glob("tiny_lip__ms+flip.json.replaced-*")
+    assert json.loads(kept.read_text())["checkpoint_sha256"] == "a" * 64
+
+
 def test_limit_gives_a_partial_result(lip_root, tmp_path):
     result = run_job(lip_job(lip_root), options(tmp_path, limit=2))
     assert result.status == "partial" and result.num_images == 2 and result.num_images_total == N_IMAGES

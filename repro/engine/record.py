@@ -25,7 +25,7 @@ from repro.inference import Predictor
 from repro.perf import device_peak_flops, peak_fraction
 from repro.results import (
     EvalResult, RunConditions, archive_result, latest_selftest, partial_tag, read_result, result_filename,
-    same_evaluation, write_result,
+    replacement_refused, same_evaluation, write_result,
 )
 
 
@@ -70,9 +70,9 @@ def finished_result(path: Path, now: RunConditions, options: EngineOptions) -> E
     same, differences = same_evaluation(existing, now, exact=True)
     if same and not options.force:  # --no-resume only discards saved progress
         return existing
-    if existing.status == "complete" and not same and not options.force:
-        raise ReproError(f"{path} holds a complete result of other conditions ({'; '.join(differences[:2])}); "
-                         "pass --force to replace it (the old file is kept, renamed)")
+    refused = replacement_refused(path, existing, differences, options.force)
+    if refused:
+        raise ReproError(refused)
     return None
 
 
