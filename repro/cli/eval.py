@@ -12,7 +12,7 @@ import os
 import shutil
 import signal
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -213,22 +213,74 @@ def _check_precisions(text: str, device: str, assume: str | None, dry_run: bool,
     return precisions
 
 
-def _each_precision(precisions: list[str], scope: dict) -> None:
-    """--precision fp32,tf32: the command once per precision (each writes its own result files),
-    with the other arguments of `scope` (the command's locals); a failed run does not stop the
-    next precision, an interrupt does."""
-    import inspect
+@dataclass(frozen=True)
+class _Request:
+    """What the command asks beyond the engine's options: which runs, and how to present or
+    dispatch them (the plan only, a launcher)."""
 
-    params = {name: scope[name] for name in inspect.signature(eval_command).parameters}
+    manifest: Manifest
+    runs: list[PlannedRun]
+    lacking: list[str]
+    tta: str
+    everything: bool  # --all without a dataset or shard filter
+    dataset_roots: dict
+    checkpoint: Path | None
+    dry_run: bool
+    fmt: TableOrJson
+    assume_device: str | None
+    launcher: str | None
+    slurm: dict
+
+
+def _each_precision(request: _Request, settings: EngineOptions, precisions: list[str]) -> None:
+    """--precision fp32,tf32: the runs once per precision (each writes its own result files); a
+    failed run does not stop the next precision, an interrupt does."""
+    if len(precisions) == 1:
+        _evaluate(request, replace(settings, precision=precisions[0]))
+        return
     failed = False
     for name in precisions:
         _say(f"precision {name}:")
         try:
-            eval_command(**{**params, "precision": name})
+            _evaluate(request, replace(settings, precision=name))
         except typer.Exit as stop:
             if stop.exit_code in (130, 143):
                 raise
             failed = failed or stop.exit_code != 0
+    if failed:
+        raise typer.Exit(1)
+
+
+def _evaluate(request: _Request, settings: EngineOptions) -> None:
+    """Plan, print the plan, then run what is ready here (or hand it to a launcher) and sum up."""
+    show = _is_rank_zero()
+    with dataset_root_overrides(request.dataset_roots), _sigterm_raises():
+        plan = _make_plan(request.manifest, request.runs, request.lacking, request.tta, settings,
+                          request.everything, request.assume_device)
+        if show and (request.dry_run or _worth_a_plan(plan, request.runs)):
+            _print_plan(plan, request.fmt if request.dry_run else TableOrJson.table, budget=bool(request.assume_device))
+        if request.dry_run:
+            return
+        ready = _ready_runs(plan, request.runs)
+        if request.launcher is not None:  # jobs instead of evaluating here (repro/launch.py)
+            from repro.launch import launch_from_cli
+
+            failed = launch_from_cli(ready, request.launcher, settings, request.slurm,
+                                     dataset_roots=request.dataset_roots, plan_rows=plan.rows, say=_say)
+            raise typer.Exit(1 if failed else 0)
+        _hash_ahead(ready[0].model_id, request.checkpoint)  # while torch imports (the plan needs none)
+        kept = _kept_runs(plan, ready, settings, request.manifest)
+        for path, _ in kept.values() if show else ():
+            _say(f"kept: {Path(path).resolve()}")
+        todo = [run for run in ready if run not in kept]
+        if show and _worth_a_plan(plan, request.runs):
+            _warn_if_slow(plan, todo)
+        with _removed_if_unused(settings.output):
+            ran, failed = _run_all(todo, settings, show)
+    if show and ran:  # a rerun of finished runs prints its "kept" lines only
+        done = {run: (run, result, note) for run, result, note in ran}
+        rows = [done.get(run) or (run, kept[run][1], "kept") for run in ready if run in done or run in kept]
+        _print_summary(rows, request.manifest, plan, settings)
     if failed:
         raise typer.Exit(1)
 
@@ -525,9 +577,6 @@ def eval_command(
 
     overrides = parse_dataset_roots(dataset_roots)  # checked before any work
     precisions = _check_precisions(precision, device, assume_device, dry_run, launcher is not None)
-    if len(precisions) > 1:
-        _each_precision(precisions, locals())
-        return
     if fmt is TableOrJson.json and not dry_run:
         raise ReproError("--format json prints the plan: add --dry-run", exit_code=2)
     slurm = dict(partition=slurm_partition, max_gpus=slurm_gpus, time_min=slurm_time_min, account=slurm_account,
@@ -552,34 +601,6 @@ def eval_command(
     if paint and save_predictions is None:
         raise ReproError("--paint needs --save-predictions DIR", exit_code=2)
     _check_output(settings.output)
-    show = _is_rank_zero()
-    with dataset_root_overrides(overrides), _sigterm_raises():
-        plan = _make_plan(manifest, runs, lacking, tta.value, settings, all_models and not dataset and not shard,
-                          assume_device)
-        if show and (dry_run or _worth_a_plan(plan, runs)):
-            _print_plan(plan, fmt if dry_run else TableOrJson.table, budget=bool(assume_device))
-        if dry_run:
-            return
-        ready = _ready_runs(plan, runs)
-        if launcher is None:  # hashed while torch imports (the plan needs no torch, the run does)
-            _hash_ahead(ready[0].model_id, checkpoint)
-        if launcher is not None:  # jobs instead of evaluating here (repro/launch.py)
-            from repro.launch import launch_from_cli
-
-            failed = launch_from_cli(ready, launcher.value, settings, slurm, dataset_roots=overrides,
-                                     plan_rows=plan.rows, say=_say)
-            raise typer.Exit(1 if failed else 0)
-        kept = _kept_runs(plan, ready, settings, manifest)
-        for path, _ in kept.values() if show else ():
-            _say(f"kept: {Path(path).resolve()}")
-        todo = [run for run in ready if run not in kept]
-        if show and _worth_a_plan(plan, runs):
-            _warn_if_slow(plan, todo)
-        with _removed_if_unused(settings.output):
-            ran, failed = _run_all(todo, settings, show)
-    if show and ran:  # a rerun of finished runs prints its "kept" lines only
-        done = {run: (run, result, note) for run, result, note in ran}
-        rows = [done.get(run) or (run, kept[run][1], "kept") for run in ready if run in done or run in kept]
-        _print_summary(rows, manifest, plan, settings)
-    if failed:
-        raise typer.Exit(1)
+    request = _Request(manifest, runs, lacking, tta.value, all_models and not dataset and not shard, overrides,
+                       checkpoint, dry_run, fmt, assume_device, launcher.value if launcher else None, slurm)
+    _each_precision(request, settings, precisions)
