@@ -268,34 +268,15 @@ def fetch_checkpoint(
         raise FetchError("--link needs --from with a local checkpoint file", exit_code=2)
 
     with quiet(not progress), exclusive(entry.id, f"checkpoint {entry.id}"):
-        if source is None and not force:
-            cached = _cached_file(entry, rehash=True)
-            if cached is not None:
-                say(f"{entry.id}: cached and verified ({cached})")
-                return cached
-            adopted = _adopt_unrecorded(entry, force)
-            if adopted is not None:
-                say(f"{entry.id}: verified the file already in the cache ({adopted})")
-                return adopted
-
+        cached = _already_in_cache(entry) if source is None and not force else None
+        if cached is not None:
+            return cached
         if source is not None and not is_url:
             local = _local_file(entry, Path(source).expanduser())
             if link:
                 return _link_file(entry, local, force=force, fits=fits)
             return _import_file(entry, local, force=force, reporter=reporter, fits=fits)
-
-        if source is not None:
-            urls = [str(source)]
-            names = {urls[0]: file_name_from_url(urls[0])}
-        else:
-            if not entry.weights:
-                raise FetchError(
-                    f"{entry.id} has no published checkpoint link; if you have the file, run "
-                    f"`repro fetch {entry.id} --from FILE`"
-                )
-            urls = [mirror_url(url, mirror) for url in entry.weights]
-            names = {m: file_name_from_url(u) for m, u in zip(urls, entry.weights)}
-
+        urls, names = _urls_to_try(entry, source, mirror)
         say(f"{entry.id}: fetching checkpoint")
         try:
             path, result, _attempts = download_first_working(
@@ -319,6 +300,30 @@ def fetch_checkpoint(
         _drop_other_files(folder, path)
         say(f"{entry.id}: {path} ({human_size(result.size)}, sha256 {result.sha256})")
         return path
+
+
+def _already_in_cache(entry) -> Path | None:
+    """The verified cached file, or a file already in the cache folder that verifies (adopted)."""
+    cached = _cached_file(entry, rehash=True)
+    if cached is not None:
+        say(f"{entry.id}: cached and verified ({cached})")
+        return cached
+    adopted = _adopt_unrecorded(entry, False)
+    if adopted is not None:
+        say(f"{entry.id}: verified the file already in the cache ({adopted})")
+    return adopted
+
+
+def _urls_to_try(entry, source: str | os.PathLike | None, mirror: str | None) -> tuple[list[str], dict[str, str]]:
+    """The URLs to try in order (an explicit URL, else the manifest's, mirrored) and the file
+    name each one saves as."""
+    if source is not None:
+        return [str(source)], {str(source): file_name_from_url(str(source))}
+    if not entry.weights:
+        raise FetchError(f"{entry.id} has no published checkpoint link; if you have the file, run "
+                         f"`repro fetch {entry.id} --from FILE`")
+    urls = [mirror_url(url, mirror) for url in entry.weights]
+    return urls, {m: file_name_from_url(u) for m, u in zip(urls, entry.weights)}
 
 
 def _from_line(entry) -> str:
