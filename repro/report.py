@@ -389,6 +389,29 @@ def _hide_not_run(frame: pd.DataFrame, measured_only: bool | None, ids: list[str
     return shown
 
 
+def _report_rows(manifest: Manifest, grouped: dict, selected: list[str] | None, tolerance: float) -> list[dict]:
+    """One row per (model, protocol) in document order, each with its heading group's number."""
+    rows: list[dict] = []
+    group = -1
+    previous_key = None
+    for entry in manifest.entries:
+        # A group is a run of rows under one heading of one document (documents may repeat a
+        # dataset heading in another section; each run keeps its own place).
+        key = (entry.method, entry.document, entry.section, entry.table)
+        if key != previous_key:
+            group += 1
+            previous_key = key
+        if selected is not None and entry.id not in selected:
+            continue
+        measured = [protocol for (model_id, protocol) in grouped if model_id == entry.id]
+        for protocol in _entry_protocols(entry, measured):
+            row = _row(entry, protocol, grouped.get((entry.id, protocol), []), tolerance)
+            row["group"] = group
+            row["mark"] = STATUS_MARKS[row["status"]]
+            rows.append(row)
+    return rows
+
+
 def build_report(
     manifest: Manifest,
     results: Iterable[EvalResult] | str | os.PathLike,
@@ -419,27 +442,7 @@ def build_report(
         wanted = {manifest.get(model_id).id for model_id in ids}  # UnknownModelError on typos
         selected = [entry.id for entry in manifest.entries if entry.id in wanted]
 
-    rows: list[dict] = []
-    group = -1
-    previous_key = None
-    known_ids = set()
-    for entry in manifest.entries:
-        known_ids.add(entry.id)
-        # A group is a run of rows under one heading of one document (documents may repeat a
-        # dataset heading in another section; each run keeps its own place).
-        key = (entry.method, entry.document, entry.section, entry.table)
-        if key != previous_key:
-            group += 1
-            previous_key = key
-        if selected is not None and entry.id not in selected:
-            continue
-        measured = [protocol for (model_id, protocol) in grouped if model_id == entry.id]
-        for protocol in _entry_protocols(entry, measured):
-            row = _row(entry, protocol, grouped.get((entry.id, protocol), []), tolerance)
-            row["group"] = group
-            row["mark"] = STATUS_MARKS[row["status"]]
-            rows.append(row)
-
+    rows = _report_rows(manifest, grouped, selected, tolerance)
     frame = pd.DataFrame(rows, columns=REPORT_COLUMNS)
     for column in ("documented", "upstream_now", "measured", "measured_rounded", "delta"):
         frame[column] = frame[column].astype("float64")
@@ -451,7 +454,7 @@ def build_report(
     frame.attrs["tolerance"] = tolerance
     frame.attrs["ids"] = list(selected) if selected is not None else []
     frame.attrs["unmatched_results"] = sorted(
-        {model_id for (model_id, _) in grouped if model_id not in known_ids}
+        {model_id for (model_id, _) in grouped} - {entry.id for entry in manifest.entries}
     )
     frame.attrs.setdefault("hidden_not_run", 0)
     frame.attrs.setdefault("hidden_blank_doc", 0)

@@ -123,7 +123,7 @@ def report(
     fmt_name = ("md" if fmt is ReportFormat.table else fmt.value) if fmt is not None else reporting.format_for_output(output)
 
     if plot is not None:
-        reporting.plot_deltas(frame, plot)  # first, so a bad extension fails before any output
+        reporting.plot_deltas(frame, plot)  # before the report: a plot that cannot be drawn leaves no report
     if fmt_name == "html":
         text = _html_with_explain_pages(reporting, frame, manifest, plot is not None)
     else:
