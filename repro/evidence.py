@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from repro.errors import ReproError
-from repro.fileio import atomic_path
+from repro.fileio import atomic_path, file_sha256
 
 FORMAT_VERSION = 1
 SUFFIX = ".evidence.npz"
@@ -315,14 +315,6 @@ class EvidenceBuilder:
             intersect=stack("intersect"), union=stack("union"), gt_area=stack("gt_area"),
             ignored=np.asarray([r.ignored for r in self.rows], dtype=np.int64),
         ).sorted_by_id()
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load(path: str | Path, sha256: str | None = None) -> Evidence:

@@ -1,8 +1,9 @@
-"""Atomic file writes: readers (and a crash) never see half a file."""
+"""Atomic file writes (readers, and a crash, never see half a file) and the sha256 of a file."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -31,3 +32,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """The sha256 of a file's bytes, read in chunks (hashlib releases the GIL while it hashes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()

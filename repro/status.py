@@ -273,9 +273,9 @@ def checkpoint_status(entry: ModelEntry, *, verify: bool = False, lock: dict | N
 
 
 def _rehash(found: CheckpointStatus, *, expected: str | None, refetch: str) -> None:
-    from repro.fetch.download import sha256_of
+    from repro.fileio import file_sha256
 
-    digest = sha256_of(Path(found.path))
+    digest = file_sha256(found.path)
     found.sha256 = digest
     if expected and digest != expected:
         found.state = CKPT_BAD

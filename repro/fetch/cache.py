@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 from repro.errors import CheckpointError, FetchError, ReproError
+from repro.fileio import file_sha256
 from repro.paths import cache_home, checkpoint_dir
 
 LOCK_FILE_NAME = "checkpoints.lock.json"
@@ -56,9 +57,7 @@ def _cached_file(entry, *, rehash: bool) -> Path | None:
     if entry.sha256 and record.get("sha256") != entry.sha256:
         return None
     if rehash:
-        from repro.fetch.download import sha256_of  # requests and friends: not on the plan's path
-
-        if sha256_of(path) != record.get("sha256"):
+        if file_sha256(path) != record.get("sha256"):
             return None
     return path
 

@@ -33,6 +33,7 @@ from requests.adapters import HTTPAdapter
 
 from repro import __version__
 from repro.errors import FetchError
+from repro.fileio import file_sha256
 from repro.fetch.progress import (  # noqa: F401 - LineProgress, RichProgress re-exported for the fetch modules
     LineProgress,
     Progress,
@@ -492,7 +493,7 @@ def copy_to_part(source: Path, part: Path, *, progress: Progress | None = None) 
 
 
 def sha256_of(path: Path) -> str:
-    return _hash_existing(path)[0].hexdigest()
+    return file_sha256(path)
 
 
 # sha256 per (resolved path, size, mtime), computed once per process in a background thread.
