@@ -30,11 +30,12 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+from evidence_support import EvidenceBuilder  # noqa: E402
 from synthetic_data import make_ade20k, make_cityscapes  # noqa: E402
 
 from repro.datasets import open_dataset  # noqa: E402
 from repro.datasets.cityscapes import TRAINID_TO_LABELID  # noqa: E402
-from repro.evidence import EvidenceBuilder, sidecar_name  # noqa: E402
+from repro.evidence import sidecar_name  # noqa: E402
 from repro.metrics import compute_scores  # noqa: E402
 from repro.results import EvalResult, filename_of, write_result  # noqa: E402
 

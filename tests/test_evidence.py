@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from repro.errors import ReproError
-from repro.evidence import Evidence, EvidenceBuilder, count_image, load, merge, sidecar_name
+from evidence_support import EvidenceBuilder, count_image
+
+from repro.evidence import Evidence, load, merge, sidecar_name
 from repro.fileio import file_sha256
 from repro.metrics import ConfusionMatrix, compute_scores
 

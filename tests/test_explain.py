@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from repro.cli import app
-from repro.evidence import EvidenceBuilder
+from evidence_support import EvidenceBuilder
 from repro.explain import explain_result, render_text
 from repro.explain_checks import run_checks
 
