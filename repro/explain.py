@@ -129,7 +129,7 @@ def find_result(target: str | os.PathLike, protocol: str | None = None, results_
         shown = protocol or next(iter(entry.documented), "single")
         others = f" (results exist for {', '.join(protocols)})" if protocols else ""
         raise ReproError(f"no result for {entry.id} [{shown}] in {folder}{others}; "
-                         f"run `repro eval {entry.id} --protocol {shown}` first")
+                         f"run `repro eval {entry.id} --tta {shown}` first")
     picked, _ = choose_result([r for _, r in mine], default_variant(entry))
     return next(p for p, r in mine if r is picked)
 
@@ -158,7 +158,7 @@ def eval_command(result: EvalResult) -> str:
     """The command that re-runs a result and records its evidence."""
     variant = f" --variant {result.variant}" if result.variant != "upstream-head" else ""
     precision = f" --precision {result.precision}" if result.precision != "fp32" else ""
-    return f"repro eval {result.model_id} --protocol {result.protocol}{variant}{precision} --force"
+    return f"repro eval {result.model_id} --tta {result.protocol}{variant}{precision} --force"
 
 
 def load_evidence(path: Path, result: EvalResult) -> tuple[Evidence | None, str | None]:
