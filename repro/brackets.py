@@ -53,6 +53,11 @@ def matching_precision(conditions: Any) -> str:
     return "tf32-all" if getattr(conditions, "tf32_matmul", "unknown") in LIKELY else "tf32"
 
 
+def preferred_precision(entry: Any, protocol: str) -> str:
+    """The arithmetic a row's result should be measured in to compare with its number."""
+    return matching_precision(conditions_for(entry, protocol))
+
+
 def choose_precision(available: Iterable[str], conditions: Any) -> tuple[str, str] | None:
     """(the precision to compare, why) among the comparable `available` ones; None if none is."""
     present = [p for p in COMPARABLE if p in set(available)]

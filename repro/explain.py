@@ -109,6 +109,7 @@ def find_result(target: str | os.PathLike, protocol: str | None = None, results_
     """The result file for `target`: a path to a result file, or a model id / alias whose row's
     result (default forward first, then the newest) is looked up in the results folder."""
     from repro.paths import results_dir as default_results_dir
+    from repro.brackets import preferred_precision
     from repro.status import choose_result, default_variant
 
     if protocol is not None and protocol not in PROTOCOL_ORDER:
@@ -130,7 +131,7 @@ def find_result(target: str | os.PathLike, protocol: str | None = None, results_
         others = f" (results exist for {', '.join(protocols)})" if protocols else ""
         raise ReproError(f"no result for {entry.id} [{shown}] in {folder}{others}; "
                          f"run `repro eval {entry.id} --tta {shown}` first")
-    picked, _ = choose_result([r for _, r in mine], default_variant(entry))
+    picked, _ = choose_result([r for _, r in mine], default_variant(entry), preferred_precision(entry, protocol))
     return next(p for p, r in mine if r is picked)
 
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from repro.brackets import precision_note, report_bracket
+from repro.brackets import precision_note, preferred_precision, report_bracket
 from repro.comparison import DEFAULT_TOLERANCE, compare, measured_rounded  # noqa: F401  (one rule, re-exported)
 from repro.comparison import as_decimal as _as_decimal
 from repro.errors import ReproError
@@ -347,7 +347,7 @@ def _row(entry: ModelEntry, protocol: str, candidates: Sequence[Found], toleranc
         if entry.eval == "server":
             row["note"] = "scored by the benchmark server"
         return row
-    result, others = choose_result([r for _, r in candidates], row["default_variant"])
+    result, others = choose_result([r for _, r in candidates], row["default_variant"], preferred_precision(entry, protocol))
     # results in several comparable arithmetics: the documented number's (repro.brackets)
     result, bracket = report_bracket(entry, protocol, result, [r for _, r in candidates], tolerance)
     _fill_measured(row, result)

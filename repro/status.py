@@ -28,8 +28,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from repro.brackets import preferred_precision
 from repro.errors import ReproError
 from repro.manifest import ordered_protocols
+from repro.numerics import COMPARABLE
 
 if TYPE_CHECKING:  # only for type hints
     from repro.manifest import Manifest, ModelEntry
@@ -163,21 +165,26 @@ def newest(results: Sequence[EvalResult]) -> EvalResult:
     return picked
 
 
-def current_rank(result: EvalResult, default: str) -> tuple[bool, bool, bool]:
+def current_rank(result: EvalResult, default: str, preferred: str = "fp32") -> tuple[bool, bool, bool, bool]:
     """How well a result stands for its row (higher is better): the row's default forward, then
-    fp32 (the documents' arithmetic), then a whole split over a partial (--limit, subset) run."""
-    return (result_variant(result) == default, getattr(result, "precision", "fp32") == "fp32",
+    the arithmetic of the documented number (`preferred`, repro.brackets.preferred_precision:
+    fp32 unless the document was computed in TF32), then any comparable one over bf16/fp16, then
+    a whole split over a partial (--limit, subset) run."""
+    precision = getattr(result, "precision", "fp32") or "fp32"
+    return (result_variant(result) == default, precision == preferred, precision in COMPARABLE,
             result.status != "partial")
 
 
-def choose_result(candidates: Sequence[EvalResult], default: str) -> tuple[EvalResult, list[EvalResult]]:
+def choose_result(candidates: Sequence[EvalResult], default: str,
+                  preferred: str = "fp32") -> tuple[EvalResult, list[EvalResult]]:
     """(the result that counts for a row, the newest result of each other variant).
 
-    The current result is the best by `current_rank` (the row's default variant, fp32, complete),
-    the newest among equals: a --limit smoke run or a bf16 run never stands for a finished one.
+    The current result is the best by `current_rank` (the row's default variant, the documented
+    number's arithmetic, complete), the newest among equals: a --limit smoke run or a bf16 run
+    never stands for a finished one. The report, `repro status` and `repro explain` all ask this.
     """
-    best = max(current_rank(r, default) for r in candidates)
-    picked = newest([r for r in candidates if current_rank(r, default) == best])
+    best = max(current_rank(r, default, preferred) for r in candidates)
+    picked = newest([r for r in candidates if current_rank(r, default, preferred) == best])
     by_variant: dict[str, list[EvalResult]] = {}
     for result in candidates:
         if result_variant(result) != result_variant(picked):
@@ -342,7 +349,7 @@ def _protocol_status(
     if not candidates:
         return ProtocolStatus(protocol, RESULT_NOT_RUN, documented=documented)
     files = {id(result): path for path, result in candidates}
-    result, _ = choose_result([r for _, r in candidates], default_variant(entry))
+    result, _ = choose_result([r for _, r in candidates], default_variant(entry), preferred_precision(entry, protocol))
     others = sorted(str(path) for path, other in candidates if other is not result)
     found = ProtocolStatus(protocol, RESULT_COMPLETE, "", documented, result.miou, result_variant(result),
                            str(files[id(result)]), others)

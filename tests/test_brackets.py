@@ -142,3 +142,22 @@ def test_report_names_an_unknown_precision_and_keeps_the_row(tmp_path):
     assert row["status"] == "non-comparable" and row["precision"] == "fp8"
     assert "precision 'fp8'" in row["note"] and row["measured"] == pytest.approx(57.0)
     assert frame.attrs["notes"] == []  # not skipped as a damaged file
+
+
+def test_status_explain_and_report_agree_on_the_current_result(tmp_path):
+    """A row documented in TF32 with an older tf32 and a newer fp32 result: every command stands
+    on the tf32 one (the documented arithmetic), not on the newest file."""
+    from repro.explain import find_result
+    from repro.report import build_report
+    from repro.status import model_statuses
+
+    model = "memorynetv2_aspp_hrnetv2w48_lip"
+    documented = load_manifest().get(model).documented["single"]
+    tf32 = _write(tmp_path, model, "single", documented, "tf32", hour=1)
+    _write(tmp_path, model, "single", documented - 0.3, "fp32", hour=2)
+    row = build_report(load_manifest(), tmp_path, ids=[model])
+    assert row[row["protocol"] == "single"].iloc[0]["precision"] == "tf32"
+    assert find_result(model, "single", results_dir=tmp_path) == tf32
+    (status,) = model_statuses([model], manifest=load_manifest(), results_dir=tmp_path, data_root=tmp_path / "data").models
+    single = next(p for p in status.protocols if p.protocol == "single")
+    assert single.result_file == str(tf32)
