@@ -23,6 +23,7 @@ from repro.errors import ReproError, UnknownModelError
 from repro.evidence import Evidence, load
 from repro.explain_checks import Finding, not_checked, run_checks
 from repro.manifest import PROTOCOL_NAMES as PROTOCOL_ORDER
+from repro.manifest import ordered_protocols
 from repro.results import EvalResult, read_result
 
 
@@ -91,11 +92,6 @@ def _manifest(manifest):
     return load_manifest()
 
 
-def _ordered(protocols) -> list[str]:
-    names = list(dict.fromkeys(protocols))
-    return [p for p in PROTOCOL_ORDER if p in names] + sorted(p for p in names if p not in PROTOCOL_ORDER)
-
-
 def row_results(model_id: str, folder: Path) -> list[tuple[Path, EvalResult]]:
     found = []
     for path in sorted(folder.glob(f"{model_id}__*.json")):
@@ -122,7 +118,7 @@ def find_result(target: str | os.PathLike, protocol: str | None = None, results_
     entry = _manifest(manifest).get(str(target))
     folder = default_results_dir(results_dir)
     found = row_results(entry.id, folder)
-    protocols = _ordered(r.protocol for _, r in found)
+    protocols = ordered_protocols(r.protocol for _, r in found)
     if protocol is None and protocols:
         protocol = protocols[0]
     mine = [(p, r) for p, r in found if r.protocol == protocol]
