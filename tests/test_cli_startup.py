@@ -115,16 +115,19 @@ def test_the_plan_and_eval_input_errors_do_not_import_torch(tmp_path, isolated_e
     assert loaded(modules, ("torch", "repro.models", "repro.inference", "repro.engine.devices")) == []
 
 
-def test_status_does_not_load_pandas_or_the_http_client(tmp_path, isolated_env):
+def test_status_does_not_load_pandas_numpy_or_the_http_client(tmp_path, isolated_env):
+    """Issue 18 #13 (status under 0.5 s): the dataset layouts count files without numpy or PIL."""
     modules = loaded_modules(tmp_path, isolated_env, ["status"])
-    assert loaded(modules, ("pandas", "requests", "matplotlib")) == []
+    assert "repro.datasets.registry" in modules  # status did look at the datasets
+    assert loaded(modules, ("pandas", "requests", "matplotlib", "numpy", "PIL")) == []
 
 
-def test_the_probe_would_see_torch(tmp_path, isolated_env):
-    """The check above can fail: a command that builds a model does load torch."""
-    probe_args = ["data", "check", "lip", "--root", str(tmp_path / "nowhere")]  # loads repro.datasets
+def test_the_probe_would_see_a_heavy_import(tmp_path, isolated_env):
+    """The checks above can fail: a command that draws does load matplotlib and numpy."""
+    probe_args = ["report", "--all-rows", "--plot", str(tmp_path / "plot.png")]
     modules = loaded_modules(tmp_path, isolated_env, probe_args)
-    assert loaded(modules, ("numpy",)) == ["numpy"]
+    assert (tmp_path / "plot.png").is_file()
+    assert loaded(modules, ("matplotlib", "numpy")) == ["matplotlib", "numpy"]
 
 
 def run_repro(args, env) -> subprocess.CompletedProcess:

@@ -13,12 +13,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Mapping, Sequence
-
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from typing import TYPE_CHECKING, Callable, Literal, Mapping, Sequence
 
 from repro.errors import DatasetError
+
+if TYPE_CHECKING:  # numpy and PIL load on first read: `repro status` counts files without them
+    import numpy as np
 
 logger = logging.getLogger("repro.datasets")
 
@@ -108,6 +108,8 @@ class LabelRule:
         so a prediction written with it compares directly with the dataset's own label files
         (ADE20k's reduced classes +1, Cityscapes trainIds as labelIds). Where several raw values
         give one class, the smallest."""
+        import numpy as np
+
         values = np.arange(self.num_classes, dtype=np.int64)
         for raw, cls in sorted((self.table or {}).items(), reverse=True):
             if 0 <= cls < self.num_classes:
@@ -116,6 +118,8 @@ class LabelRule:
 
     def lookup(self, low: int, high: int) -> np.ndarray:
         """Mapped value of every raw value in [low, high] (index = raw - low)."""
+        import numpy as np
+
         raw = np.arange(low, high + 1, dtype=np.int64)
         mapped = np.where((raw >= 0) & (raw < self.num_classes), raw, _INVALID if self.table is not None else IGNORE)
         if self.table is not None:
@@ -150,6 +154,8 @@ def read_image(path: Path) -> np.ndarray:
 
 def _png_mode(path: Path) -> str:
     """PIL mode of an image file from its header only (cheap)."""
+    from PIL import Image, UnidentifiedImageError
+
     try:
         with Image.open(path) as im:
             return im.mode
@@ -162,6 +168,8 @@ def _png_mode(path: Path) -> str:
 
 def _read_raw_label(path: Path, rule: LabelRule, dataset: str) -> np.ndarray:
     """The raw label values upstream would see (before its clsid2label mapping)."""
+    import numpy as np
+
     if rule.reader == "mat":
         import scipy.io
 
@@ -194,6 +202,8 @@ def _read_raw_label(path: Path, rule: LabelRule, dataset: str) -> np.ndarray:
         raise LabelError(colour_hint, "colour", path)
 
     if rule.reader == "pil" or (mode == "P" and rule.palette_as_indices):
+        from PIL import Image
+
         with Image.open(path) as im:
             raw = np.array(im)
         if raw.ndim != 2:
@@ -229,6 +239,8 @@ def map_label(raw: np.ndarray, rule: LabelRule, path: Path | str = "<array>", da
 
     Raises LabelError where upstream would stop at its invalid-label assertion.
     """
+    import numpy as np
+
     if raw.dtype.kind == "f":
         if not np.isfinite(raw).all() or (raw != np.floor(raw)).any():
             message = f"label {path} holds non-integer values; labels must be class indices"

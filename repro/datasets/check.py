@@ -6,8 +6,6 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from repro.datasets.base import EvalDataset, LabelError, missing_file_problems
 from repro.datasets.registry import LAYOUTS, resolve
 from repro.errors import DatasetError
@@ -59,11 +57,15 @@ def _sample_indices(n: int, k: int) -> list[int]:
     """k indices spread evenly over 0..n-1 (deterministic, first and last included)."""
     if n == 0 or k <= 0:
         return []
+    import numpy as np  # here, not at the top: importing repro.datasets stays light
+
     return sorted({int(i) for i in np.linspace(0, n - 1, min(n, k)).round()})
 
 
 def _sample_pass(dataset: EvalDataset, summary: SplitSummary, sample: int) -> list[str]:
     """Read a spread sample of images and labels as the evaluation will; one line per kind of problem."""
+    import numpy as np
+
     grouped: dict[str, list[str]] = {}
     classes: set[int] = set()
     ignored = total = 0

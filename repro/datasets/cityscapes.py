@@ -5,10 +5,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Iterable, Mapping
-
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from repro.datasets.base import (
     IGNORE,
@@ -24,6 +21,9 @@ from repro.datasets.base import (
 from repro.errors import DatasetError
 from repro.fileio import atomic_path
 from repro.paths import DATASET_FOLDERS
+
+if TYPE_CHECKING:  # numpy and PIL load when a submission is written
+    import numpy as np
 
 CLASS_NAMES = (
     'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic_light', 'traffic_sign',
@@ -133,6 +133,8 @@ class CityscapesLayout(DatasetLayout):
 
 def trainid_to_labelid(prediction: np.ndarray) -> np.ndarray:
     """uint8 labelId map of a trainId prediction (values 0..18)."""
+    import numpy as np
+
     prediction = np.asarray(prediction)
     if prediction.ndim != 2:
         raise ValueError(f"expected an HxW trainId map, got shape {prediction.shape}")
@@ -172,6 +174,8 @@ class CityscapesSubmissionWriter:
 
     def add(self, sample_id: str, prediction) -> Path:
         """Write the labelId PNG of one trainId prediction (numpy array or torch tensor, HxW)."""
+        from PIL import Image
+
         if hasattr(prediction, "detach"):
             prediction = prediction.detach().cpu().numpy()
         image = Image.fromarray(trainid_to_labelid(prediction)).convert("P")

@@ -5,14 +5,16 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from repro.datasets import ade20k, cityscapes, cocostuff10k, lip, pascalcontext, voc, vspw
 from repro.datasets.base import DatasetLayout, DatasetSpec, EvalDataset, missing_file_problems, note_once
 from repro.datasets.palettes import ADE20K_COLOURS
 from repro.errors import DatasetError
 from repro.paths import dataset_env_var, resolve_dataset_root
+
+if TYPE_CHECKING:  # numpy loads when a palette is drawn
+    import numpy as np
 
 LAYOUTS: dict[str, DatasetLayout] = {
     "ade20k": ade20k.ADE20kLayout(),
@@ -44,6 +46,8 @@ PALETTES: dict[str, tuple[tuple[int, int, int], ...] | None] = {
 
 def bit_colour_map(count: int) -> np.ndarray:
     """VOC's colour map: the bits of the class index spread over R, G and B, high bits first."""
+    import numpy as np
+
     colours = np.zeros((count, 3), dtype=np.uint8)
     for index in range(count):
         value, shift = index, 7
@@ -57,6 +61,8 @@ def bit_colour_map(count: int) -> np.ndarray:
 
 def palette(name: str) -> np.ndarray:
     """(num_classes, 3) uint8 RGB colours of a dataset's classes (see PALETTES)."""
+    import numpy as np
+
     colours = PALETTES.get(name)
     count = DATASETS[name].num_classes
     return np.asarray(colours, dtype=np.uint8) if colours else bit_colour_map(count)
