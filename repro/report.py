@@ -1,10 +1,13 @@
 """Documented vs measured: the table a researcher pastes into a README or an issue.
 
 `build_report` joins the manifest (what the model-zoo documents print) with result files (what
-`repro eval` measured) into one pandas table, one row per (model, protocol), in document order.
-The renderers (repro/report_render.py, importable from here too) turn that table into GitHub
-markdown, CSV, JSON or a self-contained HTML page; `plot_deltas` draws Δ per row against the
-tolerance band. The columns people read are declared once, in `DISPLAY_COLUMNS`.
+`repro eval` measured) into one table, a `Report`: one row (a dict of `REPORT_COLUMNS`) per
+(model, protocol), in document order; `Report.to_frame()` gives it as a pandas DataFrame. The
+renderers (repro/report_render.py, importable from here too) turn it into GitHub markdown, CSV,
+JSON or a self-contained HTML page; `plot_deltas` draws Δ per row against the tolerance band.
+The columns people read are declared once, in `DISPLAY_COLUMNS`. Plain rows, not a DataFrame,
+because pandas alone takes longer to import (0.35 s) than `repro report` may take in all
+(issue 18 #13: under 0.5 s).
 
 Comparison rule (repro.comparison, shared with `repro eval`'s summary): the measured value is
 rounded to 2 decimals first, as the documents print it, and Δ = rounded measured − documented is
@@ -24,12 +27,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pandas as pd
 
 from repro.brackets import precision_note, preferred_precision, report_bracket
 from repro.comparison import DEFAULT_TOLERANCE, compare, measured_rounded  # noqa: F401  (one rule, re-exported)
@@ -40,6 +42,8 @@ from repro.manifest import ordered_protocols
 from repro.status import choose_result, default_variant, partial_note, read_results_tolerant, result_variant
 
 if TYPE_CHECKING:  # only for type hints
+    import pandas as pd
+
     from repro.manifest import Manifest, ModelEntry
 
 # Without --measured-only / --all-rows, rows without a result are left out when fewer than this
@@ -91,7 +95,7 @@ ENVIRONMENT_LABELS = {
     "git_commit": "commit",
 }
 
-# Every column of the frame build_report returns, in order.
+# Every column of a report row, in order (missing values are None).
 REPORT_COLUMNS = [
     "group",  # index of the document table (method -> dataset heading) the row belongs to
     "method",
@@ -105,13 +109,13 @@ REPORT_COLUMNS = [
     "dataset",
     "eval",
     "protocol",
-    "documented",  # percent, 2 decimals as printed; NaN where the document leaves it blank
-    "upstream_now",  # upstream's current number for the row (manifest upstream_now); NaN if none
+    "documented",  # percent, 2 decimals as printed; None where the document leaves it blank
+    "upstream_now",  # upstream's current number for the row (manifest upstream_now); None if none
     "upstream_now_date",
     "upstream_now_commit",
     "measured",  # percent, full precision from the result file
     "measured_rounded",  # percent, 2 decimals: the value compared
-    "delta",  # measured_rounded - documented; NaN where not compared
+    "delta",  # measured_rounded - documented; None where not compared
     "status",  # one of STATUS_MARKS' keys
     "mark",  # the status as the tables show it
     "note",  # why a row is not compared, the submission zip, ...
@@ -130,12 +134,61 @@ REPORT_COLUMNS = [
     "per_class_iou",  # {class name: IoU percent or None}; None when not run
 ]
 INTEGER_COLUMNS = ("num_images", "num_images_total", "limit")  # whole numbers in CSV and JSON too
+FLOAT_COLUMNS = ("documented", "upstream_now", "measured", "measured_rounded", "delta")
+
+
+@dataclass
+class Report:
+    """The table `build_report` builds: `rows` (dicts of REPORT_COLUMNS, document order) and what
+    was read to build them. Iterating gives the rows; `to_frame()` the pandas DataFrame."""
+
+    rows: list[dict]
+    tolerance: float = DEFAULT_TOLERANCE
+    ids: list[str] = field(default_factory=list)  # the models asked for (per-class sections), in document order
+    notes: list[str] = field(default_factory=list)  # damaged result files, one line each
+    results: int = 0  # how many result files (or objects) were read
+    unmatched_results: list[str] = field(default_factory=list)  # results of models not in the manifest
+    hidden_not_run: int = 0  # rows without a result left out (--measured-only or automatic)
+    hidden_blank_doc: int = 0  # of those, rows the document leaves blank
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def row(self, model_id: str, protocol: str) -> dict:
+        """The row of one (model id, protocol); KeyError when the report has none."""
+        for row in self.rows:
+            if row["model_id"] == model_id and row["protocol"] == protocol:
+                return row
+        raise KeyError((model_id, protocol))
+
+    def with_status(self, *statuses: str) -> list[dict]:
+        return [row for row in self.rows if row["status"] in statuses]
+
+    def to_frame(self) -> pd.DataFrame:
+        """The rows as a pandas DataFrame (REPORT_COLUMNS; numbers float64 with NaN for missing,
+        counts Int64); the other fields in `frame.attrs`."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.rows, columns=REPORT_COLUMNS)
+        for column in FLOAT_COLUMNS:
+            frame[column] = frame[column].astype("float64")
+        for column in INTEGER_COLUMNS:
+            frame[column] = frame[column].astype("Int64")
+        frame.attrs.update(
+            tolerance=self.tolerance, ids=list(self.ids), notes=list(self.notes), results=self.results,
+            unmatched_results=list(self.unmatched_results), hidden_not_run=self.hidden_not_run,
+            hidden_blank_doc=self.hidden_blank_doc,
+        )
+        return frame
 
 
 
 @dataclass(frozen=True)
 class Column:
-    """A column of the human-facing tables (markdown, HTML): the frame column it shows, its
+    """A column of the human-facing tables (markdown, HTML): the row field it shows, its
     heading, alignment, and whether it is a number (2 decimals; `signed`: with its sign)."""
 
     field: str
@@ -231,13 +284,13 @@ def _base_row(entry: ModelEntry, protocol: str) -> dict:
         "dataset": entry.dataset,
         "eval": entry.eval,
         "protocol": protocol,
-        "documented": float(documented) if documented is not None else float("nan"),
-        "upstream_now": float(now_value) if now_value is not None else float("nan"),
+        "documented": float(documented) if documented is not None else None,
+        "upstream_now": float(now_value) if now_value is not None else None,
         "upstream_now_date": _text_or_none(now, "date") if now_value is not None else None,
         "upstream_now_commit": _text_or_none(now, "commit") if now_value is not None else None,
-        "measured": float("nan"),
-        "measured_rounded": float("nan"),
-        "delta": float("nan"),
+        "measured": None,
+        "measured_rounded": None,
+        "delta": None,
         "note": "",
         "result_status": None,
         "variant": None,
@@ -263,8 +316,8 @@ def _text_or_none(record: Any, field: str) -> str | None:
 def _fill_measured(row: dict, result: EvalResult) -> None:
     rounded = measured_rounded(result)
     row.update(
-        measured=float(result.miou) if result.miou is not None else float("nan"),
-        measured_rounded=float(rounded) if rounded is not None else float("nan"),
+        measured=float(result.miou) if result.miou is not None else None,
+        measured_rounded=float(rounded) if rounded is not None else None,
         result_status=result.status,
         variant=result_variant(result),
         precision=result.precision,
@@ -371,22 +424,21 @@ def _note_files(row: dict, current: EvalResult, candidates: Sequence[Found]) -> 
         _add_note(row, f"current file {Path(path).name} (also: {', '.join(others)})")
 
 
-def _hide_not_run(frame: pd.DataFrame, measured_only: bool | None, ids: list[str] | None) -> pd.DataFrame:
+def _hide_not_run(report: Report, measured_only: bool | None, ids: list[str] | None) -> None:
     """Drop the rows without a result when asked, or (None: automatic) when only a few have one.
 
     Automatic: without ids, when some but fewer than AUTO_MEASURED_ONLY of the rows have a result
     (a smoke test should not print 85 rows for one number).
     """
-    has_result = frame["result_status"].notna()
+    not_run = [row for row in report.rows if row["result_status"] is None]
     if measured_only is None:
-        share = has_result.sum() / len(frame) if len(frame) else 0.0
+        share = 1 - len(not_run) / len(report.rows) if report.rows else 0.0
         measured_only = not ids and 0 < share < AUTO_MEASURED_ONLY
     if not measured_only:
-        return frame
-    shown = frame[has_result].reset_index(drop=True)
-    shown.attrs["hidden_not_run"] = int((~has_result).sum())
-    shown.attrs["hidden_blank_doc"] = int((~has_result & frame["documented"].isna()).sum())
-    return shown
+        return
+    report.rows = [row for row in report.rows if row["result_status"] is not None]
+    report.hidden_not_run = len(not_run)
+    report.hidden_blank_doc = sum(row["documented"] is None for row in not_run)
 
 
 def _report_rows(manifest: Manifest, grouped: dict, selected: list[str] | None, tolerance: float) -> list[dict]:
@@ -418,17 +470,14 @@ def build_report(
     tolerance: float = DEFAULT_TOLERANCE,
     ids: Sequence[str] | None = None,
     measured_only: bool | None = False,
-) -> pd.DataFrame:
+) -> Report:
     """Documented vs measured mIoU, one row per (manifest model, protocol), in document order.
 
     `results` is a list of `EvalResult` or a folder of result files (a damaged file is named
-    in `frame.attrs["notes"]` and skipped). `ids` (ids or aliases)
-    restricts the report to those models and asks the renderers for their per-class IoU; an
-    unknown id raises the manifest's `UnknownModelError`. `measured_only` keeps only the rows
-    with a result (None: automatically, when fewer than 10% of the rows have one). The frame has
-    `REPORT_COLUMNS`; `frame.attrs` carries `tolerance`, `ids`, `unmatched_results` (result
-    files of models the manifest does not list), `hidden_not_run` (rows left out), `notes`
-    and `results` (how many results were read).
+    in `Report.notes` and skipped). `ids` (ids or aliases) restricts the report to those models
+    and asks the renderers for their per-class IoU; an unknown id raises the manifest's
+    `UnknownModelError`. `measured_only` keeps only the rows with a result (None:
+    automatically, when fewer than 10% of the rows have one).
     """
     tolerance = float(tolerance)
     if not tolerance >= 0:  # also catches NaN
@@ -442,136 +491,120 @@ def build_report(
         wanted = {manifest.get(model_id).id for model_id in ids}  # UnknownModelError on typos
         selected = [entry.id for entry in manifest.entries if entry.id in wanted]
 
-    rows = _report_rows(manifest, grouped, selected, tolerance)
-    frame = pd.DataFrame(rows, columns=REPORT_COLUMNS)
-    for column in ("documented", "upstream_now", "measured", "measured_rounded", "delta"):
-        frame[column] = frame[column].astype("float64")
-    for column in INTEGER_COLUMNS:
-        frame[column] = frame[column].astype("Int64")  # 3, not 3.0, where a row has no result
-    frame = _hide_not_run(frame, measured_only, selected)
-    frame.attrs["notes"] = notes
-    frame.attrs["results"] = len(found)
-    frame.attrs["tolerance"] = tolerance
-    frame.attrs["ids"] = list(selected) if selected is not None else []
-    frame.attrs["unmatched_results"] = sorted(
-        {model_id for (model_id, _) in grouped} - {entry.id for entry in manifest.entries}
+    report = Report(
+        rows=_report_rows(manifest, grouped, selected, tolerance),
+        tolerance=tolerance,
+        ids=list(selected) if selected is not None else [],
+        notes=notes,
+        results=len(found),
+        unmatched_results=sorted({model_id for (model_id, _) in grouped} - {entry.id for entry in manifest.entries}),
     )
-    frame.attrs.setdefault("hidden_not_run", 0)
-    frame.attrs.setdefault("hidden_blank_doc", 0)
-    return frame
+    _hide_not_run(report, measured_only, selected)
+    return report
 
 
 # --------------------------------------------------------------------------------------------
 # Summaries shared by the renderers
 
 
-def status_counts(frame: pd.DataFrame) -> dict[str, int]:
+def status_counts(report: Report) -> dict[str, int]:
     """How many rows have each status (every status listed, zeros included; hidden rows count as not run)."""
-    counts = frame["status"].value_counts()
-    out = {status: int(counts.get(status, 0)) for status in STATUS_MARKS}
-    out[NOT_RUN] += hidden_not_run(frame)
+    counts = Counter(row["status"] for row in report)
+    out = {status: counts.get(status, 0) for status in STATUS_MARKS}
+    out[NOT_RUN] += report.hidden_not_run
     return out
 
 
-def hidden_not_run(frame: pd.DataFrame) -> int:
+def hidden_not_run(report: Report) -> int:
     """How many rows without a result `--measured-only` (or its automatic form) left out."""
-    return int(frame.attrs.get("hidden_not_run", 0) or 0)
+    return report.hidden_not_run
 
 
-def hidden_line(frame: pd.DataFrame) -> str | None:
+def hidden_line(report: Report) -> str | None:
     """One line saying how many rows are not shown and how to show them; None when none are hidden."""
-    hidden = hidden_not_run(frame)
+    hidden = report.hidden_not_run
     if not hidden:
         return None
     return f"{hidden} row{'s' if hidden != 1 else ''} not run (repro report --all-rows to show them)."
 
 
-def summary_counts(frame: pd.DataFrame) -> dict[str, int]:
+def summary_counts(report: Report) -> dict[str, int]:
     """`status_counts` as the summary tells them: a row the document leaves blank counts as
     "without a documented value" whether it was run or not (there is nothing to reproduce)."""
-    counts = status_counts(frame)
-    blank = int(((frame["status"] == NOT_RUN) & frame["documented"].isna()).sum())
-    blank += int(frame.attrs.get("hidden_blank_doc", 0) or 0)
+    counts = status_counts(report)
+    blank = sum(row["status"] == NOT_RUN and row["documented"] is None for row in report)
+    blank += report.hidden_blank_doc
     counts[NOT_RUN] -= blank
     counts[BLANK_DOC] += blank
     return counts
 
 
-def summary_line(frame: pd.DataFrame) -> str:
+def summary_line(report: Report) -> str:
     """E.g. `Summary: 12 rows: 3 reproduced ✓, 1 failed ✗, 6 not run —, 2 without a documented value.`
     (statuses no row has are left out, but for the first three)."""
     parts = []
-    for status, count in summary_counts(frame).items():
+    for status, count in summary_counts(report).items():
         mark = STATUS_MARKS[status]
         word = STATUS_WORDS[status]
         if not count and status not in ALWAYS_COUNTED:
             continue
         parts.append(f"{count} {word} {mark}" if mark != word and status != BLANK_DOC else f"{count} {word}")
-    line = f"Summary: {len(frame) + hidden_not_run(frame)} rows: " + ", ".join(parts) + "."
-    unmatched = frame.attrs.get("unmatched_results") or []
-    if unmatched:
-        line += f" Ignored results of models not in the manifest: {', '.join(unmatched)}."
+    line = f"Summary: {len(report) + report.hidden_not_run} rows: " + ", ".join(parts) + "."
+    if report.unmatched_results:
+        line += f" Ignored results of models not in the manifest: {', '.join(report.unmatched_results)}."
     return line
 
 
-def failed_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["status"] == FAILED]
+def failed_rows(report: Report) -> list[dict]:
+    return report.with_status(FAILED)
 
 
-def environments(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each distinct environment the results were measured in, with how many results used it."""
-    measured = frame[frame["result_status"].notna()]
-    columns = list(ENVIRONMENT_FIELDS)
-    if measured.empty:
-        return pd.DataFrame(columns=[*columns, "results"])
-    envs = (
-        measured[columns]
-        .fillna("")
-        .astype(str)
-        .groupby(columns, sort=False)
-        .size()
-        .reset_index(name="results")
-    )
-    return envs
+def environments(report: Report) -> list[dict[str, str]]:
+    """Each distinct environment the results were measured in (ENVIRONMENT_FIELDS as text, "" for
+    missing), in order of first appearance, with how many results used it ("results", an int)."""
+    counts: Counter[tuple[str, ...]] = Counter()
+    for row in report:
+        if row["result_status"] is not None:
+            counts[tuple("" if row[f] is None else str(row[f]) for f in ENVIRONMENT_FIELDS)] += 1
+    return [{**dict(zip(ENVIRONMENT_FIELDS, values)), "results": n} for values, n in counts.items()]
 
 
-def notes_of(frame: pd.DataFrame) -> list[str]:
+def notes_of(report: Report) -> list[str]:
     """Notes about the files read (a damaged result file, named), one line each."""
-    return list(frame.attrs.get("notes") or [])
+    return list(report.notes)
 
 
-def no_results_line(frame: pd.DataFrame, folder: Any) -> str | None:
+def no_results_line(report: Report, folder: Any) -> str | None:
     """One line for a report that has no result to show (nothing read, no damaged file); else None."""
-    if frame.attrs.get("results", 1) or notes_of(frame):
+    if report.results or report.notes:
         return None
     return f"no results in {folder} yet: run `repro eval ID` first, or pass --results DIR"
 
 
-def tolerance_of(frame: pd.DataFrame) -> float:
-    return float(frame.attrs.get("tolerance", DEFAULT_TOLERANCE))
+def tolerance_of(report: Report) -> float:
+    return float(report.tolerance)
 
 
-def tolerance_text(frame: pd.DataFrame) -> str:
+def tolerance_text(report: Report) -> str:
     text = (
-        f"A row reproduces when |Δ| ≤ {tolerance_of(frame):.2f}, "
+        f"A row reproduces when |Δ| ≤ {tolerance_of(report):.2f}, "
         "Δ = measured (rounded to 2 decimals, as the documents print it) − documented; "
         "✓ within, ✗ outside, — not run."
     )
-    if (frame["status"] == UPSTREAM_NOW).any():
+    if report.with_status(UPSTREAM_NOW):
         text += " upstream-now: outside, but within the tolerance of upstream's current number (Upstream now)."
     return text
 
 
-
-def strict_failure(frame: pd.DataFrame) -> ReproError | None:
+def strict_failure(report: Report) -> ReproError | None:
     """The error `--strict` exits with when a compared row is outside tolerance, else None."""
-    failed = failed_rows(frame)
-    if failed.empty:
+    failed = failed_rows(report)
+    if not failed:
         return None
-    listed = [f"{r.model_id} ({r.protocol}) Δ {r.delta + 0.0:+.2f}" for r in failed.head(5).itertuples()]
+    listed = [f"{r['model_id']} ({r['protocol']}) Δ {r['delta'] + 0.0:+.2f}" for r in failed[:5]]
     more = f", and {len(failed) - 5} more" if len(failed) > 5 else ""
     return ReproError(
-        f"{len(failed)} row(s) outside tolerance ±{tolerance_of(frame):.2f}: " + ", ".join(listed) + more
+        f"{len(failed)} row(s) outside tolerance ±{tolerance_of(report):.2f}: " + ", ".join(listed) + more
     )
 
 
@@ -579,7 +612,7 @@ def strict_failure(frame: pd.DataFrame) -> ReproError | None:
 # The renderers live in repro/report_render.py; their names stay importable from here.
 
 _RENDER_NAMES = frozenset({
-    "RENDERERS", "check_plot_format", "display_frame", "format_for_output", "markdown_table", "per_class_frame", "plot_deltas",
+    "RENDERERS", "check_plot_format", "display_rows", "format_for_output", "markdown_table", "per_class_order", "plot_deltas",
     "plot_empty_reason", "plot_svg_text", "render", "render_csv", "render_html", "render_json",
     "render_markdown",
 })

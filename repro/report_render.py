@@ -3,36 +3,41 @@ JSON, a self-contained HTML page, and the Δ plot. The columns people read are d
 in `repro.report.DISPLAY_COLUMNS`; every renderer takes its headings, alignment and number
 format from there.
 
-Links from the HTML page: `render_html(frame, row_link=...)` takes a function of a frame row that
-returns an address (or None); the row's Model cell links there (e.g. an explain page).
+Links from the HTML page: `render_html(report, row_link=...)` takes a function of a report row
+(a dict) that returns an address (or None); the row's Model cell links there (e.g. an explain page).
+
+Standard library only (csv, json, html): pandas is not needed to print a report.
 """
 
 from __future__ import annotations
 
+import csv
 import html
 import io
+import itertools
 import json
+import math
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import pandas as pd
-
 from repro.errors import ReproError
 from repro.report import (
-    BLANK_DOC, COMPARED, DISPLAY_COLUMNS, ENVIRONMENT_LABELS, FAILED, FORMATS, NON_COMPARABLE, NOT_RUN, PARTIAL,
-    REPRODUCED, SERVER, UPSTREAM_NOW, environments, hidden_line, notes_of, summary_line, tolerance_of,
-    tolerance_text,
+    BLANK_DOC, COMPARED, DISPLAY_COLUMNS, ENVIRONMENT_FIELDS, ENVIRONMENT_LABELS, FAILED, FORMATS, NON_COMPARABLE,
+    NOT_RUN, PARTIAL, REPORT_COLUMNS, REPRODUCED, SERVER, UPSTREAM_NOW, Report, environments, hidden_line, notes_of,
+    summary_line, tolerance_of, tolerance_text,
 )
 
-RowLink = Callable[[pd.Series], "str | None"]  # a frame row -> the address its Model cell links to
+RowLink = Callable[[dict], "str | None"]  # a report row -> the address its Model cell links to
+Table = tuple[list[str], list[list[str]]]  # (headings, rows of cell texts)
 
 
 # --------------------------------------------------------------------------------------------
 # Shared by the renderers
 
 
-def _headed_groups(frame: pd.DataFrame) -> list[tuple[list[tuple[int, str]], str, pd.DataFrame]]:
+def _headed_groups(report: Report) -> list[tuple[list[tuple[int, str]], str, list[dict]]]:
     """Per document table, in document order: (new headings as (level, text), table, rows).
 
     Headings mirror the documents: the method (level 2) and the section (level 3) are emitted
@@ -40,8 +45,10 @@ def _headed_groups(frame: pd.DataFrame) -> list[tuple[list[tuple[int, str]], str
     """
     out = []
     current: tuple[str, str] | None = None
-    for _, rows in frame.groupby("group", sort=True):
-        method, title, section, table = (str(rows[c].iloc[0]) for c in ("method", "document", "section", "table"))
+    ordered = sorted(report.rows, key=lambda row: row["group"])  # stable: document order within a group
+    for _, grouped in itertools.groupby(ordered, key=lambda row: row["group"]):
+        rows = list(grouped)
+        method, title, section, table = (str(rows[0][c]) for c in ("method", "document", "section", "table"))
         headings = []
         if current is None or current[0] != method:
             headings.append((2, title))
@@ -52,62 +59,71 @@ def _headed_groups(frame: pd.DataFrame) -> list[tuple[list[tuple[int, str]], str
     return out
 
 
-def _number(value: float, signed: bool = False) -> str:
-    if value is None or pd.isna(value):
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _number(value: float | None, signed: bool = False) -> str:
+    if _missing(value):
         return ""
     return f"{value + 0.0:+.2f}" if signed else f"{value:.2f}"
 
 
-def display_frame(rows: pd.DataFrame) -> pd.DataFrame:
+def display_rows(rows: Sequence[dict]) -> Table:
     """The human-facing columns of `rows` (DISPLAY_COLUMNS), as the text the tables show."""
-    shown = pd.DataFrame(index=rows.index)
-    for column in DISPLAY_COLUMNS:
-        values = rows[column.field]
-        if column.numeric:
-            shown[column.heading] = values.map(lambda v, signed=column.signed: _number(v, signed=signed))
-        else:
-            shown[column.heading] = values.map(_text)
-    return shown.reset_index(drop=True)
+    headings = [column.heading for column in DISPLAY_COLUMNS]
+    cells = [
+        [_number(row[c.field], signed=c.signed) if c.numeric else _text(row[c.field]) for c in DISPLAY_COLUMNS]
+        for row in rows
+    ]
+    return headings, cells
 
 
 def _text(value: object) -> str:
-    """A cell as text; missing values (None, NaN, pandas' NA) are empty."""
-    if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-        return ""
-    return str(value)
+    """A cell as text; missing values (None, NaN) are empty."""
+    return "" if _missing(value) else str(value)
 
 
-def _notes_lines(frame: pd.DataFrame) -> list[str]:
+def _notes_lines(report: Report) -> list[str]:
     """The notes on the files read, and how many rows are hidden, one sentence each."""
-    hidden = hidden_line(frame)
-    return [*(f"Note: {note}" for note in notes_of(frame)), *([hidden] if hidden else [])]
+    hidden = hidden_line(report)
+    return [*(f"Note: {note}" for note in notes_of(report)), *([hidden] if hidden else [])]
 
 
-def per_class_frame(per_class_iou: dict[str, float | None]) -> pd.DataFrame:
-    """Class and IoU, worst first; classes without an IoU (absent from the split) last."""
-    table = pd.DataFrame(
-        {"class": list(per_class_iou.keys()), "iou": pd.array(list(per_class_iou.values()), dtype="Float64")}
-    )
-    table["order"] = range(len(table))  # ties keep the dataset's class order
-    table = table.sort_values(["iou", "order"], na_position="last", kind="stable")
-    return table.drop(columns="order").reset_index(drop=True)
+def per_class_order(per_class_iou: dict[str, float | None]) -> list[tuple[str, float | None]]:
+    """(class, IoU), worst first; classes without an IoU (absent from the split) last; ties keep
+    the dataset's class order."""
+    items = list(per_class_iou.items())
+    return sorted(items, key=lambda item: (_missing(item[1]), 0.0 if _missing(item[1]) else item[1]))
 
 
-def _per_class_sections(frame: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame | None]]:
+def _per_class_table(per_class_iou: dict[str, float | None]) -> Table:
+    rows = [[name, "n/a" if _missing(iou) else _number(iou)] for name, iou in per_class_order(per_class_iou)]
+    return ["Class", "IoU"], rows
+
+
+def _per_class_sections(report: Report) -> list[tuple[str, str, Table | None]]:
     """(model id, protocol, per-class table or None when nothing was measured) for `ids`."""
     sections = []
-    for model_id in frame.attrs.get("ids") or []:
-        has_classes = frame["per_class_iou"].map(lambda v: isinstance(v, dict) and len(v) > 0)
-        rows = frame[(frame["model_id"] == model_id) & has_classes]
-        if rows.empty:
+    for model_id in report.ids:
+        rows = [r for r in report if r["model_id"] == model_id and isinstance(r["per_class_iou"], dict) and r["per_class_iou"]]
+        if not rows:
             sections.append((model_id, "", None))
-        for _, row in rows.iterrows():
-            sections.append((model_id, row["protocol"], per_class_frame(row["per_class_iou"])))
+        for row in rows:
+            sections.append((model_id, row["protocol"], _per_class_table(row["per_class_iou"])))
     return sections
 
 
-def _want_per_class(frame: pd.DataFrame, per_class: bool | None) -> bool:
-    return bool(frame.attrs.get("ids")) if per_class is None else per_class
+def _want_per_class(report: Report, per_class: bool | None) -> bool:
+    return bool(report.ids) if per_class is None else per_class
+
+
+def _environment_table(report: Report) -> Table | None:
+    envs = environments(report)
+    if not envs:
+        return None
+    headings = [*(ENVIRONMENT_LABELS[f] for f in ENVIRONMENT_FIELDS), "Results"]
+    return headings, [[*(env[f] for f in ENVIRONMENT_FIELDS), str(env["results"])] for env in envs]
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,14 +134,15 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown_table(table: pd.DataFrame, align: Sequence[str] | None = None) -> str:
-    """A GitHub pipe table of a frame of strings."""
-    align = align or [":-"] * len(table.columns)
+def markdown_table(table: Table, align: Sequence[str] | None = None) -> str:
+    """A GitHub pipe table of (headings, rows of cell texts)."""
+    headings, rows = table
+    align = align or [":-"] * len(headings)
     lines = [
-        "| " + " | ".join(_md_cell(c) for c in table.columns) + " |",
+        "| " + " | ".join(_md_cell(c) for c in headings) + " |",
         "| " + " | ".join(align) + " |",
     ]
-    for values in table.itertuples(index=False):
+    for values in rows:
         lines.append("| " + " | ".join(_md_cell(v) for v in values) + " |")
     return "\n".join(lines)
 
@@ -134,38 +151,31 @@ _MD_ALIGNS = {"left": ":-", "right": "-:", "center": ":-:"}
 _MD_ALIGN = [_MD_ALIGNS[column.align] for column in DISPLAY_COLUMNS]
 
 
-def render_markdown(frame: pd.DataFrame, *, per_class: bool | None = None) -> str:
+def render_markdown(report: Report, *, per_class: bool | None = None) -> str:
     """GitHub markdown: a heading per method and per document table, one pipe table each."""
-    out = ["# Documented vs measured mIoU", "", tolerance_text(frame), "", summary_line(frame), ""]
-    for line in _notes_lines(frame):
+    out = ["# Documented vs measured mIoU", "", tolerance_text(report), "", summary_line(report), ""]
+    for line in _notes_lines(report):
         out += [line, ""]
-    for headings, table, rows in _headed_groups(frame):
+    for headings, table, rows in _headed_groups(report):
         for level, text in headings:
             out += ["#" * level + " " + text, ""]
-        out += [f"#### {table}", "", markdown_table(display_frame(rows), _MD_ALIGN), ""]
+        out += [f"#### {table}", "", markdown_table(display_rows(rows), _MD_ALIGN), ""]
 
     out += ["## Environment", ""]
-    envs = environments(frame)
-    if envs.empty:
-        out += ["No results yet.", ""]
-    else:
-        shown = envs.rename(columns={**ENVIRONMENT_LABELS, "results": "Results"}).astype(str)
-        out += [markdown_table(shown), ""]
+    envs = _environment_table(report)
+    out += ["No results yet." if envs is None else markdown_table(envs), ""]
 
-    if _want_per_class(frame, per_class):
-        for model_id, protocol, table in _per_class_sections(frame):
+    if _want_per_class(report, per_class):
+        for model_id, protocol, table in _per_class_sections(report):
             if table is None:
                 out += [f"## Per-class IoU: {model_id}", "", "No per-class IoU in the results of this model.", ""]
                 continue
-            shown = pd.DataFrame(
-                {"Class": table["class"], "IoU": [_number(v) if not pd.isna(v) else "n/a" for v in table["iou"]]}
-            )
             out += [
                 f"## Per-class IoU: {model_id} ({protocol})",
                 "",
                 "Worst classes first; n/a: the class is neither in the labels nor predicted.",
                 "",
-                markdown_table(shown, [":-", "-:"]),
+                markdown_table(table, [":-", "-:"]),
                 "",
             ]
     return "\n".join(out).rstrip("\n") + "\n"
@@ -175,15 +185,31 @@ def render_markdown(frame: pd.DataFrame, *, per_class: bool | None = None) -> st
 # CSV / JSON
 
 
-def render_csv(frame: pd.DataFrame) -> str:
-    """Every column but the per-class dictionary (use JSON for that), one line per row."""
-    return frame.drop(columns=["per_class_iou"]).to_csv(index=False)
+_CSV_COLUMNS = [column for column in REPORT_COLUMNS if column != "per_class_iou"]
 
 
-def render_json(frame: pd.DataFrame) -> str:
+def render_csv(report: Report) -> str:
+    """Every column but the per-class dictionary (use JSON for that), one line per row; missing
+    values are empty cells."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(_CSV_COLUMNS)
+    for row in report:
+        writer.writerow(["" if _missing(row[c]) else row[c] for c in _CSV_COLUMNS])
+    return buffer.getvalue()
+
+
+def _json_safe(value: object) -> object:
+    """NaN (e.g. a per-class IoU) as null: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    return None if _missing(value) else value
+
+
+def render_json(report: Report) -> str:
     """A list of records, one per row, every column (missing numbers are null)."""
-    records = json.loads(frame.to_json(orient="records", double_precision=15, force_ascii=False))
-    return json.dumps(records, indent=2, ensure_ascii=False) + "\n"
+    records = [{column: _json_safe(row[column]) for column in REPORT_COLUMNS} for row in report]
+    return json.dumps(records, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,15 +239,16 @@ def _html_cell(column: str, value: object, css: list[str], link: str | None) -> 
     return f"<td{attr}>{text}</td>"
 
 
-def _html_table(table: pd.DataFrame, status_slugs: Sequence[str] | None = None,
+def _html_table(table: Table, status_slugs: Sequence[str] | None = None,
                 links: Sequence[str | None] | None = None) -> str:
     """An escaped HTML table; status cells carry their slug as a class for colouring; `links`:
     one address (or None) per row for its Model cell."""
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in table.columns)
+    headings, rows = table
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in headings)
     body = []
-    for i, values in enumerate(table.itertuples(index=False)):
+    for i, values in enumerate(rows):
         cells = []
-        for column, value in zip(table.columns, values):
+        for column, value in zip(headings, values):
             css = ["num"] if column in _HTML_NUMERIC else []
             if column == "Status" and status_slugs is not None:
                 css.append(status_slugs[i])
@@ -230,12 +257,12 @@ def _html_table(table: pd.DataFrame, status_slugs: Sequence[str] | None = None,
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
 
 
-def render_html(frame: pd.DataFrame, *, per_class: bool | None = None, plot_svg: str | None = None,
+def render_html(report: Report, *, per_class: bool | None = None, plot_svg: str | None = None,
                 row_link: RowLink | None = None, appendix: str = "") -> str:
     """One self-contained page (inline CSS, no scripts, no external assets).
 
-    `plot_svg` (the text of an SVG, e.g. from `plot_deltas(frame, buffer, fmt="svg")`) is
-    embedded inline when given. `row_link(row)` (a frame row) gives the address the row's Model
+    `plot_svg` (the text of an SVG, e.g. from `plot_deltas(report, buffer, fmt="svg")`) is
+    embedded inline when given. `row_link(row)` (a report row) gives the address the row's Model
     cell links to, or None for no link; `appendix` (HTML) ends the page.
     """
     parts = [
@@ -248,40 +275,34 @@ def render_html(frame: pd.DataFrame, *, per_class: bool | None = None, plot_svg:
         "</head>",
         "<body>",
         "<h1>Documented vs measured mIoU</h1>",
-        f"<p>{html.escape(tolerance_text(frame))}</p>",
-        f'<p class="summary">{html.escape(summary_line(frame))}</p>',
+        f"<p>{html.escape(tolerance_text(report))}</p>",
+        f'<p class="summary">{html.escape(summary_line(report))}</p>',
     ]
-    parts += [f"<p>{html.escape(line)}</p>" for line in _notes_lines(frame)]
-    for headings, table, rows in _headed_groups(frame):
+    parts += [f"<p>{html.escape(line)}</p>" for line in _notes_lines(report)]
+    for headings, table, rows in _headed_groups(report):
         for level, text in headings:
             parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
         parts.append(f"<h4>{html.escape(table)}</h4>")
-        links = [row_link(row) for _, row in rows.iterrows()] if row_link is not None else None
-        parts.append(_html_table(display_frame(rows), list(rows["status"]), links))
+        links = [row_link(row) for row in rows] if row_link is not None else None
+        parts.append(_html_table(display_rows(rows), [row["status"] for row in rows], links))
 
     parts.append("<h2>Environment</h2>")
-    envs = environments(frame)
-    if envs.empty:
-        parts.append("<p>No results yet.</p>")
-    else:
-        parts.append(_html_table(envs.rename(columns={**ENVIRONMENT_LABELS, "results": "Results"})))
+    envs = _environment_table(report)
+    parts.append("<p>No results yet.</p>" if envs is None else _html_table(envs))
 
     if plot_svg:
         start = plot_svg.find("<svg")  # drop the XML prolog and doctype: inline SVG needs neither
         parts += ["<h2>Δ per model</h2>", plot_svg[start:] if start >= 0 else plot_svg]
 
-    if _want_per_class(frame, per_class):
-        for model_id, protocol, table in _per_class_sections(frame):
+    if _want_per_class(report, per_class):
+        for model_id, protocol, table in _per_class_sections(report):
             if table is None:
                 parts.append(f"<h2>Per-class IoU: {html.escape(model_id)}</h2>")
                 parts.append("<p>No per-class IoU in the results of this model.</p>")
                 continue
-            shown = pd.DataFrame(
-                {"Class": table["class"], "IoU": [_number(v) if not pd.isna(v) else "n/a" for v in table["iou"]]}
-            )
             parts.append(f"<h2>Per-class IoU: {html.escape(model_id)} ({html.escape(protocol)})</h2>")
             parts.append("<p>Worst classes first; n/a: the class is neither in the labels nor predicted.</p>")
-            parts.append(_html_table(shown))
+            parts.append(_html_table(table))
     if appendix:  # e.g. the explain pages the rows link to (repro.explain_html.report_appendix)
         parts.append(appendix)
     parts += ["</body>", "</html>"]
@@ -303,19 +324,18 @@ _NOT_PLOTTED = {
 }
 
 
-def plot_empty_reason(frame: pd.DataFrame) -> str | None:
+def plot_empty_reason(report: Report) -> str | None:
     """One line saying why the Δ plot has no points; None when it has some."""
-    if frame["status"].isin(COMPARED).any():
+    if report.with_status(*COMPARED):
         return None
-    measured = frame[frame["result_status"].notna()]
-    if measured.empty:
+    counts = Counter(row["status"] for row in report if row["result_status"] is not None)
+    if not counts:
         return "the plot is empty: no results yet (run `repro eval` first)"
-    counts = measured["status"].value_counts()
     if len(counts) == 1:
         status, count = next(iter(counts.items()))
         every = "the only result is" if count == 1 else f"all {count} results are"
         return f"the plot is empty: {every} {_NOT_PLOTTED[status]}"
-    parts = [f"{int(counts[s])} {_NOT_PLOTTED[s]}" for s in _NOT_PLOTTED if s in counts]
+    parts = [f"{counts[s]} {_NOT_PLOTTED[s]}" for s in _NOT_PLOTTED if s in counts]
     return "the plot is empty: no result is compared (" + "; ".join(parts) + ")"
 
 
@@ -327,7 +347,7 @@ def check_plot_format(target: str | os.PathLike | io.IOBase, fmt: str | None = N
         raise ReproError(f"--plot {target}: the plot is written as .png or .svg, not .{fmt}")
 
 
-def plot_deltas(frame: pd.DataFrame, target: str | os.PathLike | io.IOBase, fmt: str | None = None) -> None:
+def plot_deltas(report: Report, target: str | os.PathLike | io.IOBase, fmt: str | None = None) -> None:
     """Δ of every compared row against the ±tolerance band, as PNG or SVG (by extension or `fmt`).
 
     Uses matplotlib's object API with the Agg canvas: headless, and pyplot's global backend is
@@ -340,10 +360,10 @@ def plot_deltas(frame: pd.DataFrame, target: str | os.PathLike | io.IOBase, fmt:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    tolerance = tolerance_of(frame)
-    compared = frame[frame["status"].isin(COMPARED)]
-    labels = [f"{m} · {p}" for m, p in zip(compared["model_id"], compared["protocol"])]
-    deltas = compared["delta"].to_list()
+    tolerance = tolerance_of(report)
+    compared = report.with_status(*COMPARED)
+    labels = [f"{row['model_id']} · {row['protocol']}" for row in compared]
+    deltas = [row["delta"] for row in compared]
 
     height = max(2.5, 0.32 * len(labels) + 1.4)
     figure = Figure(figsize=(9, height), layout="constrained")
@@ -353,14 +373,14 @@ def plot_deltas(frame: pd.DataFrame, target: str | os.PathLike | io.IOBase, fmt:
     axes.axvline(0.0, color="#57606a", linewidth=0.8)
     if labels:
         positions = list(range(len(labels)))[::-1]  # first row on top, as in the tables
-        colours = [_PLOT_COLOURS[s] for s in compared["status"]]
+        colours = [_PLOT_COLOURS[row["status"]] for row in compared]
         axes.scatter(deltas, positions, c=colours, zorder=3)
         axes.set_yticks(positions, labels, fontsize=8)
         limit = max([tolerance * 1.5, *[abs(d) * 1.1 for d in deltas]])
         axes.set_xlim(-limit, limit)
     else:
         axes.set_yticks([])
-        reason = plot_empty_reason(frame) or "no compared rows"
+        reason = plot_empty_reason(report) or "no compared rows"
         axes.text(0.5, 0.5, reason, transform=axes.transAxes, ha="center", va="center", wrap=True)
         axes.set_xlim(-max(tolerance * 1.5, 0.1), max(tolerance * 1.5, 0.1))
     axes.set_xlabel("Δ mIoU (measured − documented, points)")
@@ -376,9 +396,9 @@ def plot_deltas(frame: pd.DataFrame, target: str | os.PathLike | io.IOBase, fmt:
     figure.savefig(path, format=fmt, metadata=metadata)
 
 
-def plot_svg_text(frame: pd.DataFrame) -> str:
+def plot_svg_text(report: Report) -> str:
     buffer = io.BytesIO()
-    plot_deltas(frame, buffer, fmt="svg")
+    plot_deltas(report, buffer, fmt="svg")
     return buffer.getvalue().decode("utf-8")
 
 
@@ -388,10 +408,10 @@ def plot_svg_text(frame: pd.DataFrame) -> str:
 RENDERERS = {"md": render_markdown, "csv": render_csv, "json": render_json, "html": render_html}
 
 
-def render(frame: pd.DataFrame, fmt: str = "md") -> str:
+def render(report: Report, fmt: str = "md") -> str:
     if fmt not in RENDERERS:
         raise ReproError(f"unknown report format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return RENDERERS[fmt](frame)
+    return RENDERERS[fmt](report)
 
 
 def format_for_output(path: str | os.PathLike | None) -> str:

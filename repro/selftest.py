@@ -378,10 +378,10 @@ def report_summary(results_dir: Path, model_id: str) -> str:
     from repro.manifest import load_manifest
     from repro.report import build_report, render_markdown, status_counts
 
-    frame = build_report(load_manifest(), results_dir, ids=[model_id], measured_only=True)
-    atomic_write_text(results_dir / "report.md", render_markdown(frame))
-    counts = ", ".join(f"{n} {status}" for status, n in status_counts(frame).items() if n)
-    return f"{len(frame)} rows ({counts or 'none'})"
+    table = build_report(load_manifest(), results_dir, ids=[model_id], measured_only=True)
+    atomic_write_text(results_dir / "report.md", render_markdown(table))
+    counts = ", ".join(f"{n} {status}" for status, n in status_counts(table).items() if n)
+    return f"{len(table)} rows ({counts or 'none'})"
 
 
 # ---------------------------------------------------------------------------------------------

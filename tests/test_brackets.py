@@ -124,8 +124,8 @@ def test_report_compares_the_documented_arithmetic_and_shows_the_other(tmp_path)
     documented = load_manifest().get(model).documented["single"]
     _write(tmp_path, model, "single", documented - 0.30, "fp32")
     _write(tmp_path, model, "single", documented + 0.04, "tf32", hour=2)
-    frame = build_report(load_manifest(), tmp_path, ids=[model])
-    row = frame[frame["protocol"] == "single"].iloc[0]
+    table = build_report(load_manifest(), tmp_path, ids=[model])
+    row = table.row(model, "single")
     assert row["precision"] == "tf32" and row["status"] == "reproduced"
     assert row["delta"] == pytest.approx(0.04)
     assert row["other_precisions"].startswith("fp32 ") and "spread 0.34 > 0.1" in row["other_precisions"]
@@ -137,11 +137,11 @@ def test_report_names_an_unknown_precision_and_keeps_the_row(tmp_path):
 
     model = "memorynetv2_aspp_hrnetv2w48_lip"
     _write(tmp_path, model, "flip", 57.0, "fp8")
-    frame = build_report(load_manifest(), tmp_path, ids=[model])
-    row = frame[frame["protocol"] == "flip"].iloc[0]
+    table = build_report(load_manifest(), tmp_path, ids=[model])
+    row = table.row(model, "flip")
     assert row["status"] == "non-comparable" and row["precision"] == "fp8"
     assert "precision 'fp8'" in row["note"] and row["measured"] == pytest.approx(57.0)
-    assert frame.attrs["notes"] == []  # not skipped as a damaged file
+    assert table.notes == []  # not skipped as a damaged file
 
 
 def test_status_explain_and_report_agree_on_the_current_result(tmp_path):
@@ -155,8 +155,7 @@ def test_status_explain_and_report_agree_on_the_current_result(tmp_path):
     documented = load_manifest().get(model).documented["single"]
     tf32 = _write(tmp_path, model, "single", documented, "tf32", hour=1)
     _write(tmp_path, model, "single", documented - 0.3, "fp32", hour=2)
-    row = build_report(load_manifest(), tmp_path, ids=[model])
-    assert row[row["protocol"] == "single"].iloc[0]["precision"] == "tf32"
+    assert build_report(load_manifest(), tmp_path, ids=[model]).row(model, "single")["precision"] == "tf32"
     assert find_result(model, "single", results_dir=tmp_path) == tf32
     (status,) = model_statuses([model], manifest=load_manifest(), results_dir=tmp_path, data_root=tmp_path / "data").models
     single = next(p for p in status.protocols if p.protocol == "single")

@@ -79,7 +79,9 @@ def test_import_of_the_cli_loads_nothing_heavy(tmp_path, isolated_env):
         (["list"], HEAVY),
         (["info", MODEL], HEAVY),
         (["fetch", "--where"], ("torch", "cv2", "pandas", "numpy")),
-        (["report"], ("torch", "cv2")),  # pandas builds the report
+        (["report"], HEAVY),  # issue 18 #13: the report is plain rows, pandas only for Report.to_frame()
+        (["report", "--all-rows", "--format", "csv"], HEAVY),
+        (["report", "--all-rows", "--format", "html"], ("torch", "cv2", "pandas")),  # explain pages: numpy
     ],
 )
 def test_commands_without_a_model_do_not_import_torch(tmp_path, isolated_env, args, forbidden):

@@ -107,7 +107,7 @@ def test_markdown_matches_hand_written_table(manifest, results_dir):
 
 
 def test_rows_statuses_and_deltas(manifest):
-    frame = report.build_report(manifest, scenario_results())
+    frame = report.build_report(manifest, scenario_results()).to_frame()
     assert list(frame.columns) == report.REPORT_COLUMNS
     got = {(r.model_id, r.protocol): (r.status, None if pd.isna(r.delta) else r.delta) for r in frame.itertuples()}
     assert got == {
@@ -129,6 +129,22 @@ def test_rows_statuses_and_deltas(manifest):
     assert server["submission"] == SUBMISSION and SUBMISSION in server["note"]
 
 
+def test_report_rows_and_its_pandas_frame_agree(manifest):
+    """The report is plain rows (no pandas to print it); `to_frame()` gives the same table to pandas users."""
+    built = report.build_report(manifest, scenario_results(), ids=["v2_upernet_lip"])
+    frame = built.to_frame()
+    assert list(frame.columns) == report.REPORT_COLUMNS and len(frame) == len(built) == 3
+    for row, (_, series) in zip(built, frame.iterrows()):
+        for column in report.REPORT_COLUMNS:
+            value = series[column]
+            assert (row[column] is None and pd.isna(value)) if row[column] is None else row[column] == value, column
+    assert str(frame["delta"].dtype) == "float64" and str(frame["num_images"].dtype) == "Int64"
+    assert frame.attrs["ids"] == built.ids == ["v2_upernet_lip"] and frame.attrs["tolerance"] == built.tolerance
+    assert built.row("v2_upernet_lip", "flip")["status"] == "not-run"
+    with pytest.raises(KeyError):
+        built.row("v2_upernet_lip", "slide")
+
+
 @pytest.mark.parametrize(
     ("measured", "recorded_rounded", "tolerance", "expected"),
     [
@@ -146,7 +162,7 @@ def test_rows_statuses_and_deltas(manifest):
 )
 def test_tolerance_edges(manifest, measured, recorded_rounded, tolerance, expected):
     result = make_result("mcibi_r50_ade", "single", measured, miou_rounded=recorded_rounded)
-    frame = report.build_report(manifest, [result], tolerance=tolerance, ids=["mcibi_r50_ade"])
+    frame = report.build_report(manifest, [result], tolerance=tolerance, ids=["mcibi_r50_ade"]).to_frame()
     assert frame.set_index("protocol").loc["single", "status"] == expected
 
 
@@ -162,7 +178,7 @@ def test_newest_result_wins_and_measured_only_protocol_is_listed(manifest):
     old = make_result("mcibi_r50_ade", "single", 40.0)
     new = make_result("mcibi_r50_ade", "single", 44.40, finished=datetime(2024, 6, 1, tzinfo=timezone.utc))
     flip = make_result("mcibi_r50_ade", "flip", 45.0)  # not a documented protocol of this row
-    frame = report.build_report(manifest, [new, old, flip], ids=["mcibi_r50_ade"]).set_index("protocol")
+    frame = report.build_report(manifest, [new, old, flip], ids=["mcibi_r50_ade"]).to_frame().set_index("protocol")
     assert list(frame.index) == ["single", "flip", "ms+flip"]
     assert frame.loc["single", "measured_rounded"] == 44.40 and frame.loc["single", "status"] == "reproduced"
     assert frame.loc["flip", "status"] == "blank-doc" and pd.isna(frame.loc["flip", "documented"])
@@ -171,21 +187,21 @@ def test_newest_result_wins_and_measured_only_protocol_is_listed(manifest):
 def test_other_split_is_not_compared(manifest):
     # Cityscapes rows are documented on the test split (server); a local val number is not that.
     val = make_result("mcibi_r50_city", "ms+flip", 79.9, dataset="cityscapes", split="val")
-    row = report.build_report(manifest, [val], ids=["mcibi_r50_city"]).iloc[0]
-    assert row["status"] == "non-comparable" and pd.isna(row["delta"]) and "val" in row["note"]
+    row = report.build_report(manifest, [val], ids=["mcibi_r50_city"]).rows[0]
+    assert row["status"] == "non-comparable" and row["delta"] is None and "val" in row["note"]
 
 
 def test_several_environments_are_listed(manifest):
     frame = report.build_report(manifest, scenario_results())
     envs = report.environments(frame)
-    assert envs[["device", "cuda_version", "results"]].values.tolist() == [
+    assert [[env["device"], env["cuda_version"], env["results"]] for env in envs] == [
         ["cpu", "", 7],
         ["NVIDIA H100 80GB HBM3", "12.4", 1],
     ]
 
 
 def test_ids_restrict_rows_and_accept_aliases(manifest):
-    frame = report.build_report(manifest, scenario_results(), ids=["v2_upernet_lip", "mcibi_resnet101_ade"])
+    frame = report.build_report(manifest, scenario_results(), ids=["v2_upernet_lip", "mcibi_resnet101_ade"]).to_frame()
     assert frame["model_id"].drop_duplicates().tolist() == ["mcibi_r101_ade", "v2_upernet_lip"]  # document order
     with pytest.raises(UnknownModelError):
         report.build_report(manifest, [], ids=["mcibi_r50_adek"])
@@ -208,9 +224,9 @@ def test_per_class_section_worst_first(manifest):
     assert "Per-class IoU" not in report.render_markdown(report.build_report(manifest, scenario_results()))
 
 
-def test_per_class_frame_sorts_nan_last_and_keeps_ties_in_class_order():
-    table = report.per_class_frame({"a": 50.0, "b": None, "c": 10.0, "d": 50.0, "e": 0.0})
-    assert table["class"].tolist() == ["e", "c", "a", "d", "b"]
+def test_per_class_order_sorts_missing_last_and_keeps_ties_in_class_order():
+    order = report.per_class_order({"a": 50.0, "b": None, "c": 10.0, "d": 50.0, "e": 0.0, "f": float("nan")})
+    assert [name for name, _ in order] == ["e", "c", "a", "d", "b", "f"]
 
 
 # ------------------------------------------------------------------------------ formats
@@ -416,7 +432,7 @@ def test_bundled_manifest_all_not_run(tmp_path):
     zoo = load_manifest()
     frame = report.build_report(zoo, [])
     assert len(frame) == sum(len(entry.documented) for entry in zoo.entries)
-    assert set(frame["status"]) == {"not-run"}
+    assert {row["status"] for row in frame} == {"not-run"}
     text = report.render_markdown(frame)
     # Both documents' sections appear as headings, in document order.
     order = [text.index(h) for h in ("## MCIBI (ICCV 2021)", "### Performance", "## MemoryNetV2 / MCIBI++ (TPAMI 2022)",
@@ -430,26 +446,27 @@ def test_bundled_manifest_all_not_run(tmp_path):
 def test_upstream_now_column_and_match(manifest):
     # mcibi_r50_ade: ms+flip documented 45.95, upstream now 46.20 (fixture manifest).
     matches_now = make_result("mcibi_r50_ade", "ms+flip", 46.18)
-    row = report.build_report(manifest, [matches_now], ids=["mcibi_r50_ade"]).set_index("protocol").loc["ms+flip"]
+    row = report.build_report(manifest, [matches_now], ids=["mcibi_r50_ade"]).to_frame().set_index("protocol").loc["ms+flip"]
     assert (row["status"], row["mark"], row["delta"]) == ("upstream-now", "upstream-now", 0.23)
     assert (row["upstream_now"], row["upstream_now_date"], row["upstream_now_commit"]) == (46.20, "2023-11-23", "91c9d8c8aa")
     assert row["note"] == "matches upstream's current number (2023-11-23, 91c9d8c8): file behind the URL likely replaced"
     # Outside both the document and upstream's current number: a plain failure.
     missing_both = make_result("mcibi_r50_ade", "ms+flip", 46.40)
-    row = report.build_report(manifest, [missing_both], ids=["mcibi_r50_ade"]).set_index("protocol").loc["ms+flip"]
+    row = report.build_report(manifest, [missing_both], ids=["mcibi_r50_ade"]).to_frame().set_index("protocol").loc["ms+flip"]
     assert (row["status"], row["note"]) == ("failed", "")
     # Rows without upstream_now have no value; an explained row does not fail --strict.
-    frame = report.build_report(manifest, [matches_now])
+    built = report.build_report(manifest, [matches_now])
+    frame = built.to_frame()
     assert frame[~frame["model_id"].isin(["mcibi_r50_ade", "v2_fcn_lip"])]["upstream_now"].isna().all()
     assert frame.set_index(["model_id", "protocol"]).loc[("v2_fcn_lip", "single"), "upstream_now"] == 41.20
-    assert report.strict_failure(frame) is None and "1 upstream-now" in report.summary_line(frame)
-    assert "upstream-now: outside, but within the tolerance of upstream's current number" in report.render_markdown(frame)
+    assert report.strict_failure(built) is None and "1 upstream-now" in report.summary_line(built)
+    assert "upstream-now: outside, but within the tolerance of upstream's current number" in report.render_markdown(built)
     assert "upstream-now" not in report.render_markdown(report.build_report(manifest, [missing_both]))
     assert report.strict_failure(report.build_report(manifest, [missing_both])) is not None
     # A blank document cell with a number upstream now: said, without the "replaced" guess.
     blank = report.build_report(manifest, [make_result("mcibi_r50_ade", "flip", 45.0)], ids=["mcibi_r50_ade"])
-    assert blank.set_index("protocol").loc["flip", "note"] == "no documented value"
-    fcn = report.build_report(manifest, scenario_results(), ids=["v2_fcn_lip"]).iloc[0]  # 41.23, upstream 41.20
+    assert blank.to_frame().set_index("protocol").loc["flip", "note"] == "no documented value"
+    fcn = report.build_report(manifest, scenario_results(), ids=["v2_fcn_lip"]).rows[0]  # 41.23, upstream 41.20
     assert (fcn["status"], fcn["note"]) == (
         "blank-doc", "no documented value; matches upstream's current number (2022-09-10, 9293dd4d)"
     )
@@ -461,7 +478,7 @@ def test_variant_column_and_notes(manifest):
     head = make_result("mcibi_r101_ade", "single", 45.70, finished=datetime(2025, 1, 1, tzinfo=timezone.utc))
 
     def single_row(results):
-        return report.build_report(manifest, results, ids=["mcibi_r101_ade"]).set_index("protocol").loc["single"]
+        return report.build_report(manifest, results, ids=["mcibi_r101_ade"]).to_frame().set_index("protocol").loc["single"]
 
     row = single_row([era])
     assert (row["status"], row["variant"], row["default_variant"], row["note"]) == (
@@ -479,7 +496,7 @@ def test_variant_column_and_notes(manifest):
     assert row["note"] == "the upstream-head forward measured 45.66: within tolerance"
     # Rows whose only forward is upstream-head get no note.
     other = report.build_report(manifest, [make_result("mcibi_r50_ade", "single", 44.39)], ids=["mcibi_r50_ade"])
-    assert other.set_index("protocol").loc["single", "note"] == ""
+    assert other.to_frame().set_index("protocol").loc["single", "note"] == ""
 
 
 def test_result_file_without_variant_reads_as_upstream_head(manifest, tmp_path):
@@ -487,7 +504,7 @@ def test_result_file_without_variant_reads_as_upstream_head(manifest, tmp_path):
     data = json.loads(path.read_text(encoding="utf-8"))
     del data["variant"]
     path.write_text(json.dumps(data), encoding="utf-8")
-    frame = report.build_report(manifest, tmp_path, ids=["mcibi_r50_ade"])
+    frame = report.build_report(manifest, tmp_path, ids=["mcibi_r50_ade"]).to_frame()
     assert frame.set_index("protocol").loc["single", "variant"] == "upstream-head"
 
 
@@ -496,13 +513,13 @@ def test_subset_partial_note(manifest):
         "v2_upernet_lip", "single", 30.0, dataset="lip", status="partial", num_images=2, num_images_total=2,
         num_images_official=10000, partial_reason="subset",
     )
-    row = report.build_report(manifest, [subset], ids=["v2_upernet_lip"]).set_index("protocol").loc["single"]
+    row = report.build_report(manifest, [subset], ids=["v2_upernet_lip"]).to_frame().set_index("protocol").loc["single"]
     assert (row["status"], row["note"]) == ("partial", "2/10000 images (subset of the dataset), not compared")
 
 
 def test_document_title_in_every_format(manifest):
     frame = report.build_report(manifest, scenario_results())
-    assert set(frame["document"]) == {"MCIBI (ICCV 2021)", "MemoryNetV2 / MCIBI++ (TPAMI 2022)"}
+    assert {row["document"] for row in frame} == {"MCIBI (ICCV 2021)", "MemoryNetV2 / MCIBI++ (TPAMI 2022)"}
     texts = {
         "md": report.render_markdown(frame), "csv": report.render_csv(frame), "json": report.render_json(frame),
         "html": report.render_html(frame),
@@ -527,7 +544,7 @@ def test_measured_only_is_automatic_when_few_rows_have_results():
     result = make_result("mcibi_deeplabv3_r50_ade20k", "single", 44.39)
     total = sum(len(entry.documented) for entry in zoo.entries)
     frame = report.build_report(zoo, [result], measured_only=None)
-    assert frame["model_id"].tolist() == ["mcibi_deeplabv3_r50_ade20k"]
+    assert [row["model_id"] for row in frame] == ["mcibi_deeplabv3_r50_ade20k"]
     assert report.hidden_not_run(frame) == total - 1
     blank = sum(value is None for entry in zoo.entries for value in entry.documented.values())
     assert report.summary_line(frame) == (f"Summary: {total} rows: 1 reproduced ✓, 0 failed ✗, "

@@ -18,12 +18,12 @@ from repro.results import write_result
 
 
 def test_json_and_csv_write_image_counts_as_integers():
-    frame = report.build_report(load_manifest(MANIFEST), scenario_results())
-    records = json.loads(report.render_json(frame))
+    table = report.build_report(load_manifest(MANIFEST), scenario_results())
+    records = json.loads(report.render_json(table))
     counts = [r["num_images"] for r in records if r["num_images"] is not None]
     assert counts and all(isinstance(n, int) for n in counts)
     assert any(r["limit"] == 10 for r in records)
-    text = report.render_csv(frame)
+    text = report.render_csv(table)
     assert ",2000,2000," in text and "2000.0" not in text and "10.0" not in text
     assert pd.read_csv(io.StringIO(text))["num_images"].dropna().tolist()[0] == 2000
 
@@ -33,31 +33,31 @@ def test_a_row_with_several_files_names_its_current_one(tmp_path):
     full = write_result(make_result("mcibi_r50_ade", "single", 44.49), tmp_path)
     smoke = write_result(make_result("mcibi_r50_ade", "single", 30.0, status="partial", partial_reason="limit",
                                      limit=5, num_images=5, finished=later), tmp_path)
-    frame = report.build_report(load_manifest(MANIFEST), tmp_path)
-    row = frame[(frame.model_id == "mcibi_r50_ade") & (frame.protocol == "single")].iloc[0]
+    table = report.build_report(load_manifest(MANIFEST), tmp_path)
+    row = table.row("mcibi_r50_ade", "single")
     assert (row["status"], row["measured_rounded"]) == ("reproduced", 44.49)  # the newer smoke run does not win
     assert row["result_file"] == str(full) and row["other_files"] == smoke.name
     assert f"current file {full.name} (also: {smoke.name})" in row["note"]
-    assert f"current file {full.name}" in report.render_markdown(frame)
+    assert f"current file {full.name}" in report.render_markdown(table)
 
 
 def test_a_display_column_is_one_line(monkeypatch):
-    frame = report.build_report(load_manifest(MANIFEST), scenario_results())
+    table = report.build_report(load_manifest(MANIFEST), scenario_results())
     columns = [*report.DISPLAY_COLUMNS, report.Column("num_images", "Images", "right", numeric=False)]
     monkeypatch.setattr(report_render, "DISPLAY_COLUMNS", columns)
     monkeypatch.setattr(report_render, "_MD_ALIGN", [report_render._MD_ALIGNS[c.align] for c in columns])
-    text = report.render_markdown(frame)
+    text = report.render_markdown(table)
     assert "| Notes | Images |" in text and "| :- | -: |" in text
     assert "| 2000 |" in text
 
 
 def test_render_html_links_rows_through_the_hook():
-    frame = report.build_report(load_manifest(MANIFEST), scenario_results())
-    page = report.render_html(frame, row_link=lambda row: f"explain/{row['model_id']}__{row['protocol']}.html"
+    table = report.build_report(load_manifest(MANIFEST), scenario_results())
+    page = report.render_html(table, row_link=lambda row: f"explain/{row['model_id']}__{row['protocol']}.html"
                               if isinstance(row["result_status"], str) else None)
     assert '<td><a href="explain/mcibi_r50_ade__single.html">mcibi_r50_ade</a></td>' in page
     assert "<td>v2_upernet_lip</td>" in page  # its flip row has no result: no link
-    assert "<a " not in report.render_html(frame)
+    assert "<a " not in report.render_html(table)
 
 
 def test_report_modules_stay_under_700_lines():

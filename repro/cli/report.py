@@ -1,6 +1,6 @@
 """`repro report`: documented vs measured mIoU as markdown, CSV, JSON or HTML.
 
-Fast to import: pandas and matplotlib (through repro.report) load inside the command.
+Fast to import: repro.report (and matplotlib for --plot) load inside the command; no pandas.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import typer
 
 from repro.cli import app
 
-DEFAULT_TOLERANCE = 0.1  # repro.report.DEFAULT_TOLERANCE, repeated to keep pandas out of startup
+DEFAULT_TOLERANCE = 0.1  # repro.comparison.DEFAULT_TOLERANCE, repeated to keep the command module light
 
 
 class ReportFormat(str, Enum):
@@ -39,35 +39,35 @@ def _results_source(results_dir: Path | None) -> tuple[Path | list, str | None]:
     return folder, None
 
 
-def _say_aside(reporting, frame, fmt_name: str, output: Path | None, strict: bool = False) -> None:
+def _say_aside(reporting, report, fmt_name: str, output: Path | None, strict: bool = False) -> None:
     """On stderr what the report itself does not show: the notes on damaged files and the hidden
     rows (markdown and HTML on stdout say them), and the summary when the report went to a file."""
     if output is not None:
-        typer.echo(reporting.summary_line(frame), err=True)
+        typer.echo(reporting.summary_line(report), err=True)
     if output is not None or fmt_name in ("csv", "json"):
-        for note in reporting.notes_of(frame):
+        for note in reporting.notes_of(report):
             typer.echo(f"note: {note}", err=True)
-        hidden = reporting.hidden_line(frame)
+        hidden = reporting.hidden_line(report)
         if hidden:
             typer.echo(hidden, err=True)
     if output is not None:
         typer.echo(f"wrote {output}", err=True)
-    failed = reporting.failed_rows(frame)
+    failed = reporting.failed_rows(report)
     if len(failed) and not strict:  # --strict ends on its one error line  # the next step for a number that does not reproduce
-        first = failed.iloc[0]
+        first = failed[0]
         typer.echo(f"{len(failed)} row(s) not reproduced; why: `repro explain {first['model_id']} "
                    f"--protocol {first['protocol']}`" + (" (and the others)" if len(failed) > 1 else ""), err=True)
 
 
-def _html_with_explain_pages(reporting, frame, manifest, with_plot: bool) -> str:
+def _html_with_explain_pages(reporting, report, manifest, with_plot: bool) -> str:
     """The HTML page, each measured row's Model cell linked to its explain page (repro.explain_html),
     the pages themselves, pictures embedded, at the end: one self-contained file."""
     from repro.explain_html import explain_sections, report_appendix, report_row_link
 
-    files = [f for f in frame["result_file"] if isinstance(f, str)] if "result_file" in frame else []
+    files = [row["result_file"] for row in report if isinstance(row["result_file"], str)]
     appendix = report_appendix(explain_sections(files, manifest=manifest))
-    svg = reporting.plot_svg_text(frame) if with_plot else None
-    return reporting.render_html(frame, plot_svg=svg, row_link=report_row_link, appendix=appendix)
+    svg = reporting.plot_svg_text(report) if with_plot else None
+    return reporting.render_html(report, plot_svg=svg, row_link=report_row_link, appendix=appendix)
 
 
 @app.command("report")
@@ -114,8 +114,8 @@ def report(
         reporting.check_plot_format(plot)  # a bad extension fails before anything is read or written
     manifest = load_manifest(manifest_path)
     source, missing = _results_source(results_dir)
-    frame = reporting.build_report(manifest, source, tolerance=tolerance, ids=ids or None, measured_only=measured_only)
-    nothing = missing or reporting.no_results_line(frame, source)
+    table = reporting.build_report(manifest, source, tolerance=tolerance, ids=ids or None, measured_only=measured_only)
+    nothing = missing or reporting.no_results_line(table, source)
     if nothing:  # one line; --all-rows still prints the documented numbers
         typer.echo(nothing, err=True)
         if measured_only is not False:
@@ -123,24 +123,24 @@ def report(
     fmt_name = ("md" if fmt is ReportFormat.table else fmt.value) if fmt is not None else reporting.format_for_output(output)
 
     if plot is not None:
-        reporting.plot_deltas(frame, plot)  # before the report: a plot that cannot be drawn leaves no report
+        reporting.plot_deltas(table, plot)  # before the report: a plot that cannot be drawn leaves no report
     if fmt_name == "html":
-        text = _html_with_explain_pages(reporting, frame, manifest, plot is not None)
+        text = _html_with_explain_pages(reporting, table, manifest, plot is not None)
     else:
-        text = reporting.render(frame, fmt_name)
+        text = reporting.render(table, fmt_name)
 
     if output is None:
         typer.echo(text, nl=False)
     else:
         atomic_write_text(output, text)
-    _say_aside(reporting, frame, fmt_name, output, strict)
+    _say_aside(reporting, table, fmt_name, output, strict)
     if plot is not None:
         typer.echo(f"wrote {plot}", err=True)
-        empty = reporting.plot_empty_reason(frame)
+        empty = reporting.plot_empty_reason(table)
         if empty:
             typer.echo(empty, err=True)
 
     if strict:
-        failure = reporting.strict_failure(frame)
+        failure = reporting.strict_failure(table)
         if failure is not None:
             raise failure
