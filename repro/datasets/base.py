@@ -166,32 +166,36 @@ def _png_mode(path: Path) -> str:
         raise LabelError(message, "unreadable", path) from None
 
 
+def _read_mat_label(path: Path, rule: LabelRule, dataset: str) -> np.ndarray:
+    """The `rule.mat_key` array of a .mat label file (COCO-Stuff-10k), as upstream reads it."""
+    import numpy as np
+    import scipy.io
+
+    try:
+        content = scipy.io.loadmat(str(path))
+    except FileNotFoundError:
+        raise LabelError(f"label file {path} is missing; re-extract the dataset archive", "missing", path) from None
+    except Exception as err:  # scipy raises several types for corrupt files
+        message = f"cannot read label {path} ({err}); re-extract the dataset archive"
+        raise LabelError(message, "unreadable", path) from None
+    if rule.mat_key not in content:
+        keys = sorted(k for k in content if not k.startswith("__"))
+        raise LabelError(
+            f"label {path} has no '{rule.mat_key}' array (found {keys}); {dataset} needs the .mat "
+            f"annotations of cocostuff-10k-v1.1.zip",
+            "mat-key",
+            path,
+        )
+    raw = np.asarray(content[rule.mat_key])
+    if raw.ndim != 2:
+        raise LabelError(f"label {path}: '{rule.mat_key}' has shape {raw.shape}, expected HxW", "shape", path)
+    return raw
+
+
 def _read_raw_label(path: Path, rule: LabelRule, dataset: str) -> np.ndarray:
     """The raw label values upstream would see (before its clsid2label mapping)."""
-    import numpy as np
-
     if rule.reader == "mat":
-        import scipy.io
-
-        try:
-            content = scipy.io.loadmat(str(path))
-        except FileNotFoundError:
-            raise LabelError(f"label file {path} is missing; re-extract the dataset archive", "missing", path) from None
-        except Exception as err:  # scipy raises several types for corrupt files
-            message = f"cannot read label {path} ({err}); re-extract the dataset archive"
-            raise LabelError(message, "unreadable", path) from None
-        if rule.mat_key not in content:
-            keys = sorted(k for k in content if not k.startswith("__"))
-            raise LabelError(
-                f"label {path} has no '{rule.mat_key}' array (found {keys}); {dataset} needs the .mat "
-                f"annotations of cocostuff-10k-v1.1.zip",
-                "mat-key",
-                path,
-            )
-        raw = np.asarray(content[rule.mat_key])
-        if raw.ndim != 2:
-            raise LabelError(f"label {path}: '{rule.mat_key}' has shape {raw.shape}, expected HxW", "shape", path)
-        return raw
+        return _read_mat_label(path, rule, dataset)
 
     mode = _png_mode(path)
     colour_hint = (
@@ -202,6 +206,7 @@ def _read_raw_label(path: Path, rule: LabelRule, dataset: str) -> np.ndarray:
         raise LabelError(colour_hint, "colour", path)
 
     if rule.reader == "pil" or (mode == "P" and rule.palette_as_indices):
+        import numpy as np
         from PIL import Image
 
         with Image.open(path) as im:

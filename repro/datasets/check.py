@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repro.datasets.base import EvalDataset, LabelError, missing_file_problems
+from repro.datasets.base import DatasetSpec, EvalDataset, LabelError, missing_file_problems
 from repro.datasets.registry import LAYOUTS, resolve
 from repro.errors import DatasetError
 
@@ -100,6 +100,43 @@ def _sample_pass(dataset: EvalDataset, summary: SplitSummary, sample: int) -> li
     return problems
 
 
+def _check_split(spec: DatasetSpec, root_path: Path, split_name: str, notes: list[str], allow_subset: bool,
+                 sample: int) -> SplitSummary:
+    """Count, file and sampled-label checks of one split; its problems in the summary, notes appended to `notes`."""
+    summary = SplitSummary(split_name, expected=spec.splits[split_name], unit=spec.count_unit)
+    summary.has_labels = spec.has_labels(split_name)
+    layout = LAYOUTS[spec.name]
+    try:
+        located = layout.locate(root_path, split_name)
+    except DatasetError as err:
+        summary.problems.append(str(err))
+        return summary
+    notes += located.notes
+    summary.count = len(located.groups) if located.groups is not None else len(located.entries)
+    if located.groups is not None:
+        summary.frames = len(located.entries)
+    if not located.entries:
+        summary.problems.append(
+            f"{spec.title} {split_name} split under {root_path} lists no images; re-extract the dataset archive"
+        )
+        return summary
+    if summary.count != summary.expected:
+        line = f"{spec.title} {split_name} has {summary.count} {summary.unit} but the official split has {summary.expected}"
+        if allow_subset:
+            notes.append(f"{line} (partial dataset accepted)")
+        else:
+            summary.problems.append(
+                f"{line}: the dataset is incomplete or its id list is wrong; re-extract the archive "
+                f"(or accept a partial dataset with --allow-subset)"
+            )
+    missing = missing_file_problems(located, summary.has_labels, spec.title)
+    summary.problems += missing
+    if not missing:  # with files missing, reading a sample would only repeat them
+        dataset = EvalDataset(spec, layout.rule, root_path, split_name, located)
+        summary.problems += _sample_pass(dataset, summary, sample)
+    return summary
+
+
 def check_dataset(
     name: str,
     root: str | os.PathLike | None = None,
@@ -125,43 +162,8 @@ def check_dataset(
             result.append(str(err))
         return result
     result = CheckResult(spec.name, root_path)
-    layout = LAYOUTS[spec.name]
     for split_name in [split] if split else list(spec.splits):
-        summary = SplitSummary(split_name, expected=spec.splits[split_name], unit=spec.count_unit)
-        summary.has_labels = spec.has_labels(split_name)
-        result.splits.append(summary)
-        try:
-            located = layout.locate(root_path, split_name)
-        except DatasetError as err:
-            summary.problems.append(str(err))
-            continue
-        result.notes += located.notes
-        summary.count = len(located.groups) if located.groups is not None else len(located.entries)
-        if located.groups is not None:
-            summary.frames = len(located.entries)
-        if not located.entries:
-            summary.problems.append(
-                f"{spec.title} {split_name} split under {root_path} lists no images; re-extract the dataset archive"
-            )
-            continue
-        if summary.count != summary.expected:
-            line = (
-                f"{spec.title} {split_name} has {summary.count} {summary.unit} but the official split has "
-                f"{summary.expected}"
-            )
-            if allow_subset:
-                result.notes.append(f"{line} (partial dataset accepted)")
-            else:
-                summary.problems.append(
-                    f"{line}: the dataset is incomplete or its id list is wrong; re-extract the archive "
-                    f"(or accept a partial dataset with --allow-subset)"
-                )
-        missing = missing_file_problems(located, summary.has_labels, spec.title)
-        summary.problems += missing
-        if missing:
-            continue  # reading a sample would only repeat the missing files
-        dataset = EvalDataset(spec, layout.rule, root_path, split_name, located)
-        summary.problems += _sample_pass(dataset, summary, sample)
+        result.splits.append(_check_split(spec, root_path, split_name, result.notes, allow_subset, sample))
     for summary in result.splits:
         result.extend(summary.problems)
     return result
