@@ -165,14 +165,15 @@ def newest(results: Sequence[EvalResult]) -> EvalResult:
     return picked
 
 
-def current_rank(result: EvalResult, default: str, preferred: str = "fp32") -> tuple[bool, bool, bool, bool]:
+def current_rank(result: EvalResult, default: str, preferred: str = "fp32") -> tuple[bool, bool, bool, bool, int]:
     """How well a result stands for its row (higher is better): the row's default forward, then
     the arithmetic of the documented number (`preferred`, repro.brackets.preferred_precision:
     fp32 unless the document was computed in TF32), then any comparable one over bf16/fp16, then
-    a whole split over a partial (--limit, subset) run."""
+    a whole split over a partial (--limit, subset) run, then more images over fewer (a --limit 1
+    smoke run does not stand for a run over the whole subset)."""
     precision = getattr(result, "precision", "fp32") or "fp32"
     return (result_variant(result) == default, precision == preferred, precision in COMPARABLE,
-            result.status != "partial")
+            result.status != "partial", result.num_images)
 
 
 def choose_result(candidates: Sequence[EvalResult], default: str,
@@ -193,11 +194,15 @@ def choose_result(candidates: Sequence[EvalResult], default: str,
 
 
 def partial_note(result: EvalResult) -> str:
-    """How much of the split a partial result covers and why: --limit, or a subset of the dataset."""
+    """How much of the split a partial result covers and why: --limit, a subset of the dataset, or
+    --limit on a subset."""
     reason = getattr(result, "partial_reason", None) or ("limit" if result.limit is not None else "subset")
+    limited = result.limit is not None and result.num_images < result.num_images_total
     if reason == "limit":
         return f"{result.num_images}/{result.num_images_total} images (--limit)"
     official = getattr(result, "num_images_official", None) or result.num_images_total
+    if limited:
+        return f"{result.num_images}/{official} images (--limit on a subset of {result.num_images_total})"
     return f"{result.num_images}/{official} images (subset of the dataset)"
 
 

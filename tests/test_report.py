@@ -10,7 +10,7 @@ import io
 import json
 import re
 import xml.etree.ElementTree as ElementTree
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -515,6 +515,23 @@ def test_subset_partial_note(manifest):
     )
     row = report.build_report(manifest, [subset], ids=["v2_upernet_lip"]).to_frame().set_index("protocol").loc["single"]
     assert (row["status"], row["note"]) == ("partial", "2/10000 images (subset of the dataset), not compared")
+
+
+def test_a_smoke_run_does_not_stand_for_a_run_over_the_whole_subset(manifest):
+    # Both partial: the whole 3-image subset, then a newer --limit 1 run on it. The row shows the
+    # 3-image result (more images beat newer among partials) and names the smoke run as "also".
+    whole = make_result(
+        "v2_upernet_lip", "single", 30.0, dataset="lip", status="partial", num_images=3, num_images_total=3,
+        num_images_official=10000, partial_reason="subset",
+    )
+    smoke = whole.model_copy(update={
+        "miou": 20.0, "num_images": 1, "limit": 1, "finished": whole.finished + timedelta(days=1),
+    })
+    row = report.build_report(manifest, [smoke, whole], ids=["v2_upernet_lip"]).row("v2_upernet_lip", "single")
+    assert (row["status"], row["measured"]) == ("partial", 30.0)
+    assert row["note"].startswith("3/10000 images (subset of the dataset), not compared")
+    only_smoke = report.build_report(manifest, [smoke], ids=["v2_upernet_lip"]).row("v2_upernet_lip", "single")
+    assert only_smoke["note"] == "1/10000 images (--limit on a subset of 3), not compared"
 
 
 def test_document_title_in_every_format(manifest):

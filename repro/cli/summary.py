@@ -17,6 +17,7 @@ from typing import Any
 from repro.cli.layout import aligned_lines
 from repro.cli.progress import format_rate
 from repro.numerics import COMPARABLE
+from repro.status import partial_note
 
 NUMBERS = ("mIoU", "documented", "Δ", "images", "speed")
 DROPPED_LAST = ("speed", "images")  # numbers that may go (never be cut) at a very narrow width
@@ -59,7 +60,7 @@ def _notes(result: Any, note: str) -> list[str]:
     if result.submission:
         notes.append(f"submission: {result.submission}")
     if result.status == "partial":
-        notes.append(f"partial ({result.partial_reason or 'limit'}), not compared")
+        notes.append(f"partial: {partial_note(result)}, not compared")
     if result.precision not in COMPARABLE:
         notes.append(f"{result.precision}, not compared")
     elif result.precision != "fp32":  # tf32 / tf32-all: compared, and said so
