@@ -21,7 +21,7 @@ from repro.engine import Interrupts, Terminated, progress_path, run_job
 from repro.inference import scaled_size, slide_windows
 from repro.metrics import ConfusionMatrix
 from repro.perf import device_peak_flops, peak_fraction
-from repro.results import EvalResult, read_result
+from repro.results import EvalResult
 
 
 @pytest.fixture(scope="module")
