@@ -289,10 +289,26 @@ def _short(digest: str | None) -> str:
 def read_result(path: str | os.PathLike) -> EvalResult:
     path = Path(path)
     try:
-        return EvalResult.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValidationError, ValueError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ReproError(f"{path}: not a repro result file ({first})") from None
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError) as err:  # ValueError: not UTF-8
+        raise ReproError(f"{path}: not a repro result file (cannot be read: {err})") from None
+    if not text.strip():
+        raise ReproError(f"{path}: not a repro result file (the file is empty)")
+    try:
+        return EvalResult.model_validate_json(text)
+    except ValidationError as err:
+        raise ReproError(f"{path}: not a repro result file ({_why_not_a_result(err)})") from None
+
+
+def _why_not_a_result(err: ValidationError) -> str:
+    """The first problem in words: broken JSON (a truncated write) or the field that does not fit."""
+    first = err.errors()[0]
+    if first["type"] == "json_invalid":
+        detail = first["msg"].removeprefix("Invalid JSON: ")
+        return f"not valid JSON, truncated or damaged: {detail}"
+    where = ".".join(str(part) for part in first["loc"]) or "the whole file"
+    more = err.error_count() - 1
+    return f"{where}: {first['msg']}" + (f"; {more} more problem(s)" if more else "")
 
 
 def load_results(results_dir: str | os.PathLike) -> list[EvalResult]:

@@ -181,8 +181,8 @@ def choose_result(candidates: Sequence[EvalResult], default: str,
     """(the result that counts for a row, the newest result of each other variant).
 
     The current result is the best by `current_rank` (the row's default variant, the documented
-    number's arithmetic, complete), the newest among equals: a --limit smoke run or a bf16 run
-    never stands for a finished one. The report, `repro status` and `repro explain` all ask this.
+    number's arithmetic, complete, more images), the newest among equals: a --limit smoke run or a
+    bf16 run never stands for a finished one, nor a --limit 1 run for a run over the whole subset. The report, `repro status` and `repro explain` all ask this.
     """
     best = max(current_rank(r, default, preferred) for r in candidates)
     picked = newest([r for r in candidates if current_rank(r, default, preferred) == best])

@@ -396,11 +396,17 @@ def test_report_missing_results_folder(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content",
-    ['{"model_id": "memorynetv2_ppm_resnet50os8_lip", "protocol": "sin', "", '{"model_id": 3}', "[]"],
+    ("content", "why"),
+    [
+        ('{"model_id": "memorynetv2_ppm_resnet50os8_lip", "protocol": "sin',
+         "(not valid JSON, truncated or damaged: EOF while parsing a string at line 1 column 64)"),
+        ("", "(the file is empty)"),
+        ('{"model_id": 3}', "(model_id: Input should be a valid string; 15 more problem(s))"),
+        ("[]", "(the whole file: Input should be an object)"),
+    ],
     ids=["truncated", "empty", "wrong-fields", "not-an-object"],
 )
-def test_report_corrupt_result_file(content, tmp_path):
+def test_report_corrupt_result_file(content, why, tmp_path):
     """A damaged result file is named in one note and skipped; the report is made of the rest."""
     results = tmp_path / "results"
     results.mkdir()
@@ -411,6 +417,7 @@ def test_report_corrupt_result_file(content, tmp_path):
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     notes = [line for line in result.output.splitlines() if corrupt.name in line]
     assert len(notes) == 1 and notes[0].startswith("note: ") and "not a repro result file" in notes[0], result.output
+    assert notes[0].endswith(why), notes[0]  # what is wrong with it, not pydantic's "validation error"
     assert report_file.is_file() and LIP_MODEL in report_file.read_text()
     assert sorted(files_under(tmp_path)) == ["report.md", f"results/{corrupt.name}"]  # input untouched
     assert corrupt.read_text() == content
