@@ -182,7 +182,8 @@ def choose_result(candidates: Sequence[EvalResult], default: str,
 
     The current result is the best by `current_rank` (the row's default variant, the documented
     number's arithmetic, complete, more images), the newest among equals: a --limit smoke run or a
-    bf16 run never stands for a finished one, nor a --limit 1 run for a run over the whole subset. The report, `repro status` and `repro explain` all ask this.
+    bf16 run never stands for a finished one, nor a --limit 1 run for a run over the whole subset.
+    The report, `repro status` and `repro explain` all ask this.
     """
     best = max(current_rank(r, default, preferred) for r in candidates)
     picked = newest([r for r in candidates if current_rank(r, default, preferred) == best])
@@ -197,11 +198,10 @@ def partial_note(result: EvalResult) -> str:
     """How much of the split a partial result covers and why: --limit, a subset of the dataset, or
     --limit on a subset."""
     reason = getattr(result, "partial_reason", None) or ("limit" if result.limit is not None else "subset")
-    limited = result.limit is not None and result.num_images < result.num_images_total
     if reason == "limit":
         return f"{result.num_images}/{result.num_images_total} images (--limit)"
     official = getattr(result, "num_images_official", None) or result.num_images_total
-    if limited:
+    if result.limit is not None and result.num_images < result.num_images_total:
         return f"{result.num_images}/{official} images (--limit on a subset of {result.num_images_total})"
     return f"{result.num_images}/{official} images (subset of the dataset)"
 

@@ -519,7 +519,7 @@ def test_subset_partial_note(manifest):
 
 def test_a_smoke_run_does_not_stand_for_a_run_over_the_whole_subset(manifest):
     # Both partial: the whole 3-image subset, then a newer --limit 1 run on it. The row shows the
-    # 3-image result (more images beat newer among partials) and names the smoke run as "also".
+    # 3-image result (more images beat newer among partials), and the smoke run alone says what it is.
     whole = make_result(
         "v2_upernet_lip", "single", 30.0, dataset="lip", status="partial", num_images=3, num_images_total=3,
         num_images_official=10000, partial_reason="subset",

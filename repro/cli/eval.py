@@ -525,6 +525,17 @@ def _print_summary(rows: list[tuple], manifest: Manifest, plan, settings: Engine
         typer.echo(f"not run: {len(waiting)} run(s){hint}")
 
 
+def _check_format_and_launcher(fmt: TableOrJson, dry_run: bool, launcher: LauncherChoice | None,
+                               slurm: dict) -> None:
+    """Usage errors of --format and the cluster options, before the manifest is read."""
+    if fmt is TableOrJson.json and not dry_run:
+        raise ReproError("--format json prints the plan: add --dry-run", exit_code=2)
+    if launcher is not None or any(slurm[k] for k in ("partition", "account", "extra", "time_min")):
+        from repro.launch import check_cli_options
+
+        check_cli_options(launcher.value if launcher else None, slurm)
+
+
 # ---------------------------------------------------------------------------------------------
 # The command
 
@@ -577,14 +588,9 @@ def eval_command(
 
     overrides = parse_dataset_roots(dataset_roots)  # checked before any work
     precisions = _check_precisions(precision, device, assume_device, dry_run, launcher is not None)
-    if fmt is TableOrJson.json and not dry_run:
-        raise ReproError("--format json prints the plan: add --dry-run", exit_code=2)
     slurm = dict(partition=slurm_partition, max_gpus=slurm_gpus, time_min=slurm_time_min, account=slurm_account,
                  extra=slurm_opts, wait=wait)
-    if launcher is not None or any(slurm[k] for k in ("partition", "account", "extra", "time_min")):
-        from repro.launch import check_cli_options
-
-        check_cli_options(launcher.value if launcher else None, slurm)
+    _check_format_and_launcher(fmt, dry_run, launcher, slurm)
     manifest = load_manifest()
     runs, lacking = plan_runs(manifest, ids, all_models, dataset, tta.value, parse_shard(shard))
     if checkpoint is not None and len({r.model_id for r in runs}) > 1:

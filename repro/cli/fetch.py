@@ -96,27 +96,32 @@ def fetch(
     weights_only = weights_only or bool(sources and ids and not datasets and not data_only)
     entries, dataset_names = _plan(ids, all_models, datasets, weights_only, data_only)
     _check_from(sources, entries, dataset_names, root)
-    overrides = parse_dataset_roots(dataset_roots)
     common = dict(force=force, mirror=mirror, progress=progress)
+    checkpoint_options = dict(source=sources[0] if sources else None, link=link,
+                              fits=model_fits if sources else None, **common)
+    dataset_options = dict(
+        root=root, data_root_override=data_root, overrides=parse_dataset_roots(dataset_roots),
+        sources=sources or None, prefer=source.value if source else None, keep_archives=keep_archives,
+        allow_subset=allow_subset, link=link, **common,
+    )
+    _run_items(_fetch_items(entries, dataset_names, checkpoint_options, dataset_options))
 
-    def get_checkpoint(entry):
+
+def _fetch_items(entries, dataset_names: list[str], checkpoint_options: dict, dataset_options: dict):
+    """(name, fetch it) for each checkpoint, then each dataset; repro.fetch loads when one runs."""
+
+    def get_checkpoint(model_id: str):
         from repro.fetch import fetch_checkpoint
 
-        return fetch_checkpoint(entry.id, source=sources[0] if sources else None, link=link,
-                                fits=model_fits if sources else None, **common)
+        return fetch_checkpoint(model_id, **checkpoint_options)
 
-    def get_dataset(name):
+    def get_dataset(name: str):
         from repro.fetch import fetch_dataset
 
-        return fetch_dataset(
-            name, root=root, data_root_override=data_root, overrides=overrides, sources=sources or None,
-            prefer=source.value if source else None, keep_archives=keep_archives, allow_subset=allow_subset,
-            link=link, **common,
-        )
+        return fetch_dataset(name, **dataset_options)
 
-    items = [(e.id, lambda e=e: get_checkpoint(e)) for e in entries]
-    items += [(n, lambda n=n: get_dataset(n)) for n in dataset_names]
-    _run_items(items)
+    items = [(e.id, lambda model_id=e.id: get_checkpoint(model_id)) for e in entries]
+    return items + [(n, lambda n=n: get_dataset(n)) for n in dataset_names]
 
 
 def model_fits(model_id: str, path: Path) -> None:

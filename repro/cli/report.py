@@ -53,7 +53,7 @@ def _say_aside(reporting, report, fmt_name: str, output: Path | None, strict: bo
     if output is not None:
         typer.echo(f"wrote {output}", err=True)
     failed = reporting.failed_rows(report)
-    if len(failed) and not strict:  # --strict ends on its one error line  # the next step for a number that does not reproduce
+    if len(failed) and not strict:  # the next step for a number that does not reproduce (--strict ends on its error line)
         first = failed[0]
         typer.echo(f"{len(failed)} row(s) not reproduced; why: `repro explain {first['model_id']} "
                    f"--protocol {first['protocol']}`" + (" (and the others)" if len(failed) > 1 else ""), err=True)
@@ -68,6 +68,15 @@ def _html_with_explain_pages(reporting, report, manifest, with_plot: bool) -> st
     appendix = report_appendix(explain_sections(files, manifest=manifest))
     svg = reporting.plot_svg_text(report) if with_plot else None
     return reporting.render_html(report, plot_svg=svg, row_link=report_row_link, appendix=appendix)
+
+
+def _plot_and_render(reporting, table, manifest, fmt_name: str, plot: Path | None) -> str:
+    """Draw the --plot first (a plot that cannot be drawn leaves no report), then the report text."""
+    if plot is not None:
+        reporting.plot_deltas(table, plot)
+    if fmt_name == "html":
+        return _html_with_explain_pages(reporting, table, manifest, plot is not None)
+    return reporting.render(table, fmt_name)
 
 
 @app.command("report")
@@ -121,14 +130,7 @@ def report(
         if measured_only is not False:
             return
     fmt_name = ("md" if fmt is ReportFormat.table else fmt.value) if fmt is not None else reporting.format_for_output(output)
-
-    if plot is not None:
-        reporting.plot_deltas(table, plot)  # before the report: a plot that cannot be drawn leaves no report
-    if fmt_name == "html":
-        text = _html_with_explain_pages(reporting, table, manifest, plot is not None)
-    else:
-        text = reporting.render(table, fmt_name)
-
+    text = _plot_and_render(reporting, table, manifest, fmt_name, plot)
     if output is None:
         typer.echo(text, nl=False)
     else:
@@ -139,7 +141,6 @@ def report(
         empty = reporting.plot_empty_reason(table)
         if empty:
             typer.echo(empty, err=True)
-
     if strict:
         failure = reporting.strict_failure(table)
         if failure is not None:

@@ -261,7 +261,6 @@ def fetch_checkpoint(
     their own, then raises FetchError (one short line: each host and what went wrong).
     """
     entry = _entry(model_id)
-    folder = checkpoint_dir(entry.id)
     reporter = make_progress(progress)
     is_url = source is not None and re.match(r"^https?://", str(source)) is not None
     if link and (source is None or is_url):
@@ -276,30 +275,37 @@ def fetch_checkpoint(
             if link:
                 return _link_file(entry, local, force=force, fits=fits)
             return _import_file(entry, local, force=force, reporter=reporter, fits=fits)
-        urls, names = _urls_to_try(entry, source, mirror)
-        say(f"{entry.id}: fetching checkpoint")
-        try:
-            path, result, _attempts = download_first_working(
-                urls,
-                lambda url: folder / names[url],
-                lambda result: _verify(result, entry, force=force),
-                what=f"checkpoint {entry.id}",
-                progress=reporter,
-            )
-        except AllUrlsFailed as err:
-            _remove_if_empty(folder)
-            if source is None:  # the URLs and the import command whole, on lines of their own
-                _say_manual_download(entry)
-                raise FetchError(f"could not fetch checkpoint {entry.id}: {describe_hosts(err.attempts)}; "
-                                 "download it by hand and import it (see above)") from None
-            raise
-        except FetchError:
-            _remove_if_empty(folder)
-            raise
-        _record(entry, path, result, result.url)
-        _drop_other_files(folder, path)
-        say(f"{entry.id}: {path} ({human_size(result.size)}, sha256 {result.sha256})")
-        return path
+        return _download(entry, source, mirror, force=force, reporter=reporter)
+
+
+def _download(entry, source: str | os.PathLike | None, mirror: str | None, *, force: bool, reporter) -> Path:
+    """Try the URLs in order (an explicit one, else the manifest's); keep and record the first that
+    verifies. All failing: the manual steps on their own lines, then one FetchError line."""
+    folder = checkpoint_dir(entry.id)
+    urls, names = _urls_to_try(entry, source, mirror)
+    say(f"{entry.id}: fetching checkpoint")
+    try:
+        path, result, _attempts = download_first_working(
+            urls,
+            lambda url: folder / names[url],
+            lambda result: _verify(result, entry, force=force),
+            what=f"checkpoint {entry.id}",
+            progress=reporter,
+        )
+    except AllUrlsFailed as err:
+        _remove_if_empty(folder)
+        if source is None:  # the URLs and the import command whole, on lines of their own
+            _say_manual_download(entry)
+            raise FetchError(f"could not fetch checkpoint {entry.id}: {describe_hosts(err.attempts)}; "
+                             "download it by hand and import it (see above)") from None
+        raise
+    except FetchError:
+        _remove_if_empty(folder)
+        raise
+    _record(entry, path, result, result.url)
+    _drop_other_files(folder, path)
+    say(f"{entry.id}: {path} ({human_size(result.size)}, sha256 {result.sha256})")
+    return path
 
 
 def _already_in_cache(entry) -> Path | None:
