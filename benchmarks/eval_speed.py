@@ -30,7 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from repro.inference import Predictor, reference_predict  # noqa: E402
+from repro.inference.predictor import Predictor  # noqa: E402
+from repro.inference.reference import reference_predict
 from repro.manifest import PROTOCOL_NAMES, load_manifest  # noqa: E402
 from repro.models import build_segmentor, fill_model  # noqa: E402
 

@@ -47,7 +47,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from repro.inference import Predictor, reference_predict
+from repro.inference.predictor import Predictor
+from repro.inference.reference import reference_predict
 from repro.manifest import load_manifest
 from repro.models import build_segmentor, fill_model
 from repro.numerics import COMPARABLE, arithmetic, tf32_unavailable

@@ -71,7 +71,7 @@ def fill_results(folder: Path) -> int:
     from datetime import datetime, timezone
 
     from repro.manifest import load_manifest
-    from repro.results import EvalResult, write_result
+    from repro.results.files import EvalResult, write_result
 
     when = datetime(2026, 1, 1, tzinfo=timezone.utc)
     count = 0

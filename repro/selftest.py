@@ -42,7 +42,7 @@ import repro
 from repro.errors import ReproError
 from repro.fileio import atomic_write_text
 from repro.numerics import arithmetic, reduced_float32_settings
-from repro.results import latest_selftest, selftest_record_path  # noqa: F401  (the API of this module too)
+from repro.results.selftest_records import latest_selftest, selftest_record_path  # noqa: F401  (the API of this module too)
 
 TOLERANCE = 1e-4  # of max |reference logit|, as the parity fixtures (FILL.md)
 MIOU_TOLERANCE = 1e-6  # mIoU points: the pipeline must give the same number, not a close one
@@ -346,7 +346,7 @@ def _engine_miou(name: str, dataset: SyntheticSplit, device: torch.device, outpu
 def reference_miou(name: str, dataset: SyntheticSplit, count: int) -> float:
     """mIoU (percent) of upstream's test loop transcription on the CPU, first `count` images."""
     from repro.datasets import DATASETS, test_transform
-    from repro.inference import reference_predict
+    from repro.inference.reference import reference_predict
     from repro.metrics import ConfusionMatrix
 
     num_classes = DATASETS[PIPELINE_DATASET].num_classes
@@ -376,7 +376,8 @@ def check_pipeline(name: str, device: torch.device, output: Path, model_id: str)
 def report_summary(results_dir: Path, model_id: str) -> str:
     """The pipeline's result files through repro.report: its summary line (and report.md beside them)."""
     from repro.manifest import load_manifest
-    from repro.report import build_report, render_markdown, status_counts
+    from repro.report.table import build_report, status_counts
+    from repro.report.render import render_markdown
 
     table = build_report(load_manifest(), results_dir, ids=[model_id], measured_only=True)
     atomic_write_text(results_dir / "report.md", render_markdown(table))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from repro.evidence import Evidence
+from repro.results.evidence import Evidence
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,9 @@ from synthetic_data import make_ade20k, make_cityscapes  # noqa: E402
 
 from repro.datasets import open_dataset  # noqa: E402
 from repro.datasets.cityscapes import TRAINID_TO_LABELID  # noqa: E402
-from repro.evidence import sidecar_name  # noqa: E402
+from repro.results.evidence import sidecar_name  # noqa: E402
 from repro.metrics import compute_scores  # noqa: E402
-from repro.results import EvalResult, filename_of, write_result  # noqa: E402
+from repro.results.files import EvalResult, filename_of, write_result  # noqa: E402
 
 FAULTS = (None, "double-reduction", "no-reduction", "label-ids", "corrupt-label")
 MODELS = {"ade20k": "mcibi_deeplabv3_r50_ade20k", "cityscapes": "mcibi_deeplabv3_r50_cityscapes"}

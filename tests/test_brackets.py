@@ -7,7 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from repro.brackets import bracket, choose_precision, comparable, conditions_for, matching_precision, precision_note
+from repro.results.brackets import (
+    bracket, choose_precision, comparable, conditions_for, matching_precision, precision_note,
+)
 from repro.manifest import load_manifest
 
 
@@ -81,7 +83,7 @@ def _result(precision, miou, status="complete", split="val", variant="upstream-h
 
 
 def test_report_bracket_picks_the_documented_arithmetic_among_the_files():
-    from repro.brackets import report_bracket
+    from repro.results.brackets import report_bracket
 
     entry = load_manifest().get("memorynetv2_aspp_hrnetv2w48_lip")  # 2022, A100: TF32 convolutions likely
     fp32, tf32, old_tf32 = _result("fp32", 56.70), _result("tf32", 56.75, hour=3), _result("tf32", 50.0, hour=2)
@@ -104,7 +106,7 @@ def test_report_bracket_picks_the_documented_arithmetic_among_the_files():
 def _write(folder, model_id, protocol, miou, precision, hour=1):
     from datetime import datetime, timezone
 
-    from repro.results import EvalResult, result_filename
+    from repro.results.files import EvalResult, result_filename
 
     result = EvalResult(
         model_id=model_id, protocol=protocol, settings={}, dataset="lip", split="val", data_root="/data/LIP",
@@ -118,7 +120,7 @@ def _write(folder, model_id, protocol, miou, precision, hour=1):
 
 
 def test_report_compares_the_documented_arithmetic_and_shows_the_other(tmp_path):
-    from repro.report import build_report
+    from repro.report.table import build_report
 
     model = "memorynetv2_aspp_hrnetv2w48_lip"  # single documented 56.xx on an A100 in 2022: tf32
     documented = load_manifest().get(model).documented["single"]
@@ -133,7 +135,7 @@ def test_report_compares_the_documented_arithmetic_and_shows_the_other(tmp_path)
 
 
 def test_report_names_an_unknown_precision_and_keeps_the_row(tmp_path):
-    from repro.report import build_report
+    from repro.report.table import build_report
 
     model = "memorynetv2_aspp_hrnetv2w48_lip"
     _write(tmp_path, model, "flip", 57.0, "fp8")
@@ -147,8 +149,8 @@ def test_report_names_an_unknown_precision_and_keeps_the_row(tmp_path):
 def test_status_explain_and_report_agree_on_the_current_result(tmp_path):
     """A row documented in TF32 with an older tf32 and a newer fp32 result: every command stands
     on the tf32 one (the documented arithmetic), not on the newest file."""
-    from repro.explain import find_result
-    from repro.report import build_report
+    from repro.explain.explanation import find_result
+    from repro.report.table import build_report
     from repro.status import model_statuses
 
     model = "memorynetv2_aspp_hrnetv2w48_lip"

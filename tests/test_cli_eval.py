@@ -161,7 +161,7 @@ def small_setup(tmp_path, monkeypatch):
 
 def test_eval_cli_end_to_end(tmp_path, monkeypatch):
     from repro.datasets import open_dataset, test_transform
-    from repro.inference import reference_predict
+    from repro.inference.reference import reference_predict
     from repro.models import build_segmentor, fill_model
 
     monkeypatch.setenv("REPRO_MANIFEST", str(_small_manifest(tmp_path / "zoo.yaml")))

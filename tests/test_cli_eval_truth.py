@@ -78,7 +78,7 @@ def test_subset_is_refused_then_partial_with_allow_subset(setup, tmp_path, monke
     assert "(partial: 12 of the official 10000 images, not compared)" in result.stderr
 
     from repro.manifest import load_manifest
-    from repro.report import build_report
+    from repro.report.table import build_report
 
     table = build_report(load_manifest(), tmp_path / "res")
     row = table.row(MODEL, "single")
@@ -89,7 +89,7 @@ def test_a_long_cpu_run_prints_the_plan_and_says_it_is_slow(setup, tmp_path, mon
     env, data, checkpoint = setup
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setattr("repro.plan.CPU_GFLOPS_PER_THREAD", 1e-4)  # makes the estimate hours long
+    monkeypatch.setattr("repro.planning.plan.CPU_GFLOPS_PER_THREAD", 1e-4)  # makes the estimate hours long
     result = runner.invoke(app, _args(data, checkpoint, "--allow-subset", "--limit", "1", "--output", str(tmp_path)))
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("plan: 1 run(s) on cpu")
@@ -152,7 +152,7 @@ def test_sigterm_while_planning_exits_143_without_a_traceback(setup, tmp_path, m
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler raises before this ends
 
-    monkeypatch.setattr("repro.plan.build_plan", terminated)
+    monkeypatch.setattr("repro.planning.plan.build_plan", terminated)
     result = runner.invoke(app, _args(data, checkpoint, "--allow-subset", "--output", str(tmp_path)))
     assert result.exit_code == 143, result.output
     assert isinstance(result.exception, SystemExit), result.exception  # not Terminated's traceback

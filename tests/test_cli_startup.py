@@ -20,7 +20,7 @@ import pytest
 MODEL = "mcibi_deeplabv3_r50_ade20k"
 HEAVY = ("torch", "cv2", "pandas", "numpy", "matplotlib", "scipy")
 # What `import repro.cli` may never pull in (the command modules import these inside commands).
-NOT_AT_IMPORT = (*HEAVY, "repro.models", "repro.inference", "repro.evaluate", "repro.datasets", "repro.fetch")
+NOT_AT_IMPORT = (*HEAVY, "repro.models", "repro.inference.predictor", "repro.datasets", "repro.fetch")
 
 # Run in a fresh interpreter: import repro.cli, run one command in-process (as the console script
 # would), then write the names of the modules loaded so far to the file named by argv[1].
@@ -114,7 +114,7 @@ def test_the_plan_and_eval_input_errors_do_not_import_torch(tmp_path, isolated_e
     """Issue 18 #13: eval plans and refuses bad input before torch loads (benchmarks/startup.py times it)."""
     modules = loaded_modules(tmp_path, isolated_env, [part.format(**bad_inputs) for part in args])
     assert "repro.cli.eval" in modules
-    assert loaded(modules, ("torch", "repro.models", "repro.inference", "repro.engine.devices")) == []
+    assert loaded(modules, ("torch", "repro.models", "repro.inference.predictor", "repro.engine.devices")) == []
 
 
 def test_status_does_not_load_pandas_numpy_or_the_http_client(tmp_path, isolated_env):
@@ -215,16 +215,16 @@ def test_constants_repeated_to_keep_imports_light_match_their_source():
     import repro.cli.zoo
     import repro.datasets.check
     import repro.manifest
-    import repro.report
+    import repro.results.comparison
 
     assert repro.cli.data.DEFAULT_SAMPLE == repro.datasets.check.DEFAULT_SAMPLE
-    assert repro.cli.report.DEFAULT_TOLERANCE == repro.report.DEFAULT_TOLERANCE
+    assert repro.cli.report.DEFAULT_TOLERANCE == repro.results.comparison.DEFAULT_TOLERANCE
     assert repro.cli.zoo.PROTOCOLS == repro.manifest.PROTOCOL_NAMES
 
 
 def test_the_plan_sees_gpus_through_the_driver_without_torch(tmp_path, monkeypatch):
     """detect_device reads /proc/driver/nvidia (no torch); CUDA_VISIBLE_DEVICES hides GPUs as CUDA would."""
-    import repro.plan as plan
+    import repro.planning.plan as plan
     from repro.errors import ReproError
 
     for bus, name in (("0000:01:00.0", "NVIDIA H200"), ("0000:02:00.0", "NVIDIA A100-SXM4-80GB")):

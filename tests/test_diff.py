@@ -13,8 +13,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from repro.cli import app
-from repro.diff import diff_results
-from repro.results import read_result
+from repro.explain.diff import diff_results
+from repro.results.files import read_result
 
 ADE = MODELS["ade20k"]
 

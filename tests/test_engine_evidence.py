@@ -15,9 +15,9 @@ from tiny_models import TinyConvNet
 
 from repro.datasets import DATASETS, open_dataset, test_transform
 from repro.engine import EngineOptions, EvalJob, run_job
-from repro.evidence import Evidence
-from repro.inference import reference_predict
-from repro.results import read_result
+from repro.results.evidence import Evidence
+from repro.inference.reference import reference_predict
+from repro.results.files import read_result
 
 WHOLE = {"mode": "whole", "crop_size": None, "stride": None}
 PROTOCOLS = {

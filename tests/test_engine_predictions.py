@@ -20,7 +20,7 @@ from repro.datasets.registry import palette
 from repro.engine import EvalJob, run_job
 from repro.engine.predictions import OWNER_FILE
 from repro.errors import ReproError
-from repro.inference import reference_predict
+from repro.inference.reference import reference_predict
 from repro.manifest import Protocol
 
 PROTOCOL = Protocol(
@@ -116,7 +116,7 @@ def test_paint_without_save_predictions_is_one_error_line(tmp_path):
 
 def test_repro_eval_save_predictions_and_paint(small_setup):  # noqa: F811 - fixture
     from repro.cli import app
-    from repro.results import read_result
+    from repro.results.files import read_result
 
     folder = small_setup["out"].parent / "pngs"
     args = ["eval", MODEL, "--tta", "single", "--checkpoint", str(small_setup["checkpoint"]), "--data-root",

@@ -11,8 +11,8 @@ from decimal import Decimal
 import pytest
 
 from repro.cli import summary
-from repro.comparison import compare, compare_result, measured_rounded
-from repro.results import EvalResult
+from repro.results.comparison import compare, compare_result, measured_rounded
+from repro.results.files import EvalResult
 
 LONG = "memorynetv2_upernet_resnest101os8_pascalcontext59"
 
@@ -95,7 +95,7 @@ def test_summary_and_report_share_the_comparison_rule():
     (line,) = [line for line in summary.render_summary(rows, Manifest({"m": {"single": 44.39}}), 200) if "44.49" in line]
     assert "+0.10 ✓" in line
 
-    from repro import report
+    from repro.report import table as report
 
     assert report.compare is compare and report.measured_rounded is measured_rounded
 

@@ -18,10 +18,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from repro.datasets import open_dataset, test_transform
 from repro.errors import DatasetError
 from repro.engine import Interrupts, Terminated, progress_path, run_job
-from repro.inference import scaled_size, slide_windows
+from repro.inference.geometry import scaled_size, slide_windows
 from repro.metrics import ConfusionMatrix
 from repro.perf import device_peak_flops, peak_fraction
-from repro.results import EvalResult
+from repro.results.files import EvalResult
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def test_sigterm_mid_run_saves_whole_images(lip_root, tmp_path):
 
 
 def test_result_cites_the_devices_last_selftest(lip_root, tmp_path, monkeypatch):
-    from repro.results import selftest_record_path
+    from repro.results.selftest_records import selftest_record_path
 
     monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
     assert run_job(lip_job(lip_root), options(tmp_path / "a")).selftest is None  # none recorded yet

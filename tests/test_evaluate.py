@@ -17,9 +17,9 @@ from tiny_models import TinyConvNet
 from repro.datasets import DATASETS, open_dataset, test_transform
 from repro.errors import CheckpointError, ReproError
 from repro.engine import EngineOptions, EvalJob, progress_path, run_job
-from repro.inference import reference_predict
+from repro.inference.reference import reference_predict
 from repro.manifest import Protocol
-from repro.results import read_result
+from repro.results.files import read_result
 
 NORMALIZE = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
 # LIP-like ms+flip with slide windows, small enough for CPU tests
@@ -315,12 +315,3 @@ def test_the_flop_fallback_counting_is_left_out_of_the_timing(lip_root, tmp_path
     assert result.flops_per_image == 1e9 and result.num_images == limit
     assert result.seconds < 1.2, result.seconds
     assert result.seconds_per_image == pytest.approx(result.seconds / limit)
-
-
-def test_the_old_module_name_still_exports_the_engine():
-    import repro.engine as engine
-    import repro.evaluate as old
-
-    for name in ("evaluate", "run_job", "build_job", "EvalJob", "EngineOptions", "Terminated", "progress_path",
-                 "resolve_device", "setup_distributed"):
-        assert getattr(old, name) is getattr(engine, name), name

@@ -10,7 +10,7 @@ import pytest
 from repro.errors import ReproError
 from evidence_support import EvidenceBuilder, count_image
 
-from repro.evidence import Evidence, load, merge, sidecar_name
+from repro.results.evidence import Evidence, load, merge, sidecar_name
 from repro.fileio import file_sha256
 from repro.metrics import ConfusionMatrix, compute_scores
 

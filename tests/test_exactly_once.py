@@ -21,7 +21,7 @@ from tiny_models import TinyConvNet
 import repro.engine.run as run_module
 from repro.datasets import DATASETS, open_dataset
 from repro.engine import Collective, EngineOptions, EvalJob, Ranks, progress_path, run_job
-from repro.results import read_result
+from repro.results.files import read_result
 from repro.manifest import Protocol, load_manifest
 
 N_IMAGES = 7

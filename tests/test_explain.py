@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from repro.cli import app
 from evidence_support import EvidenceBuilder
-from repro.explain import explain_result, render_text
-from repro.explain_checks import run_checks
+from repro.explain.explanation import explain_result, render_text
+from repro.explain.checks import run_checks
 
 ADE = "mcibi_deeplabv3_r50_ade20k"
 
@@ -272,7 +272,7 @@ def test_a_label_of_another_size_is_refused_by_the_engine_in_one_line(tmp_path):
 def test_what_differs_from_how_the_documented_number_was_measured():
     from types import SimpleNamespace
 
-    from repro.explain import documented_condition_notes
+    from repro.explain.explanation import documented_condition_notes
     from repro.manifest import load_manifest
 
     entry = load_manifest().get("memorynetv2_upernet_resnet50os8_voc")  # A100, TF32 convolutions likely
@@ -310,8 +310,8 @@ def test_engine_runs_with_saved_predictions_explained_and_diffed(tmp_path):
     classes for the pictures, and `repro diff` of a run on a broken and on an intact copy."""
     from explain_support import engine_run
 
-    from repro.diff import diff_results
-    from repro.explain_predict import PredictionSource
+    from repro.explain.diff import diff_results
+    from repro.explain.predictions import PredictionSource
 
     broken = make_scene_dataset("ade20k", tmp_path / "broken", n=8)
     bad_id = corrupt_label("ade20k", broken, 2)

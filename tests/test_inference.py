@@ -12,16 +12,9 @@ from torch import nn
 
 from tiny_models import TinyConvNet
 
-from repro.inference import (
-    Predictor,
-    TTASettings,
-    predict,
-    reference_predict,
-    rescale_image,
-    scaled_size,
-    slide_windows,
-    window_counts,
-)
+from repro.inference.predictor import Predictor, predict, rescale_image, window_counts
+from repro.inference.geometry import TTASettings, scaled_size, slide_windows
+from repro.inference.reference import reference_predict
 
 
 class RampModel(nn.Module):
@@ -351,7 +344,7 @@ def test_nchw_is_restored_for_a_model_an_earlier_predictor_left_in_nhwc():
 def test_count_flops_equals_counting_the_real_forward_and_leaves_the_model_alone():
     from torch.utils.flop_counter import FlopCounterMode
 
-    from repro.inference import count_flops
+    from repro.inference.flops import count_flops
 
     settings = PROTOCOLS["slide-ms-flip"]
     image = torch.randn(3, 27, 38, generator=torch.Generator().manual_seed(10))
@@ -366,7 +359,7 @@ def test_count_flops_equals_counting_the_real_forward_and_leaves_the_model_alone
 
 
 def test_count_flops_is_none_when_the_model_cannot_run_on_meta():
-    from repro.inference import count_flops
+    from repro.inference.flops import count_flops
 
     class NeedsData(TinyConvNet):
         def forward(self, x):
@@ -444,7 +437,7 @@ def test_loader_threads_by_machine_size(monkeypatch, cpus, expected):
 
 
 def test_count_flops_runs_modules_that_draw_on_the_cpu_from_their_weights():
-    from repro.inference import count_flops
+    from repro.inference.flops import count_flops
 
     class DrawsOnCpu(TinyConvNet):  # like MCIBI++'s memory: CPU draw from a parameter
         def forward(self, x):
@@ -472,7 +465,7 @@ def test_weight_init_is_skipped_while_building_and_restored_after():
 def test_flop_observer_counts_the_real_forward_without_changing_it():
     from torch.utils.flop_counter import FlopCounterMode
 
-    from repro.inference import FlopObserver
+    from repro.inference.flops import FlopObserver
 
     settings = PROTOCOLS["slide-ms-flip"]
     image = torch.randn(3, 27, 38, generator=torch.Generator().manual_seed(11))
@@ -489,7 +482,7 @@ def test_flop_observer_counts_the_real_forward_without_changing_it():
 
 
 def test_flop_observer_never_breaks_the_call_it_watches():
-    from repro.inference import FlopObserver
+    from repro.inference.flops import FlopObserver
 
     x, weight = torch.randn(1, 2, 5, 5), torch.randn(3, 2, 3, 3)
     with FlopObserver() as observer:

@@ -14,7 +14,7 @@ from synthetic_data import make_lip
 from test_cli_eval import MODEL, small_setup  # noqa: F401 - fixture
 from typer.testing import CliRunner
 
-from repro import launch
+from repro.planning import launch
 from repro.cli import app
 from repro.cli.eval import PlannedRun
 from repro.manifest import load_manifest
@@ -172,7 +172,7 @@ def test_a_subset_result_is_judged_as_the_plan_judges_it(small_setup, tmp_path):
     folder holds the same images (as in the plan: the launcher counts the folder too), and
     resubmitted once the folder has grown."""
     from repro.engine import EngineOptions, evaluate
-    from repro.plan import build_plan, detect_device
+    from repro.planning.plan import build_plan, detect_device
 
     out = tmp_path / "results"
     result = evaluate(MODEL, "single", EngineOptions(checkpoint=small_setup["checkpoint"], data_root=small_setup["data"],

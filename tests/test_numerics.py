@@ -161,7 +161,8 @@ def test_torch_2_8_with_new_attributes_still_uses_the_legacy_api():
 
 
 def test_predictor_runs_tf32_precisions_without_autocast():
-    from repro.inference import PRECISIONS, Predictor
+    from repro.numerics import PRECISIONS
+    from repro.inference.predictor import Predictor
 
     assert PRECISIONS == numerics.PRECISIONS
     model = torch.nn.Conv2d(3, 2, 1)

@@ -12,12 +12,13 @@ import yaml
 from synthetic_data import make_lip
 from typer.testing import CliRunner
 
-from repro import budget, numerics
+from repro import numerics
+from repro.planning import budget
 from repro.cli import app
 from repro.errors import ReproError
 from repro.manifest import DEFAULT_PATH
 from repro.perf import achieved_flops, device_peak_flops
-from repro.plan import DeviceInfo
+from repro.planning.plan import DeviceInfo
 
 runner = CliRunner()
 MODEL = "memorynetv2_ppm_resnet50os8_lip"
@@ -168,7 +169,7 @@ def test_tf32_peaks_and_plan_speed_by_precision():
 def test_plan_rows_use_the_precision_speed(home):
     from repro.engine.options import EngineOptions
     from repro.manifest import load_manifest
-    from repro.plan import build_plan
+    from repro.planning.plan import build_plan
 
     manifest = load_manifest()
     runs = [type("Run", (), {"model_id": MODEL, "protocol": "single"})()]

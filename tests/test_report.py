@@ -19,11 +19,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from repro import report
+from repro.report import render as report_render
+from repro.report import table as report
 from repro.cli import app
 from repro.errors import ReproError, UnknownModelError
 from repro.manifest import load_manifest
-from repro.results import EvalResult, write_result
+from repro.results.files import EvalResult, write_result
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
 MANIFEST = FIXTURES / "manifest.yaml"
@@ -103,7 +104,7 @@ def invoke(*args: str):
 
 def test_markdown_matches_hand_written_table(manifest, results_dir):
     frame = report.build_report(manifest, results_dir)
-    assert report.render_markdown(frame) == (FIXTURES / "expected.md").read_text(encoding="utf-8")
+    assert report_render.render_markdown(frame) == (FIXTURES / "expected.md").read_text(encoding="utf-8")
 
 
 def test_rows_statuses_and_deltas(manifest):
@@ -217,15 +218,15 @@ def test_negative_tolerance_is_refused(manifest):
 
 def test_per_class_section_worst_first(manifest):
     frame = report.build_report(manifest, scenario_results(), ids=["v2_upernet_lip"])
-    text = report.render_markdown(frame)
+    text = report_render.render_markdown(frame)
     expected = (FIXTURES / "expected_per_class.md").read_text(encoding="utf-8")
     assert text.endswith(expected)
     # Without ids the section is not there.
-    assert "Per-class IoU" not in report.render_markdown(report.build_report(manifest, scenario_results()))
+    assert "Per-class IoU" not in report_render.render_markdown(report.build_report(manifest, scenario_results()))
 
 
 def test_per_class_order_sorts_missing_last_and_keeps_ties_in_class_order():
-    order = report.per_class_order({"a": 50.0, "b": None, "c": 10.0, "d": 50.0, "e": 0.0, "f": float("nan")})
+    order = report_render.per_class_order({"a": 50.0, "b": None, "c": 10.0, "d": 50.0, "e": 0.0, "f": float("nan")})
     assert [name for name, _ in order] == ["e", "c", "a", "d", "b", "f"]
 
 
@@ -234,7 +235,7 @@ def test_per_class_order_sorts_missing_last_and_keeps_ties_in_class_order():
 
 def test_csv_parses_back(manifest):
     frame = report.build_report(manifest, scenario_results())
-    parsed = pd.read_csv(io.StringIO(report.render_csv(frame)))
+    parsed = pd.read_csv(io.StringIO(report_render.render_csv(frame)))
     assert len(parsed) == 9
     assert set(parsed.columns) == set(report.REPORT_COLUMNS) - {"per_class_iou"}
     assert parsed["status"].value_counts().to_dict() == {
@@ -247,7 +248,7 @@ def test_csv_parses_back(manifest):
 
 def test_json_parses_back(manifest):
     frame = report.build_report(manifest, scenario_results())
-    records = json.loads(report.render_json(frame))
+    records = json.loads(report_render.render_json(frame))
     assert isinstance(records, list) and len(records) == 9
     assert all(list(r) == report.REPORT_COLUMNS for r in records)
     by_key = {(r["model_id"], r["protocol"]): r for r in records}
@@ -285,7 +286,7 @@ def _external_assets(page: str) -> list[str]:
 
 def test_html_is_self_contained(manifest):
     frame = report.build_report(manifest, scenario_results(), ids=["v2_upernet_lip"])
-    page = report.render_html(frame, plot_svg=report.plot_svg_text(frame))
+    page = report_render.render_html(frame, plot_svg=report_render.plot_svg_text(frame))
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     assert _external_assets(page) == []
     assert "<svg" in page and page.count("<table>") == 3  # LIP rows, environment, per-class
@@ -297,7 +298,7 @@ def test_html_is_self_contained(manifest):
 
 def test_html_escapes_cells(manifest):
     result = make_result("mcibi_r50_city", "ms+flip", None, status="server", submission="/tmp/<b>&.zip")
-    page = report.render_html(report.build_report(manifest, [result]))
+    page = report_render.render_html(report.build_report(manifest, [result]))
     assert "/tmp/&lt;b&gt;&amp;.zip" in page and "<b>" not in page
 
 
@@ -305,7 +306,7 @@ def test_html_escapes_cells(manifest):
 def test_plot_file(manifest, tmp_path, suffix):
     frame = report.build_report(manifest, scenario_results())
     path = tmp_path / "sub" / f"deltas{suffix}"
-    report.plot_deltas(frame, path)
+    report_render.plot_deltas(frame, path)
     data = path.read_bytes()
     if suffix == ".png":
         assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 1000
@@ -317,10 +318,10 @@ def test_plot_file(manifest, tmp_path, suffix):
 
 def test_plot_without_compared_rows_and_bad_extension(manifest, tmp_path):
     frame = report.build_report(manifest, [])
-    report.plot_deltas(frame, tmp_path / "empty.png")
+    report_render.plot_deltas(frame, tmp_path / "empty.png")
     assert (tmp_path / "empty.png").read_bytes().startswith(b"\x89PNG")
     with pytest.raises(ReproError, match=r"\.png or \.svg"):
-        report.plot_deltas(frame, tmp_path / "plot.pdf")
+        report_render.plot_deltas(frame, tmp_path / "plot.pdf")
 
 
 # ------------------------------------------------------------------------------ the command
@@ -433,7 +434,7 @@ def test_bundled_manifest_all_not_run(tmp_path):
     frame = report.build_report(zoo, [])
     assert len(frame) == sum(len(entry.documented) for entry in zoo.entries)
     assert {row["status"] for row in frame} == {"not-run"}
-    text = report.render_markdown(frame)
+    text = report_render.render_markdown(frame)
     # Both documents' sections appear as headings, in document order.
     order = [text.index(h) for h in ("## MCIBI (ICCV 2021)", "### Performance", "## MemoryNetV2 / MCIBI++ (TPAMI 2022)",
                                      "### Results of Different Frameworks", "### SOTA Results")]
@@ -460,8 +461,8 @@ def test_upstream_now_column_and_match(manifest):
     assert frame[~frame["model_id"].isin(["mcibi_r50_ade", "v2_fcn_lip"])]["upstream_now"].isna().all()
     assert frame.set_index(["model_id", "protocol"]).loc[("v2_fcn_lip", "single"), "upstream_now"] == 41.20
     assert report.strict_failure(built) is None and "1 upstream-now" in report.summary_line(built)
-    assert "upstream-now: outside, but within the tolerance of upstream's current number" in report.render_markdown(built)
-    assert "upstream-now" not in report.render_markdown(report.build_report(manifest, [missing_both]))
+    assert "upstream-now: outside, but within the tolerance of upstream's current number" in report_render.render_markdown(built)
+    assert "upstream-now" not in report_render.render_markdown(report.build_report(manifest, [missing_both]))
     assert report.strict_failure(report.build_report(manifest, [missing_both])) is not None
     # A blank document cell with a number upstream now: said, without the "replaced" guess.
     blank = report.build_report(manifest, [make_result("mcibi_r50_ade", "flip", 45.0)], ids=["mcibi_r50_ade"])
@@ -538,8 +539,8 @@ def test_document_title_in_every_format(manifest):
     frame = report.build_report(manifest, scenario_results())
     assert {row["document"] for row in frame} == {"MCIBI (ICCV 2021)", "MemoryNetV2 / MCIBI++ (TPAMI 2022)"}
     texts = {
-        "md": report.render_markdown(frame), "csv": report.render_csv(frame), "json": report.render_json(frame),
-        "html": report.render_html(frame),
+        "md": report_render.render_markdown(frame), "csv": report_render.render_csv(frame), "json": report_render.render_json(frame),
+        "html": report_render.render_html(frame),
     }
     for fmt, text in texts.items():
         assert "MemoryNetV2 / MCIBI++ (TPAMI 2022)" in text, fmt
@@ -567,8 +568,8 @@ def test_measured_only_is_automatic_when_few_rows_have_results():
     assert report.summary_line(frame) == (f"Summary: {total} rows: 1 reproduced ✓, 0 failed ✗, "
                                           f"{total - 1 - blank} not run —, {blank} without a documented value.")
     line = f"{total - 1} rows not run (repro report --all-rows to show them)."
-    assert report.hidden_line(frame) == line and line in report.render_markdown(frame)
-    assert line in report.render_html(frame)
+    assert report.hidden_line(frame) == line and line in report_render.render_markdown(frame)
+    assert line in report_render.render_html(frame)
     # Asked for every row, by default in the API, with ids, or with no result at all: nothing hidden.
     assert len(report.build_report(zoo, [result], measured_only=False)) == total
     assert len(report.build_report(zoo, [result])) == total
@@ -624,17 +625,17 @@ def test_plot_empty_reason(manifest):
         make_result("v2_upernet_lip", "single", 50.0, status="partial", num_images=2, num_images_total=2,
                     partial_reason="subset", num_images_official=10000),
     ]
-    reason = report.plot_empty_reason(report.build_report(manifest, partial))
+    reason = report_render.plot_empty_reason(report.build_report(manifest, partial))
     assert reason == "the plot is empty: all 2 results are partial (--limit or a subset: not compared)"
-    assert report.plot_empty_reason(report.build_report(manifest, [])) == (
+    assert report_render.plot_empty_reason(report.build_report(manifest, [])) == (
         "the plot is empty: no results yet (run `repro eval` first)"
     )
     mixed = [partial[0], make_result("mcibi_r101_ade", "ms+flip", 47.3, precision="bf16")]
-    assert report.plot_empty_reason(report.build_report(manifest, mixed)) == (
+    assert report_render.plot_empty_reason(report.build_report(manifest, mixed)) == (
         "the plot is empty: no result is compared (1 partial (--limit or a subset: not compared); "
         "1 non-comparable (another split or precision))"
     )
-    assert report.plot_empty_reason(report.build_report(manifest, scenario_results())) is None
+    assert report_render.plot_empty_reason(report.build_report(manifest, scenario_results())) is None
 
 
 def test_cli_plot_of_partial_results_says_why(tmp_path):

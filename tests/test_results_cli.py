@@ -104,7 +104,7 @@ def test_results_is_the_folder_option_and_output_its_hidden_old_name(small_setup
 
 HOLDER = textwrap.dedent("""
     import sys
-    from repro.runlock import run_lock
+    from repro.engine.lock import run_lock
     with run_lock(sys.argv[1], sys.argv[2]):
         print("held", flush=True)
         sys.stdin.readline()

@@ -1,4 +1,4 @@
-"""repro.results: file names per conditions, the one freshness rule, archiving; repro.runlock."""
+"""repro.results: file names per conditions, the one freshness rule, archiving; repro.engine.lock."""
 
 from __future__ import annotations
 
@@ -14,19 +14,11 @@ from pathlib import Path
 import pytest
 
 from repro.errors import ReproError
-from repro.results import (
-    EvalResult,
-    RunConditions,
-    archive_result,
-    conditions_of,
-    evidence_path,
-    load_results,
-    partial_tag,
-    result_filename,
-    same_evaluation,
-    write_result,
+from repro.results.files import (
+    EvalResult, archive_result, evidence_path, load_results, partial_tag, result_filename, write_result,
 )
-from repro.runlock import lock_paths, run_lock
+from repro.results.freshness import RunConditions, conditions_of, same_evaluation
+from repro.engine.lock import lock_paths, run_lock
 
 SHA = "a" * 64
 SETTINGS = {"mode": "whole", "scales": [1.0], "flip": False}
@@ -167,7 +159,7 @@ def test_archive_result_renames_the_result_and_its_evidence_and_deletes_nothing(
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from repro.runlock import run_lock
+    from repro.engine.lock import run_lock
     with run_lock(sys.argv[1], "m__single"):
         print("held", flush=True)
         sys.stdin.readline()

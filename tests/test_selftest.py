@@ -81,9 +81,9 @@ def test_a_perturbed_model_fails_with_a_clear_line(home, small, monkeypatch):
 
 
 def test_a_broken_flip_in_the_engine_fails_the_pipeline(tmp_path, monkeypatch):
-    import repro.inference
+    import repro.inference.predictor
 
-    monkeypatch.setattr(repro.inference, "swap_channel_pairs", lambda scores, pairs: scores)
+    monkeypatch.setattr(repro.inference.predictor, "swap_channel_pairs", lambda scores, pairs: scores)
     check = selftest.check_pipeline("flip", torch.device("cpu"), tmp_path, selftest._pipeline_model_id())
     assert not check.passed and "mIoU differs" in check.note
     assert check.values["cpu"] != check.values["reference"]

@@ -24,7 +24,7 @@ from repro.datasets import DATASETS
 from repro.errors import ReproError, UnknownModelError
 from repro.manifest import load_manifest
 from repro.paths import checkpoint_dir
-from repro.results import EvalResult, write_result
+from repro.results.files import EvalResult, write_result
 
 MANIFEST = Path(__file__).parent / "fixtures" / "report" / "manifest.yaml"
 CHECKPOINT_BYTES = b"not really a checkpoint, but the size and digest are what status reads" * 10

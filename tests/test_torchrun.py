@@ -88,7 +88,7 @@ def _torchrun(setup: dict, nproc: int, output: Path) -> tuple[subprocess.Complet
 def _expected_iou(setup: dict) -> np.ndarray:
     """Per-class IoU over all images from the reference loop, counted in numpy."""
     from repro.datasets import open_dataset, test_transform
-    from repro.inference import reference_predict
+    from repro.inference.reference import reference_predict
     from repro.manifest import load_manifest
 
     protocol = load_manifest(setup["manifest"]).get(MODEL).protocols["single"]
@@ -135,7 +135,7 @@ def test_two_processes_under_torchrun_match_one(setup):
     for key in ("miou", "miou_rounded", "aacc", "macc", "per_class_iou", "num_images", "checkpoint_sha256", "settings",
                 "evidence_sha256"):  # the per-image rows of both ranks, gathered: the one-process sidecar
         assert double[key] == single[key], key
-    from repro.evidence import Evidence
+    from repro.results.evidence import Evidence
 
     evidence = Evidence.load(setup["tmp"] / "out2" / double["evidence"], sha256=double["evidence_sha256"])
     assert evidence.miou() * 100 == double["miou"] and len(evidence.image_ids) == N_IMAGES

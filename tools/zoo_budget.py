@@ -3,7 +3,7 @@ eight of them (torchrun shares the images), in fp32 and in TF32.
 
     python tools/zoo_budget.py > /tmp/budget.md
 
-Estimates from repro.plan's FLOP table and repro.perf's peaks x achieved shares (repro.budget),
+Estimates from repro.planning.plan's FLOP table and repro.perf's peaks x achieved shares (repro.planning.budget),
 for the official split sizes and typical image sizes (no dataset needs to be on disk). The same
 numbers, one device at a time: `repro eval --all --dry-run --assume-device a100`.
 """
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
-from repro.budget import assumed_device, device_seconds, plan_flops
+from repro.planning.budget import assumed_device, device_seconds, plan_flops
 from repro.perf import FP32_ACHIEVED_SHARE, TF32_ACHIEVED_SHARE
-from repro.plan import build_plan, format_duration
+from repro.planning.plan import build_plan, format_duration
 
 COLUMNS = (("A100", "a100", 1), ("H100", "h100", 1), ("8x A100", "a100", 8), ("8x H100", "h100", 8))
 

@@ -1,4 +1,4 @@
-"""`repro diff A B`: what changed between two runs of one row and protocol (repro.diff).
+"""`repro diff A B`: what changed between two runs of one row and protocol (repro.explain.diff).
 
 Fast to import: numpy and pydantic load inside the command.
 """
@@ -31,9 +31,9 @@ def diff(
 
     Two different rows or protocols: exit 2.
     """
-    from repro import diff as api
+    from repro.explain import diff as api
     from repro.errors import ReproError
-    from repro.explain import find_result
+    from repro.explain.explanation import find_result
 
     folders = list(results_dirs or [])
     if len(folders) > 2:

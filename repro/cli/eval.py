@@ -1,7 +1,7 @@
 """`repro eval`: evaluate bundled segmentors under their documented test protocols.
 
 The command runs in named steps: choose the runs (`plan_runs`), look at what is on disk and
-estimate the cost (`repro.plan`), print the plan, keep the runs that can go, run them one by one
+estimate the cost (`repro.planning.plan`), print the plan, keep the runs that can go, run them one by one
 (`_run_one`), and print the summary. Ctrl-C / SIGTERM save the progress and exit 130 / 143.
 """
 
@@ -178,10 +178,10 @@ def _sigterm_raises():
 
 def _make_plan(manifest: Manifest, runs, lacking, tta: str, settings: EngineOptions, everything: bool,
                assume: str | None = None):
-    from repro.plan import build_plan, detect_device
+    from repro.planning.plan import build_plan, detect_device
 
-    if assume:  # --assume-device: the plan of a device that is not here (repro.budget)
-        from repro.budget import assumed_device
+    if assume:  # --assume-device: the plan of a device that is not here (repro.planning.budget)
+        from repro.planning.budget import assumed_device
 
         device = assumed_device(assume)
     else:  # without torch: a bad --device is one error line before anything loads
@@ -202,7 +202,7 @@ def _check_precisions(text: str, device: str, assume: str | None, dry_run: bool,
     except ReproError as err:  # a bad option value: a usage error naming the option
         raise typer.BadParameter(str(err), param_hint="'--precision'") from None
     if assume:
-        from repro.budget import assumed_device
+        from repro.planning.budget import assumed_device
 
         assumed_device(assume)  # an unknown name: one line listing the known ones
     elif not launched and any(TF32_BY_PRECISION[p].conv for p in precisions):
@@ -263,7 +263,7 @@ def _evaluate(request: _Request, settings: EngineOptions) -> None:
             return
         ready = _ready_runs(plan, request.runs)
         if request.launcher is not None:  # jobs instead of evaluating here (repro/launch.py)
-            from repro.launch import launch_from_cli
+            from repro.planning.launch import launch_from_cli
 
             failed = launch_from_cli(ready, request.launcher, settings, request.slurm,
                                      dataset_roots=request.dataset_roots, plan_rows=plan.rows, say=_say)
@@ -288,7 +288,7 @@ def _evaluate(request: _Request, settings: EngineOptions) -> None:
 def _worth_a_plan(plan, runs: list[PlannedRun]) -> bool:
     """Several runs, or one estimated long (or unknown): a single short run, or one that cannot
     start, shows only its progress or its one error line."""
-    from repro.plan import LONG_RUN_SECONDS
+    from repro.planning.plan import LONG_RUN_SECONDS
 
     if runs and all(row.result_on_disk for row in plan.rows if row.protocol is not None):
         return False  # a rerun of finished runs: its "kept: <path>" lines say it all
@@ -325,9 +325,9 @@ def _results_option(results: Path | None, output: Path | None) -> Path | None:
 
 
 def _print_plan(plan, fmt: TableOrJson = TableOrJson.table, budget: bool = False) -> None:
-    """The plan; `budget` (--assume-device): and its time in fp32 and TF32 (repro.budget)."""
-    from repro.budget import budget_lines, plan_budget
-    from repro.plan import render_plan
+    """The plan; `budget` (--assume-device): and its time in fp32 and TF32 (repro.planning.budget)."""
+    from repro.planning.budget import budget_lines, plan_budget
+    from repro.planning.plan import render_plan
 
     if fmt is TableOrJson.json:
         typer.echo(_plan_json(plan, plan_budget(plan).to_dict() if budget else None))
@@ -375,7 +375,7 @@ def _ready_runs(plan, runs: list[PlannedRun]) -> list[PlannedRun]:
 def _kept_runs(plan, ready: list[PlannedRun], settings: EngineOptions, manifest: Manifest) -> dict[PlannedRun, tuple]:
     """The ready runs whose result is already on disk, exactly (the checkpoint's sha256, as the
     engine would check): they are kept, not run (--force redoes them)."""
-    from repro.plan import finished_result
+    from repro.planning.plan import finished_result
 
     on_disk = {(row.model_id, row.protocol) for row in plan.ready if row.result_on_disk}
     kept = {}
@@ -391,7 +391,7 @@ def _kept_runs(plan, ready: list[PlannedRun], settings: EngineOptions, manifest:
 
 def _warn_if_slow(plan, ready: list[PlannedRun]) -> None:
     """On a CPU, say up front how slow it will be (the plan's estimate) and what a GPU would take."""
-    from repro.plan import DeviceInfo, format_duration
+    from repro.planning.plan import DeviceInfo, format_duration
 
     if plan.device.kind != "cpu" or not ready:
         return
@@ -434,7 +434,7 @@ def _report_run(label: str, result, output: Path, started: float) -> None:
     """The outcome of one run and the full path of its result file ("kept" when the engine found
     this very evaluation finished: nothing was written)."""
     from repro.manifest import load_manifest
-    from repro.results import filename_of
+    from repro.results.files import filename_of
 
     path = (Path(output) / filename_of(result, load_manifest().get(result.model_id).default_variant)).resolve()
     if result.finished.timestamp() < started:
@@ -531,7 +531,7 @@ def _check_format_and_launcher(fmt: TableOrJson, dry_run: bool, launcher: Launch
     if fmt is TableOrJson.json and not dry_run:
         raise ReproError("--format json prints the plan: add --dry-run", exit_code=2)
     if launcher is not None or any(slurm[k] for k in ("partition", "account", "extra", "time_min")):
-        from repro.launch import check_cli_options
+        from repro.planning.launch import check_cli_options
 
         check_cli_options(launcher.value if launcher else None, slurm)
 

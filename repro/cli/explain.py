@@ -1,4 +1,4 @@
-"""`repro explain`: why a measured number is what it is (repro.explain, pictures: repro.explain_draw).
+"""`repro explain`: why a measured number is what it is (repro.explain, pictures: repro.explain.draw).
 
 Fast to import: numpy, pandas, matplotlib load inside the command.
 """
@@ -36,7 +36,7 @@ def explain(
 
     Reads the result's evidence sidecar (recorded by `repro eval`); an older result without one is explained as far as its JSON allows.
     """
-    from repro import explain as api
+    from repro.explain import explanation as api
     from repro.manifest import load_manifest
 
     manifest = load_manifest(manifest_path)
@@ -47,7 +47,7 @@ def explain(
     else:
         typer.echo(api.render_text(explanation, width=_width()), nl=False)
     if output is not None:
-        from repro.explain_html import write_explain_folder
+        from repro.explain.html import write_explain_folder
 
         drawn = write_explain_folder(explanation, output, num_images=images)
         if fmt is TableOrJson.table:  # with json, stdout stays one JSON document

@@ -12,7 +12,7 @@ import typer
 
 from repro.cli import app
 
-DEFAULT_TOLERANCE = 0.1  # repro.comparison.DEFAULT_TOLERANCE, repeated to keep the command module light
+DEFAULT_TOLERANCE = 0.1  # repro.results.comparison.DEFAULT_TOLERANCE, repeated to keep the command module light
 
 
 class ReportFormat(str, Enum):
@@ -39,9 +39,11 @@ def _results_source(results_dir: Path | None) -> tuple[Path | list, str | None]:
     return folder, None
 
 
-def _say_aside(reporting, report, fmt_name: str, output: Path | None, strict: bool = False) -> None:
+def _say_aside(report, fmt_name: str, output: Path | None, strict: bool = False) -> None:
     """On stderr what the report itself does not show: the notes on damaged files and the hidden
     rows (markdown and HTML on stdout say them), and the summary when the report went to a file."""
+    from repro.report import table as reporting
+
     if output is not None:
         typer.echo(reporting.summary_line(report), err=True)
     if output is not None or fmt_name in ("csv", "json"):
@@ -59,24 +61,27 @@ def _say_aside(reporting, report, fmt_name: str, output: Path | None, strict: bo
                    f"--protocol {first['protocol']}`" + (" (and the others)" if len(failed) > 1 else ""), err=True)
 
 
-def _html_with_explain_pages(reporting, report, manifest, with_plot: bool) -> str:
-    """The HTML page, each measured row's Model cell linked to its explain page (repro.explain_html),
+def _html_with_explain_pages(report, manifest, with_plot: bool) -> str:
+    """The HTML page, each measured row's Model cell linked to its explain page (repro.explain.html),
     the pages themselves, pictures embedded, at the end: one self-contained file."""
-    from repro.explain_html import explain_sections, report_appendix, report_row_link
+    from repro.explain.html import explain_sections, report_appendix, report_row_link
+    from repro.report import render as rendering
 
     files = [row["result_file"] for row in report if isinstance(row["result_file"], str)]
     appendix = report_appendix(explain_sections(files, manifest=manifest))
-    svg = reporting.plot_svg_text(report) if with_plot else None
-    return reporting.render_html(report, plot_svg=svg, row_link=report_row_link, appendix=appendix)
+    svg = rendering.plot_svg_text(report) if with_plot else None
+    return rendering.render_html(report, plot_svg=svg, row_link=report_row_link, appendix=appendix)
 
 
-def _plot_and_render(reporting, table, manifest, fmt_name: str, plot: Path | None) -> str:
+def _plot_and_render(table, manifest, fmt_name: str, plot: Path | None) -> str:
     """Draw the --plot first (a plot that cannot be drawn leaves no report), then the report text."""
+    from repro.report import render as rendering
+
     if plot is not None:
-        reporting.plot_deltas(table, plot)
+        rendering.plot_deltas(table, plot)
     if fmt_name == "html":
-        return _html_with_explain_pages(reporting, table, manifest, plot is not None)
-    return reporting.render(table, fmt_name)
+        return _html_with_explain_pages(table, manifest, plot is not None)
+    return rendering.render(table, fmt_name)
 
 
 @app.command("report")
@@ -115,12 +120,13 @@ def report(
     One table per document table (method, section, dataset), rows in document order.
     Δ is the measured value rounded to 2 decimals minus the documented one; ✓ means |Δ| <= --tolerance.
     """
-    from repro import report as reporting
+    from repro.report import render as rendering
+    from repro.report import table as reporting
     from repro.fileio import atomic_write_text
     from repro.manifest import load_manifest
 
     if plot is not None:
-        reporting.check_plot_format(plot)  # a bad extension fails before anything is read or written
+        rendering.check_plot_format(plot)  # a bad extension fails before anything is read or written
     manifest = load_manifest(manifest_path)
     source, missing = _results_source(results_dir)
     table = reporting.build_report(manifest, source, tolerance=tolerance, ids=ids or None, measured_only=measured_only)
@@ -129,16 +135,16 @@ def report(
         typer.echo(nothing, err=True)
         if measured_only is not False:
             return
-    fmt_name = ("md" if fmt is ReportFormat.table else fmt.value) if fmt is not None else reporting.format_for_output(output)
-    text = _plot_and_render(reporting, table, manifest, fmt_name, plot)
+    fmt_name = ("md" if fmt is ReportFormat.table else fmt.value) if fmt is not None else rendering.format_for_output(output)
+    text = _plot_and_render(table, manifest, fmt_name, plot)
     if output is None:
         typer.echo(text, nl=False)
     else:
         atomic_write_text(output, text)
-    _say_aside(reporting, table, fmt_name, output, strict)
+    _say_aside(table, fmt_name, output, strict)
     if plot is not None:
         typer.echo(f"wrote {plot}", err=True)
-        empty = reporting.plot_empty_reason(table)
+        empty = rendering.plot_empty_reason(table)
         if empty:
             typer.echo(empty, err=True)
     if strict:

@@ -3,7 +3,7 @@
 Numbers are never cut. When a line is too wide, the text gives way first: the notes go below the
 table (wrapped), then each model id gets a line of its own above its runs; only after that do the
 speed and image columns go. The width is the terminal's; in a pipe $COLUMNS, else 80. Δ and its
-mark come from `repro.comparison`, the rule `repro report` uses.
+mark come from `repro.results.comparison`, the rule `repro report` uses.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from repro.cli.layout import aligned_lines
 from repro.cli.progress import format_rate
 from repro.numerics import COMPARABLE
-from repro.status import partial_note
+from repro.results.current import partial_note
 
 NUMBERS = ("mIoU", "documented", "Δ", "images", "speed")
 DROPPED_LAST = ("speed", "images")  # numbers that may go (never be cut) at a very narrow width
@@ -46,7 +46,7 @@ def _number(value: Any) -> str:
 
 def _delta_text(result: Any, documented: float | None) -> str:
     """Δ of the rounded mIoU against the document, with ✓/✗ as the report marks it."""
-    from repro.comparison import compare_result
+    from repro.results.comparison import compare_result
 
     compared = compare_result(result, documented)
     if compared is None:
@@ -73,7 +73,7 @@ def summary_cells(rows: Sequence[tuple], manifest: Any) -> tuple[list[dict[str, 
 
     `rows`: (run, result or None, note) with run.model_id and run.protocol; a None result failed.
     """
-    from repro.comparison import measured_rounded
+    from repro.results.comparison import measured_rounded
 
     cells, notes = [], []
     for run, result, note in rows:

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from repro.geometry import resize_output_size  # the resize rule, which the plan reads too (no torch there)
+from repro.inference.geometry import resize_output_size  # the resize rule, which the plan reads too (no torch there)
 
 
 def resize_image(image: np.ndarray, output_size: Sequence[int], keep_ratio: bool) -> np.ndarray:

@@ -15,7 +15,8 @@ from repro.engine.progress import Session
 from repro.engine.signals import Interrupts
 from repro.engine.sinks import Sample
 from repro.errors import DatasetError, ReproError
-from repro.inference import FlopObserver, Predictor, count_flops
+from repro.inference.flops import FlopObserver, count_flops
+from repro.inference.predictor import Predictor
 from repro.manifest import field_of
 
 ProgressCallback = Callable[[int, int], None]  # (images done on this rank, images of this rank)

@@ -32,7 +32,7 @@ STATE_VERSION = 2  # 2: sink states (1 held the confusion matrix alone)
 def progress_path(output: Path, model_id: str, protocol_name: str, ranks: Ranks,
                   variant: str | None = None, default_variant: str | None = None, stem: str | None = None) -> Path:
     """`<output>/.progress/<result stem>[.rankR-of-W].pt`; `stem` overrides the default result stem."""
-    from repro.results import result_filename
+    from repro.results.files import result_filename
 
     stem = stem or result_filename(model_id, protocol_name, variant, default_variant)[: -len(".json")]
     suffix = f".rank{ranks.rank}-of-{ranks.world_size}" if ranks.distributed else ""

@@ -21,12 +21,11 @@ from repro.engine.devices import Ranks, device_label
 from repro.engine.job import EngineOptions, EvalJob
 from repro.engine.progress import State
 from repro.errors import ReproError
-from repro.inference import Predictor
+from repro.inference.predictor import Predictor
 from repro.perf import device_peak_flops, peak_fraction
-from repro.results import (
-    EvalResult, RunConditions, archive_result, latest_selftest, partial_tag, read_result, result_filename,
-    replacement_refused, same_evaluation, write_result,
-)
+from repro.results.files import EvalResult, archive_result, partial_tag, read_result, result_filename, write_result
+from repro.results.freshness import RunConditions, replacement_refused, same_evaluation
+from repro.results.selftest_records import latest_selftest
 
 
 @dataclass(frozen=True)

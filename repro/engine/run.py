@@ -24,7 +24,7 @@ from repro.engine.record import (
 from repro.engine.sinks import ConfusionSink, EvidenceSink, Finished, SubmissionSink
 from repro.errors import DatasetError, ReproError
 from repro.numerics import arithmetic, check_precision
-from repro.results import EvalResult
+from repro.results.files import EvalResult
 
 LogCallback = Callable[[str], None]
 
@@ -86,7 +86,7 @@ def _lock(run: Run, say: LogCallback):
     """One process per result at a time (rank 0 holds it for its ranks)."""
     if run.ranks.rank != 0:
         return contextlib.nullcontext()
-    from repro.runlock import run_lock
+    from repro.engine.lock import run_lock
 
     return run_lock(run.output, run.result_file.stem, wait=run.options.wait_lock, note=say)
 

@@ -136,7 +136,7 @@ class SubmissionSink:
 class EvidenceSink:
     """Per image, over the pixels the metric counts: intersect, union, gt_area, pred_area (C
     each, int64) and the ignored label pixels; server runs: the prediction histogram only. Saved
-    as `<result stem>.evidence.npz` (repro.evidence), rows sorted by image id, so resume, ranks
+    as `<result stem>.evidence.npz` (repro.results.evidence), rows sorted by image id, so resume, ranks
     and shards give the sidecar of one uninterrupted process."""
 
     name = "evidence"
@@ -183,7 +183,7 @@ class EvidenceSink:
         self.ignored = list(torch.from_numpy(np.concatenate([part[2] for part in parts])).unbind(0))
 
     def evidence(self):
-        from repro.evidence import Evidence
+        from repro.results.evidence import Evidence
 
         rows, ignored = self._arrays()
         ids = np.asarray(self.ids, dtype=str)
@@ -194,7 +194,7 @@ class EvidenceSink:
                         **fields).sorted_by_id()
 
     def finish(self, finished: Finished) -> dict[str, Any]:
-        from repro.results import evidence_path
+        from repro.results.files import evidence_path
 
         path = evidence_path(finished.result_path)
         return {"evidence": path.name, "evidence_sha256": self.evidence().save(path)}

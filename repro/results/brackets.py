@@ -115,8 +115,8 @@ def report_bracket(entry: Any, protocol: str, current: Any, candidates: list[Any
     each comparable precision; with two or more, the row compares the one matching the
     documented number's conditions. Otherwise `current` stays, without a bracket.
     """
-    from repro.comparison import measured_rounded
-    from repro.status import newest, result_variant
+    from repro.results.comparison import measured_rounded
+    from repro.results.current import newest, result_variant
 
     if not comparable(getattr(current, "precision", "fp32")) or current.status != "complete":
         return current, None

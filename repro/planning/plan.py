@@ -193,7 +193,7 @@ class PassCount:
 def passes_per_image(protocol: Any, image_size: Sequence[int], fixed_size: bool = False) -> PassCount:
     """Forward passes (scales x flips x windows) and pixels of one image of `image_size` (h, w),
     with the augmentations as inference reads them (`TTASettings`)."""
-    from repro.geometry import TTASettings, resize_output_size, scaled_size, slide_windows
+    from repro.inference.geometry import TTASettings, resize_output_size, scaled_size, slide_windows
     from repro.manifest import field_of
 
     resize = field_of(protocol, "resize")
@@ -510,7 +510,8 @@ def planned_result(entry: Any, protocol: str, options: Any, data: DatasetInfo | 
     as the plan saw it (looked at now when None). exact: with the checkpoint's sha256 (hashed once
     per file per process, repro.fetch.download.file_digest)."""
     from repro.fetch import resolve_checkpoint
-    from repro.results import RunConditions, partial_tag, result_filename
+    from repro.results.freshness import RunConditions
+    from repro.results.files import partial_tag, result_filename
 
     data = data or inspect_dataset(entry.dataset, entry.eval_split, _option(options, "data_root"))
     variant = _option(options, "variant") or entry.default_variant
@@ -542,7 +543,8 @@ def finished_result(model_id: str, protocol: str, options: Any, data: DatasetInf
     """(the result file of this run, its result or None, what differs from this run: empty when
     the result is finished). An unreadable file counts as no result."""
     from repro.manifest import load_manifest
-    from repro.results import read_result, same_evaluation
+    from repro.results.files import read_result
+    from repro.results.freshness import same_evaluation
 
     path, conditions = planned_result(load_manifest().get(model_id), protocol, options, data, exact=exact)
     if not path.is_file():
@@ -561,7 +563,7 @@ def _mark_result_on_disk(row: PlanRow, options: Any, data: DatasetInfo, force: b
     row.result_file = str(path)
     if result is None:
         return
-    from repro.results import replacement_refused
+    from repro.results.freshness import replacement_refused
 
     row.result_on_disk = not differences and not force
     row.replaces = force and result.status == "complete"

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from repro.explain import Explanation, _headline, explain_result
+from repro.explain.explanation import Explanation, _headline, explain_result
 
 STYLE = """
 .explain { max-width: 1200px; margin: 2em 0; padding-top: 1em; border-top: 2px solid #ccc; }
@@ -104,7 +104,7 @@ def page(title: str, body: str) -> str:
 
 def explain_section_for(result_path: str | Path, *, manifest=None, images: int = 2, top: int = 8) -> tuple[str, str]:
     """(anchor, section HTML) of one result file, its pictures drawn in a temporary folder."""
-    from repro.explain_draw import draw_all
+    from repro.explain.draw import draw_all
 
     x = explain_result(result_path, manifest=manifest, top=top)
     with tempfile.TemporaryDirectory(prefix="repro-explain-") as tmp:
@@ -113,8 +113,8 @@ def explain_section_for(result_path: str | Path, *, manifest=None, images: int =
 
 
 def write_explain_folder(x: Explanation, output: str | Path, num_images: int = 4):
-    """`repro explain --output DIR`: the pictures (repro.explain_draw) and DIR/index.html."""
-    from repro.explain_draw import draw_all
+    """`repro explain --output DIR`: the pictures (repro.explain.draw) and DIR/index.html."""
+    from repro.explain.draw import draw_all
     from repro.fileio import atomic_write_text
 
     drawn = draw_all(x, output, num_images=num_images)

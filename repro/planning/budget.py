@@ -1,6 +1,6 @@
 """Budgeting a GPU you do not have yet: `repro eval ... --dry-run --assume-device NAME`.
 
-The plan's FLOPs (repro.plan: the per-config FLOP table scaled by each protocol's pixels, times
+The plan's FLOPs (repro.planning.plan: the per-config FLOP table scaled by each protocol's pixels, times
 the images) over the device's achieved speed (repro.perf: peak x achieved share), in fp32 and in
 TF32. These are ESTIMATES: the fp32 share was measured on an H200 (issue 12), the TF32 share is
 assumed until a GPU run measures it (benchmarks/gpu_check.sh). Light at import (no torch).
@@ -14,7 +14,7 @@ from typing import Any
 
 from repro.errors import ReproError
 from repro.perf import FP32_ACHIEVED_SHARE, TF32_ACHIEVED_SHARE, device_peak_flops
-from repro.plan import DeviceInfo, Plan, format_duration
+from repro.planning.plan import DeviceInfo, Plan, format_duration
 
 # --assume-device NAME -> the name torch.cuda.get_device_name() gives such a GPU (None: a CPU)
 ASSUMED_DEVICES: dict[str, str | None] = {

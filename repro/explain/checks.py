@@ -1,7 +1,7 @@
 """Checks that name a likely cause of a number that does not reproduce, from a run's evidence.
 
 Each check looks at one symptom the issue trackers of segmentation toolboxes keep reporting and
-returns a `Finding` (one line) only when it fires. They read `repro.evidence.Evidence` alone, so
+returns a `Finding` (one line) only when it fires. They read `repro.results.evidence.Evidence` alone, so
 they run on any recorded result without the dataset or the model.
 
 Label/image size mismatches are not checked here: the engine refuses them while it evaluates
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from repro.evidence import Evidence
+from repro.results.evidence import Evidence
 
 # Rough share of ignored label pixels in each dataset's official evaluation labels (void,
 # "other", boundaries). Orders of magnitude, not measurements: the check fires only far above

@@ -29,16 +29,13 @@ are bit-identical.
 from __future__ import annotations
 
 import contextlib
-import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-# The protocol's arithmetic lives where the plan can read it without torch; re-exported here.
-from repro.geometry import TTASettings, Window, scaled_size, slide_windows  # noqa: F401
-
+from repro.inference.geometry import TTASettings, Window, slide_windows
 from repro.numerics import AUTOCAST, PRECISIONS  # tf32 variants run fp32 here; the engine sets TF32
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -246,132 +243,6 @@ class Predictor:
         return total.div_(self.settings.num_outputs)[0]
 
 
-def _meta_twin(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy of `model` whose parameters and buffers live on the "meta" device (shapes only,
-    no memory, no arithmetic); the model itself is untouched."""
-    memo: dict[int, Any] = {}
-    for tensor in model.parameters():
-        memo[id(tensor)] = torch.nn.Parameter(torch.empty_like(tensor, device="meta"), requires_grad=False)
-    for tensor in model.buffers():
-        memo[id(tensor)] = torch.empty_like(tensor, device="meta")
-    return copy.deepcopy(model, memo)
-
-
-def _meta_reads_as_zeros():
-    """A dispatch mode in which copying a "meta" tensor to a real device gives zeros, so that a
-    module drawing on the CPU from its weights (MCIBI++'s memory) runs on a meta twin."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class MetaReadsAsZeros(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            if func is torch.ops.aten._to_copy.default and args[0].device.type == "meta":
-                target = torch.device(kwargs.get("device") or "meta")
-                if target.type != "meta":
-                    return torch.zeros(args[0].shape, dtype=kwargs.get("dtype") or args[0].dtype, device=target)
-            return func(*args, **kwargs)
-
-    return MetaReadsAsZeros()
-
-
-def _matmul_flops(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> int:
-    return 2 * out.numel() * a.shape[-1]
-
-
-def _conv_flops(x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor) -> int:
-    return 2 * out.numel() * weight[0].numel()  # weight (out, in / groups, *kernel)
-
-
-def _sdpa_flops(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor) -> int:
-    pairs = q.shape[:-1].numel() * k.shape[-2]  # (batch, heads, queries) x keys
-    return 2 * pairs * (q.shape[-1] + v.shape[-1])
-
-
-# FLOPs of one call of the functions that do the multiply-adds, as torch's FlopCounterMode counts
-# them (2 per multiply-add; bias, normalisation, activations and resizes not counted).
-_FLOP_FORMULAS: dict[Any, Callable[..., int]] = {
-    torch.conv1d: _conv_flops, torch.conv2d: _conv_flops, torch.conv3d: _conv_flops,
-    F.conv1d: _conv_flops, F.conv2d: _conv_flops, F.conv3d: _conv_flops,
-    torch.matmul: _matmul_flops, torch.Tensor.matmul: _matmul_flops, torch.Tensor.__matmul__: _matmul_flops,
-    torch.mm: _matmul_flops, torch.bmm: _matmul_flops,
-    torch.addmm: lambda c, a, b, out: _matmul_flops(a, b, out),
-    torch.baddbmm: lambda c, a, b, out: _matmul_flops(a, b, out),
-    F.linear: lambda x, w, out: 2 * out.numel() * w.shape[-1],
-    F.scaled_dot_product_attention: _sdpa_flops,
-}
-
-
-class FlopObserver:
-    """Counts the FLOPs of the multiply-add functions called inside `with` (a torch-function
-    mode: it watches the real calls and changes nothing they compute, at no extra arithmetic).
-    Not for networks with nn.MultiheadAttention, whose fast path steps aside under any mode:
-    `observable(model)` says which; count those with `count_flops`."""
-
-    def __init__(self) -> None:
-        from torch.overrides import TorchFunctionMode
-
-        observer = self
-        self.total = 0
-        self.complete = True  # False when a call could not be counted: then `total` is no figure
-
-        class Watch(TorchFunctionMode):
-            def __torch_function__(self, func, types, args=(), kwargs=None):
-                kwargs = kwargs or {}
-                out = func(*args, **kwargs)
-                formula = _FLOP_FORMULAS.get(func)
-                if formula is not None:
-                    observer._add(formula, [*args, *kwargs.values()], out)
-                return out
-
-        self._mode = Watch()
-
-    def _add(self, formula: Callable[..., int], args: list, out: Any) -> None:
-        wanted = formula.__code__.co_argcount - 1
-        tensors = [a for a in args if isinstance(a, torch.Tensor)][:wanted]
-        try:
-            self.total += formula(*tensors, out)
-        except Exception:  # never disturb the prediction being watched
-            self.complete = False
-
-    @staticmethod
-    def observable(model: torch.nn.Module) -> bool:
-        return not any(isinstance(m, torch.nn.MultiheadAttention) for m in model.modules())
-
-    def __enter__(self) -> FlopObserver:
-        self._mode.__enter__()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._mode.__exit__(*exc)
-
-
-def count_flops(
-    model: torch.nn.Module,
-    protocol: Any,
-    num_classes: int,
-    image_shape: Sequence[int],
-    output_size: Sequence[int],
-    *,
-    flip_pairs: Sequence[Sequence[int]] | None = None,
-    max_batch: int = 4,
-) -> float | None:
-    """FLOPs of one image's forward passes under `protocol` (torch's FlopCounterMode), counted on
-    a "meta"-device twin of `model`: no arithmetic runs, so it costs a fraction of a second and
-    cannot touch the numbers of a real prediction. None when unknown."""
-    try:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        predictor = Predictor(_meta_twin(model), protocol, num_classes, flip_pairs, "meta", max_batch=max_batch)
-        image = torch.empty(tuple(image_shape), device="meta")
-        # no_grad, not inference_mode: python dispatch modes do not see inference-mode copies
-        with torch.no_grad(), FlopCounterMode(display=False) as counter, _meta_reads_as_zeros():
-            predictor._predict(image, output_size)
-        total = float(counter.get_total_flops())
-    except Exception:  # a module that cannot run on "meta" (or an old torch): no figure, no failure
-        return None
-    return total if total > 0 else None
-
-
 def predict(
     model: torch.nn.Module,
     image: torch.Tensor,
@@ -397,70 +268,3 @@ def predict(
         resize_on_cpu=resize_on_cpu,
     )
     return predictor(image, output_size)
-
-
-# ---------------------------------------------------------------------------------------------
-# Reference: a plain transcription of upstream's test loop (one crop at a time, CPU-side resizes)
-
-
-def _reference_inference(model, images, settings: TTASettings, num_classes: int, device) -> torch.Tensor:
-    images = images.to(device=device, dtype=torch.float32)
-    if settings.mode == "whole":
-        logits = model(images).float()
-        return F.softmax(logits, dim=1) if settings.probs_before_resize else logits
-    stride_h, stride_w = settings.stride
-    crop_h, crop_w = settings.crop_size
-    batch, _, height, width = images.shape
-    rows = max(height - crop_h + stride_h - 1, 0) // stride_h + 1
-    cols = max(width - crop_w + stride_w - 1, 0) // stride_w + 1
-    total = images.new_zeros((batch, num_classes, height, width))
-    count = images.new_zeros((batch, 1, height, width))
-    for row in range(rows):
-        for col in range(cols):
-            x1, y1 = col * stride_w, row * stride_h
-            x2, y2 = min(x1 + crop_w, width), min(y1 + crop_h, height)
-            x1, y1 = max(x2 - crop_w, 0), max(y2 - crop_h, 0)
-            crop = images[:, :, y1:y2, x1:x2]
-            logits = F.interpolate(model(crop).float(), size=crop.shape[2:], mode="bilinear", align_corners=False)
-            if settings.probs_before_resize:
-                logits = F.softmax(logits, dim=1)
-            total += F.pad(logits, (int(x1), int(width - x2), int(y1), int(height - y2)))
-            count[:, :, y1:y2, x1:x2] += 1
-    assert (count == 0).sum() == 0
-    return total / count
-
-
-@torch.inference_mode()
-def reference_predict(
-    model: torch.nn.Module,
-    image: torch.Tensor,
-    protocol: Any,
-    num_classes: int,
-    flip_pairs: Sequence[Sequence[int]] | None = None,
-    device: str | torch.device = "cpu",
-    *,
-    output_size: Sequence[int] | None = None,
-) -> torch.Tensor:
-    """Upstream's auginference + test-loop averaging, step for step: slow, the yardstick for
-    `Predictor` in tests and `benchmarks/eval_speed.py`. Returns (C, H, W) float32 on the CPU."""
-    import numpy as np
-
-    settings = TTASettings.from_protocol(protocol)
-    pairs = flip_pairs if flip_pairs is not None else settings.flip_pairs
-    images = (image if image.dim() == 4 else image.unsqueeze(0)).cpu().float()
-    out_h, out_w = (int(v) for v in (output_size or images.shape[-2:]))
-    outputs = []
-    for scale in settings.scales:
-        images_scale = F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=False)
-        outputs.append(_reference_inference(model, images_scale, settings, num_classes, device).cpu())
-        if settings.flip:
-            flipped_input = torch.from_numpy(np.flip(images_scale.numpy(), axis=3).copy())
-            flipped = _reference_inference(model, flipped_input, settings, num_classes, device)
-            if pairs:
-                source = flipped.clone()
-                for a, b in pairs:
-                    flipped[:, a] = source[:, b]
-                    flipped[:, b] = source[:, a]
-            outputs.append(torch.from_numpy(np.flip(flipped.cpu().numpy(), axis=3).copy()))
-    resized = [F.interpolate(o, size=(out_h, out_w), mode="bilinear", align_corners=False) for o in outputs]
-    return (sum(resized) / len(resized))[0]

@@ -23,10 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from repro.errors import ReproError
-from repro.report import (
-    BLANK_DOC, COMPARED, DISPLAY_COLUMNS, ENVIRONMENT_FIELDS, ENVIRONMENT_LABELS, FAILED, FORMATS, NON_COMPARABLE,
-    NOT_RUN, PARTIAL, REPORT_COLUMNS, REPRODUCED, SERVER, UPSTREAM_NOW, Report, environments, hidden_line, notes_of,
-    summary_line, tolerance_of, tolerance_text,
+from repro.report.table import (
+    BLANK_DOC, COMPARED, DISPLAY_COLUMNS, ENVIRONMENT_FIELDS, ENVIRONMENT_LABELS, FAILED, FORMATS, NON_COMPARABLE, NOT_RUN, PARTIAL, REPORT_COLUMNS, REPRODUCED, SERVER, UPSTREAM_NOW, Report, environments, hidden_line, notes_of, summary_line, tolerance_of, tolerance_text,
 )
 
 RowLink = Callable[[dict], "str | None"]  # a report row -> the address its Model cell links to
@@ -303,7 +301,7 @@ def render_html(report: Report, *, per_class: bool | None = None, plot_svg: str 
             parts.append(f"<h2>Per-class IoU: {html.escape(model_id)} ({html.escape(protocol)})</h2>")
             parts.append("<p>Worst classes first; n/a: the class is neither in the labels nor predicted.</p>")
             parts.append(_html_table(table))
-    if appendix:  # e.g. the explain pages the rows link to (repro.explain_html.report_appendix)
+    if appendix:  # e.g. the explain pages the rows link to (repro.explain.html.report_appendix)
         parts.append(appendix)
     parts += ["</body>", "</html>"]
     return "\n".join(parts) + "\n"

@@ -24,7 +24,7 @@ from typing import Any
 from repro.engine.options import EngineOptions
 from repro.errors import ReproError
 from repro.paths import results_dir
-from repro.plan import is_finished  # noqa: F401  (also part of this module's API, as before)
+from repro.planning.plan import is_finished  # noqa: F401  (also part of this module's API, as before)
 
 LAUNCHERS = ("local", "slurm")
 TARGET_JOB_SECONDS = 2 * 3600  # add GPUs to a job until its estimate fits in this
@@ -60,13 +60,13 @@ class JobPlan:
 
 
 # ---------------------------------------------------------------------------------------------
-# Cost estimate: repro.plan's (FLOP table x pixels per protocol x images / assumed device speed)
+# Cost estimate: repro.planning.plan's (FLOP table x pixels per protocol x images / assumed device speed)
 
-CLUSTER_GPU = "A100"  # the GPU the time limits assume (repro.plan's speed for it); a rough figure
+CLUSTER_GPU = "A100"  # the GPU the time limits assume (repro.planning.plan's speed for it); a rough figure
 
 
 def gpu_seconds_per_flop() -> float:
-    from repro.plan import DeviceInfo
+    from repro.planning.plan import DeviceInfo
 
     return 1.0 / DeviceInfo("cuda", CLUSTER_GPU).flops_per_second()
 
@@ -85,7 +85,7 @@ def estimate_gpu_seconds(model_id: str, protocol_name: str, limit: int | None = 
     if row is not None and row.flops_per_image and row.images:
         return row.flops_per_image * row.images * gpu_seconds_per_flop()
     from repro.manifest import load_manifest
-    from repro.plan import FIXED_SIZE_DATASETS, TYPICAL_IMAGE_SIZE, estimated_flops_per_image, passes_per_image
+    from repro.planning.plan import FIXED_SIZE_DATASETS, TYPICAL_IMAGE_SIZE, estimated_flops_per_image, passes_per_image
 
     entry = load_manifest().get(model_id)
     size = TYPICAL_IMAGE_SIZE[entry.dataset]
@@ -111,8 +111,8 @@ def plan_job(model_id: str, protocol: str, options: LaunchOptions, limit: int | 
 
 def pending(runs: Iterable[Any], options: EngineOptions) -> list[Any]:
     """The runs (objects with model_id and protocol) to submit: all with --force, else those
-    without a finished result (the plan's rule, `repro.plan.unfinished`)."""
-    from repro.plan import unfinished
+    without a finished result (the plan's rule, `repro.planning.plan.unfinished`)."""
+    from repro.planning.plan import unfinished
 
     return unfinished(runs, options)
 
@@ -207,7 +207,7 @@ def submit(
     dataset_roots: dict[str, Any] | None = None, plan_rows: Sequence[Any] = (), say: Callable[[str], None] = print,
 ) -> list[tuple[JobPlan, Any]]:
     """Submit one job per unfinished run; returns (plan, submitit job) pairs. `plan_rows`
-    (repro.plan rows) give the cost estimates where they cover a run."""
+    (repro.planning.plan rows) give the cost estimates where they cover a run."""
     rows = {(row.model_id, row.protocol): row for row in plan_rows}
     engine_options = engine_options.absolute()  # as the job must see them (it may start elsewhere)
     roots = {name: str(Path(path).expanduser().resolve()) for name, path in (dataset_roots or {}).items()}

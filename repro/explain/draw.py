@@ -7,7 +7,7 @@
 - `class_iou.png`: per-class IoU, worst first.
 Predictions come from the run's saved label PNGs (`predictions_dir`, `repro eval
 --save-predictions`), else are recomputed for those images from the recorded checkpoint when it
-is still there with the same sha256 (repro.explain_predict), else the pictures are skipped with
+is still there with the same sha256 (repro.explain.predictions), else the pictures are skipped with
 the command that records them.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from repro.explain import Explanation
+from repro.explain.explanation import Explanation
 
 ERROR_RGB = (230, 30, 30)
 IGNORE_RGB = (0, 0, 0)
@@ -205,7 +205,7 @@ def draw_class_iou(path: Path, iou: np.ndarray, class_names: Sequence[str], miou
 
 def draw_all(x: Explanation, output_dir: str | Path, num_images: int = 4) -> Drawn:
     """Every picture of an explanation into `output_dir`; notes say what could not be drawn."""
-    from repro.explain_predict import PredictionSource
+    from repro.explain.predictions import PredictionSource
 
     out, drawn = Path(output_dir), Drawn()
     ev = x.evidence

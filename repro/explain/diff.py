@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from repro.errors import ReproError
-from repro.evidence import Evidence
-from repro.explain import class_names_of, load_evidence
-from repro.results import EvalResult, read_result
+from repro.results.evidence import Evidence
+from repro.explain.explanation import class_names_of, load_evidence
+from repro.results.files import EvalResult, read_result
 
 
 @dataclass

@@ -1,10 +1,10 @@
 """`repro explain`: why a measured number is what it is, from a result and its evidence sidecar.
 
 `find_result` picks the result file of a row (as the report does: the row's default forward,
-the newest), `explain_result` reads it and its evidence (repro.evidence) into an `Explanation`
+the newest), `explain_result` reads it and its evidence (repro.results.evidence) into an `Explanation`
 (Δ against the documented and upstream's current number, the conditions, per-class IoU worst
-first, the top confusions, the worst images, and the cause checks of repro.explain_checks), and
-`render_text` prints it for a terminal or a pipe at 80 columns. Pictures: repro.explain_draw.
+first, the top confusions, the worst images, and the cause checks of repro.explain.checks), and
+`render_text` prints it for a terminal or a pipe at 80 columns. Pictures: repro.explain.draw.
 A result written before evidence existed is explained as far as its JSON allows.
 """
 
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from repro.errors import ReproError, UnknownModelError
-from repro.evidence import Evidence, load
-from repro.explain_checks import Finding, not_checked, run_checks
+from repro.results.evidence import Evidence, load
+from repro.explain.checks import Finding, not_checked, run_checks
 from repro.manifest import PROTOCOL_NAMES as PROTOCOL_ORDER
 from repro.manifest import ordered_protocols
-from repro.results import EvalResult, read_result
+from repro.results.files import EvalResult, read_result
 
 
 @dataclass(frozen=True)
@@ -105,8 +105,8 @@ def find_result(target: str | os.PathLike, protocol: str | None = None, results_
     """The result file for `target`: a path to a result file, or a model id / alias whose row's
     result (default forward first, then the newest) is looked up in the results folder."""
     from repro.paths import results_dir as default_results_dir
-    from repro.brackets import preferred_precision
-    from repro.status import choose_result, default_variant
+    from repro.results.brackets import preferred_precision
+    from repro.results.current import choose_result, default_variant
 
     if protocol is not None and protocol not in PROTOCOL_ORDER:
         raise ReproError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOL_ORDER)}", exit_code=2)
@@ -198,7 +198,7 @@ def _entry(result: EvalResult, manifest):
 
 def _compare_to_documents(out: Explanation, entry) -> None:
     """Δ against the documented and upstream's current number, by the report's comparison rule."""
-    from repro.comparison import DEFAULT_TOLERANCE, compare_result
+    from repro.results.comparison import DEFAULT_TOLERANCE, compare_result
 
     out.tolerance = DEFAULT_TOLERANCE
     if entry is None:

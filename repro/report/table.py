@@ -9,7 +9,7 @@ The columns people read are declared once, in `DISPLAY_COLUMNS`. Plain rows, not
 because pandas alone takes longer to import (0.35 s) than `repro report` may take in all
 (issue 18 #13: under 0.5 s).
 
-Comparison rule (repro.comparison, shared with `repro eval`'s summary): the measured value is
+Comparison rule (repro.results.comparison, shared with `repro eval`'s summary): the measured value is
 rounded to 2 decimals first, as the documents print it, and Δ = rounded measured − documented is
 computed in decimal arithmetic; a row reproduces when |Δ| <= tolerance, the edge exact.
 
@@ -33,13 +33,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from repro.brackets import precision_note, preferred_precision, report_bracket
-from repro.comparison import DEFAULT_TOLERANCE, compare, measured_rounded  # noqa: F401  (one rule, re-exported)
-from repro.comparison import as_decimal as _as_decimal
+from repro.results.brackets import precision_note, preferred_precision, report_bracket
+from repro.results.comparison import DEFAULT_TOLERANCE, compare, measured_rounded  # noqa: F401  (one rule, re-exported)
+from repro.results.comparison import as_decimal as _as_decimal
 from repro.errors import ReproError
-from repro.results import EvalResult
+from repro.results.files import EvalResult
 from repro.manifest import ordered_protocols
-from repro.status import choose_result, default_variant, partial_note, read_results_tolerant, result_variant
+from repro.results.current import choose_result, default_variant, partial_note, result_variant
+from repro.results.files import read_results_tolerant
 
 if TYPE_CHECKING:  # only for type hints
     import pandas as pd
@@ -401,7 +402,7 @@ def _row(entry: ModelEntry, protocol: str, candidates: Sequence[Found], toleranc
             row["note"] = "scored by the benchmark server"
         return row
     result, others = choose_result([r for _, r in candidates], row["default_variant"], preferred_precision(entry, protocol))
-    # results in several comparable arithmetics: the documented number's (repro.brackets)
+    # results in several comparable arithmetics: the documented number's (repro.results.brackets)
     result, bracket = report_bracket(entry, protocol, result, [r for _, r in candidates], tolerance)
     _fill_measured(row, result)
     _judge(row, entry, result, others, tolerance)
@@ -606,23 +607,3 @@ def strict_failure(report: Report) -> ReproError | None:
     return ReproError(
         f"{len(failed)} row(s) outside tolerance ±{tolerance_of(report):.2f}: " + ", ".join(listed) + more
     )
-
-
-# --------------------------------------------------------------------------------------------
-# The renderers live in repro/report_render.py; their names stay importable from here.
-
-_RENDER_NAMES = frozenset({
-    "RENDERERS", "check_plot_format", "display_rows", "format_for_output", "markdown_table", "per_class_order", "plot_deltas",
-    "plot_empty_reason", "plot_svg_text", "render", "render_csv", "render_html", "render_json",
-    "render_markdown",
-})
-
-
-def __getattr__(name: str) -> Any:
-    """`repro.report.render_markdown` and friends, loaded on first use (report_render imports
-    this module, so it cannot be imported at the top)."""
-    if name in _RENDER_NAMES:
-        from repro import report_render
-
-        return getattr(report_render, name)
-    raise AttributeError(f"module 'repro.report' has no attribute {name!r}")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from repro.errors import ReproError
-from repro.results import EvalResult
+from repro.results.files import EvalResult
 
 
 def _predictions_folder(result_path: Path, result: EvalResult) -> Path | None:
@@ -111,7 +111,7 @@ class PredictionSource:
         return Protocol.model_validate(self.result.settings)
 
     def _build_predictor(self, protocol):
-        from repro.inference import Predictor
+        from repro.inference.predictor import Predictor
         from repro.models import build_segmentor, load_checkpoint
 
         model = build_segmentor(self.result.model_id, self.result.variant)
