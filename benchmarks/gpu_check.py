@@ -262,7 +262,7 @@ def _synthetic_split(num_classes: int, sizes):
 
 def _reference_miou(model, entry, protocol, dataset, device) -> tuple[float, float]:
     """(seconds, mIoU percent) of upstream's loop over `dataset`, in fp32 (TF32 off)."""
-    from repro.datasets import test_transform
+    from repro.inference.transforms import test_transform
     from repro.metrics import ConfusionMatrix
 
     matrix = ConfusionMatrix(entry.num_classes)

@@ -345,7 +345,8 @@ def _engine_miou(name: str, dataset: SyntheticSplit, device: torch.device, outpu
 
 def reference_miou(name: str, dataset: SyntheticSplit, count: int) -> float:
     """mIoU (percent) of upstream's test loop transcription on the CPU, first `count` images."""
-    from repro.datasets import DATASETS, test_transform
+    from repro.datasets import DATASETS
+    from repro.inference.transforms import test_transform
     from repro.inference.reference import reference_predict
     from repro.metrics import ConfusionMatrix
 

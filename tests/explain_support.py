@@ -189,7 +189,7 @@ class ColourModel:
     def __new__(cls, name: str, protocol, num_classes: int):
         import torch
 
-        from repro.datasets import test_transform
+        from repro.inference.transforms import test_transform
 
         classes = list(SCENE_CLASSES[name])
         painted = scene_colours(num_classes)[classes].astype(np.uint8)  # (K, 3) BGR, as painted

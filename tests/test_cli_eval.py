@@ -160,7 +160,8 @@ def small_setup(tmp_path, monkeypatch):
 
 
 def test_eval_cli_end_to_end(tmp_path, monkeypatch):
-    from repro.datasets import open_dataset, test_transform
+    from repro.datasets import open_dataset
+    from repro.inference.transforms import test_transform
     from repro.inference.reference import reference_predict
     from repro.models import build_segmentor, fill_model
 

@@ -13,7 +13,8 @@ from synthetic_data import make_cityscapes, make_lip
 from test_evaluate import CITYSCAPES_PROTOCOL, LIP_PROTOCOL, N_IMAGES, CountingDataset, lip_job, options
 from tiny_models import TinyConvNet
 
-from repro.datasets import DATASETS, open_dataset, test_transform
+from repro.datasets import DATASETS, open_dataset
+from repro.inference.transforms import test_transform
 from repro.engine import EngineOptions, EvalJob, run_job
 from repro.results.evidence import Evidence
 from repro.inference.reference import reference_predict

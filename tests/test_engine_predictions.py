@@ -15,7 +15,8 @@ from test_evaluate import NORMALIZE, CountingDataset, options
 from tiny_models import TinyConvNet
 from typer.testing import CliRunner
 
-from repro.datasets import DATASETS, LAYOUTS, map_label, open_dataset, read_label, test_transform
+from repro.datasets import DATASETS, LAYOUTS, map_label, open_dataset, read_label
+from repro.inference.transforms import test_transform
 from repro.datasets.registry import palette
 from repro.engine import EvalJob, run_job
 from repro.engine.predictions import OWNER_FILE

@@ -8,7 +8,7 @@ from rich.console import Console
 
 import repro.cli.progress as progress_module
 from repro.cli.progress import AverageEtaColumn, EvalProgress, format_rate, line_interval
-from repro.datasets.transforms import resize_output_size
+from repro.inference.transforms import resize_output_size
 from repro.inference.geometry import scaled_size, slide_windows
 from repro.manifest import load_manifest
 from repro.planning.plan import GFLOPS_512, DeviceInfo, format_duration, passes_per_image

@@ -15,7 +15,8 @@ from test_evaluate import LIP_PROTOCOL, N_IMAGES, CountingDataset, lip_job, opti
 from tiny_models import TinyConvNet
 from torch.utils.flop_counter import FlopCounterMode
 
-from repro.datasets import open_dataset, test_transform
+from repro.datasets import open_dataset
+from repro.inference.transforms import test_transform
 from repro.errors import DatasetError
 from repro.engine import Interrupts, Terminated, progress_path, run_job
 from repro.inference.geometry import scaled_size, slide_windows

@@ -14,7 +14,8 @@ from PIL import Image
 from synthetic_data import make_cityscapes, make_lip
 from tiny_models import TinyConvNet
 
-from repro.datasets import DATASETS, open_dataset, test_transform
+from repro.datasets import DATASETS, open_dataset
+from repro.inference.transforms import test_transform
 from repro.errors import CheckpointError, ReproError
 from repro.engine import EngineOptions, EvalJob, progress_path, run_job
 from repro.inference.reference import reference_predict

@@ -87,7 +87,8 @@ def _torchrun(setup: dict, nproc: int, output: Path) -> tuple[subprocess.Complet
 
 def _expected_iou(setup: dict) -> np.ndarray:
     """Per-class IoU over all images from the reference loop, counted in numpy."""
-    from repro.datasets import open_dataset, test_transform
+    from repro.datasets import open_dataset
+    from repro.inference.transforms import test_transform
     from repro.inference.reference import reference_predict
     from repro.manifest import load_manifest
 

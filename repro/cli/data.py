@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from repro.cli import ReproTyper, app
+from repro.cli.app import ReproTyper, app
 from repro.cli.layout import aligned_lines
 from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, TableTsvOrJson
 from repro.errors import ReproError

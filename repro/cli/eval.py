@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from repro.cli import app
+from repro.cli.app import app
 from repro.cli.layout import terminal_lines
 from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, TableOrJson, in_panel
 from repro.cli.progress import EvalProgress

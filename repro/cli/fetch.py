@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from repro.cli import app
+from repro.cli.app import app
 from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION
 from repro.errors import FetchError, ReproError
 

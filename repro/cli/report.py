@@ -10,7 +10,7 @@ from pathlib import Path
 
 import typer
 
-from repro.cli import app
+from repro.cli.app import app
 
 DEFAULT_TOLERANCE = 0.1  # repro.results.comparison.DEFAULT_TOLERANCE, repeated to keep the command module light
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from repro.cli import app
+from repro.cli.app import app
 from repro.cli.options import TableOrJson
 from repro.errors import ReproError
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from repro.cli import app
+from repro.cli.app import app
 from repro.cli.layout import print_trimmed
 from repro.cli.options import TableTsvOrJson
 from repro.errors import ReproError

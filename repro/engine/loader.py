@@ -34,7 +34,7 @@ class TransformedSamples(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, k: int):
-        from repro.datasets import test_transform
+        from repro.inference.transforms import test_transform
 
         try:
             sample = self.dataset[self.indices[k]]

@@ -96,7 +96,7 @@ class PredictionSource:
     def _recomputed(self, sample) -> np.ndarray:
         import torch
 
-        from repro.datasets import test_transform
+        from repro.inference.transforms import test_transform
 
         protocol = self._protocol()
         if self._predictor is None:

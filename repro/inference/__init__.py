@@ -4,6 +4,7 @@ protocol (whole or sliding window, scales, flip), as upstream tests.
 Modules (imports point down this list):
 - `geometry`: the protocol's arithmetic without torch (resize rule, scaled sizes, windows,
   `TTASettings`); the plan reads it, so importing it loads no torch;
+- `transforms`: upstream's test transform of an image (resize, normalise, CHW tensor);
 - `predictor`: `Predictor` (windows and flips batched, the OOM fallback) and `predict`;
 - `flops`: `FlopObserver` and `count_flops`, the FLOPs of one image's forward passes;
 - `reference`: `reference_predict`, upstream's loop step by step (the yardstick in tests).
@@ -22,6 +23,7 @@ _HOMES = {
     "predictor": ("Predictor", "predict"),
     "flops": ("FlopObserver", "count_flops"),
     "reference": ("reference_predict",),
+    "transforms": ("test_transform",),
 }
 _MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
 __all__ = sorted(_MODULE_OF)

@@ -1,7 +1,7 @@
 """The arithmetic of a test protocol, without torch: the resize rule, the multi-scale sizes, the
 sliding-window grid and the augmentation settings. The plan counts forward passes with these
 before anything loads torch (`repro eval --dry-run` and every input error stay fast); inference
-(`repro.inference`) and the test transform (`repro.datasets.transforms`) use the same ones.
+(`repro.inference.predictor`) and the test transform (`repro.inference.transforms`) use the same ones.
 """
 
 from __future__ import annotations

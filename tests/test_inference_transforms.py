@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from repro.datasets import normalize_image, resize_image, resize_output_size, test_transform
+from repro.inference.transforms import normalize_image, resize_image, resize_output_size, test_transform
 
 MEAN = [123.675, 116.28, 103.53]
 STD = [58.395, 57.12, 57.375]
