@@ -35,7 +35,6 @@ import argparse
 import copy
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from repro.engine.devices import environment
 from repro.inference.predictor import Predictor
 from repro.inference.reference import reference_predict
 from repro.manifest import load_manifest
@@ -337,13 +337,6 @@ def format_row(case: str, row: dict) -> str:
             f" (x{row['speedup_vs_tf32_loop']:.2f} vs the TF32 loop; first {row['first_image_seconds']:.2f} s,"
             f" {_gib(row['peak_memory_bytes'])}, batch {row['max_batch_asked']}->{row['max_batch_after']},"
             f" {row['arithmetic']}) argmax {row['argmax_agreement_percent']:.4f}% max|d| {row['max_abs_score_diff']:.1e}")
-
-
-def environment(device: torch.device) -> dict:
-    cuda = device.type == "cuda"
-    return {"device": torch.cuda.get_device_name(device) if cuda else "cpu", "torch": torch.__version__,
-            "cuda": torch.version.cuda if cuda else None, "cudnn": torch.backends.cudnn.version() if cuda else None,
-            "python": platform.python_version(), "cpu_threads": torch.get_num_threads()}
 
 
 def _selftest(device: str, json_path: Path | None) -> int:

@@ -26,6 +26,24 @@ def atomic_path(path: str | os.PathLike, mode: int = 0o644) -> Iterator[Path]:
         raise
 
 
+def write_beside(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> Path:
+    """Write `data` to a new hidden temporary file beside `path` (flushed to disk) and return its
+    path: the caller renames it into place (`os.replace`) or removes it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return Path(tmp)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +37,7 @@ import torch
 from torch import nn
 
 import repro
+from repro.engine.devices import device_label, environment
 from repro.errors import ReproError
 from repro.fileio import atomic_write_text
 from repro.numerics import arithmetic, reduced_float32_settings
@@ -120,38 +119,6 @@ def numerics_warnings() -> list[str]:
 def strict_fp32():
     """float32 as upstream's test script computes it (TF32 off everywhere), restored afterwards."""
     return arithmetic("fp32", "cpu")
-
-
-def _driver_version() -> str | None:
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-            capture_output=True, text=True, timeout=10, check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    lines = out.stdout.strip().splitlines()
-    return lines[0].strip() if out.returncode == 0 and lines else None
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    cuda = device.type == "cuda"
-    return {
-        "device": device_label(device),
-        "driver": _driver_version() if cuda else None,
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda if cuda else None,
-        "cudnn": torch.backends.cudnn.version() if cuda else None,
-        "cpu_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
-
-
-def device_label(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return "cpu"
 
 
 def resolve(device: str | None) -> torch.device:

@@ -117,7 +117,7 @@ def test_device_peak_table():
 
 
 def test_progress_is_saved_by_time_not_only_by_count(lip_root, tmp_path):
-    state_file = progress_path(tmp_path / "results", "tiny_lip", "ms+flip", _single())
+    state_file = progress_path(tmp_path / "results", "tiny_lip__ms+flip", _single())
     seen = []
 
     def watch(done, total):
@@ -156,7 +156,7 @@ def test_a_signal_inside_an_image_that_fails_is_not_lost():
 
 
 def test_sigterm_mid_run_saves_whole_images(lip_root, tmp_path):
-    state_file = progress_path(tmp_path / "results", "tiny_lip", "ms+flip", _single())
+    state_file = progress_path(tmp_path / "results", "tiny_lip__ms+flip", _single())
 
     def stop_after_three(done, total):
         if done == 3:
@@ -167,7 +167,7 @@ def test_sigterm_mid_run_saves_whole_images(lip_root, tmp_path):
     state = torch.load(state_file, weights_only=True)
     assert state["done"] == 3
     first_three = run_job(lip_job(lip_root), options(tmp_path / "three", limit=3))
-    saved = ConfusionMatrix.from_numpy(np.asarray(state["sinks"]["confusion"]["matrix"])).scores()
+    saved = ConfusionMatrix.from_numpy(np.asarray(state["sinks"]["metric"]["state"]["matrix"])).scores()
     assert saved.miou * 100 == first_three.miou  # exactly the first three images, each once
     resumed = run_job(lip_job(lip_root), options(tmp_path))
     one_shot = run_job(lip_job(lip_root), options(tmp_path / "once"))

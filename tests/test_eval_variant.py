@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 from repro.cli import app
 from repro.engine import run_job, setup_distributed
-from repro.engine.progress import run_fingerprint
+import torch
+
+from repro.engine.progress import changed_conditions, run_conditions
 
 runner = CliRunner()
 
@@ -27,7 +29,10 @@ def test_each_variant_is_its_own_evaluation(tmp_path):
     other.variant = "training-era"
     ranks = setup_distributed("cpu")
     ids = list(first.dataset.ids)
-    assert run_fingerprint(first, options(tmp_path), ranks, ids) != run_fingerprint(other, options(tmp_path), ranks, ids)
+    cpu = torch.device("cpu")
+    was = run_conditions(first, options(tmp_path), ranks, ids, cpu, None)
+    now = run_conditions(other, options(tmp_path), ranks, ids, cpu, None)
+    assert changed_conditions(was, now) == ["the forward upstream-head, now training-era"]
     result = run_job(other, options(tmp_path))  # the finished upstream-head result is not reused
     assert result.variant == "training-era" and factory.calls == 2
     # the row's default forward keeps the plain name; the other one gets its own file, so both stay

@@ -240,9 +240,12 @@ def test_pictures_recomputed_from_the_recorded_checkpoint(ade, tmp_path, monkeyp
     data.update(checkpoint=str(checkpoint), checkpoint_sha256=hashlib.sha256(b"weights").hexdigest())
     path.write_text(json.dumps(data))
     loaded = []
-    monkeypatch.setattr(repro.models, "build_segmentor", lambda model_id, variant=None: ColourModel(
-        "ade20k", Protocol.model_validate(data["settings"]), 150))
-    monkeypatch.setattr(repro.models, "load_checkpoint", lambda model, source: loaded.append(source))
+
+    def load_segmentor(model_id, source, variant=None, **kwargs):
+        loaded.append(source)
+        return ColourModel("ade20k", Protocol.model_validate(data["settings"]), 150)
+
+    monkeypatch.setattr(repro.models, "load_segmentor", load_segmentor)
     out = CliRunner().invoke(app, ["explain", str(path), "--output", str(tmp_path / "pics"), "--images", "1"])
     assert out.exit_code == 0, out.output
     assert loaded == [str(checkpoint)] and len(list((tmp_path / "pics" / "images").glob("*.png"))) == 1

@@ -127,17 +127,9 @@ def _fetch_items(entries, dataset_names: list[str], checkpoint_options: dict, da
 def model_fits(model_id: str, path: Path) -> None:
     """The engine's strict key and shape check of a checkpoint, on a model built on the "meta"
     device (shapes only: nothing allocated, nothing computed); CheckpointError when it does not fit."""
-    import warnings
+    from repro.models import load_segmentor
 
-    import torch
-
-    from repro.models import build_segmentor, load_checkpoint
-
-    with torch.device("meta"):
-        model = build_segmentor(model_id)
-    with warnings.catch_warnings():  # copying into meta tensors is a no-op, and torch says so per key
-        warnings.simplefilter("ignore", UserWarning)
-        load_checkpoint(model, path, strict=True)
+    load_segmentor(model_id, path, meta=True)
 
 
 def _print_manual(ids: list[str], all_models: bool, datasets: list[str]) -> None:

@@ -8,7 +8,10 @@ object to every rank, in rank order, and each sink merges what it gathered on it
 
 from __future__ import annotations
 
+import contextlib
 import os
+import platform
+import subprocess
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +37,35 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
 
 
 def device_label(device: torch.device) -> str:
+    """'cpu', or 'cuda:0 (NVIDIA H200)': how results, selftest records and messages name a device."""
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return "cpu"
+
+
+def _driver_version() -> str | None:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.strip().splitlines()
+    return lines[0].strip() if out.returncode == 0 and lines else None
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """The machine and software a device computes with: what a result and a selftest record cite."""
+    cuda = device.type == "cuda"
+    return {
+        "device": device_label(device),
+        "driver": _driver_version() if cuda else None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "cpu_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 @dataclass(frozen=True)
@@ -87,10 +116,31 @@ class Collective:
     def gather(self, value: Any) -> list[Any]:
         if not self.ranks.distributed:
             return [value]
+        with _lost_contact(self.ranks):
+            return self._all_gather(value)
+
+    def barrier(self) -> None:
+        if self.ranks.distributed:
+            with _lost_contact(self.ranks):
+                self._barrier()
+
+    # the transport (torch.distributed); tests replace these two with threads of one process
+    def _all_gather(self, value: Any) -> list[Any]:
         gathered: list[Any] = [None] * self.ranks.world_size
         dist.all_gather_object(gathered, value)
         return gathered
 
-    def barrier(self) -> None:
-        if self.ranks.distributed:
-            dist.barrier()
+    def _barrier(self) -> None:
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def _lost_contact(ranks: Ranks):
+    """A rank that died (interrupted, killed) breaks the others' next exchange: one line, and
+    each rank's saved progress lets the same command resume them all."""
+    try:
+        yield
+    except RuntimeError as err:  # gloo / nccl: connection closed, timeout, aborted
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ReproError(f"rank {ranks.rank} of {ranks.world_size} lost contact with the other ranks ({first[:160]}); "
+                         "each rank's progress is saved: run the same command on every rank to resume") from None

@@ -37,12 +37,11 @@ class EvalJob:
     split: str
     data_root: str
     class_names: Sequence[str]
-    build_model: Callable[[], torch.nn.Module]
+    build_model: Callable[[], torch.nn.Module] | None = None
     checkpoint: str | None = None
     checkpoint_sha256: str | None = None
     server: bool = False  # no labels: a test-server submission instead of a metric
-    # Loads the checkpoint into the built model (a separate step so progress can name it).
-    load_weights: Callable[[torch.nn.Module], Any] | None = None
+    load_model: Callable[[Callable[[str], None]], torch.nn.Module] | None = None
     # The official size of the split, in `count_unit` (images, or videos for VSPW); None = unknown,
     # no subset check. A folder with fewer is refused unless EngineOptions.allow_subset.
     official_count: int | None = None
@@ -87,7 +86,7 @@ def build_job(model_id: str, protocol_name: str, options: EngineOptions = Engine
     `options.variant` None is the row's default forward (the one its checkpoint was trained with)."""
     from repro.datasets import DATASETS, open_dataset
     from repro.manifest import load_manifest
-    from repro.models import row_variant
+    from repro.models import load_segmentor, row_variant
 
     entry = load_manifest().get(model_id)
     variant = row_variant(entry, options.variant)
@@ -104,11 +103,11 @@ def build_job(model_id: str, protocol_name: str, options: EngineOptions = Engine
     return EvalJob(
         model_id=entry.id, protocol_name=protocol_name, protocol=protocol, dataset=dataset,
         dataset_name=entry.dataset, split=entry.eval_split, data_root=str(root.resolve()),
-        class_names=tuple(spec.class_names), build_model=_model_builder(entry.id, variant),
+        class_names=tuple(spec.class_names), load_model=lambda tell: load_segmentor(entry.id, checkpoint_file, variant, tell=tell),
         checkpoint=str(checkpoint_file.resolve()),
         checkpoint_sha256=file_digest(checkpoint_file),  # one hash per file, maybe started ahead
         server=entry.eval == "server" or not getattr(dataset, "has_labels", True),
-        load_weights=_weights_loader(checkpoint_file), official_count=spec.splits.get(entry.eval_split),
+        official_count=spec.splits.get(entry.eval_split),
         count_unit=spec.count_unit, variant=variant, default_variant=entry.default_variant,
     )
 
@@ -123,21 +122,3 @@ def _dataset_folder(dataset: str, data_root: Any) -> Path:
             f"--data-root (or set $REPRO_DATA) to the folder holding {root.name}"
         )
     return root
-
-
-def _model_builder(model_id: str, variant: str) -> Callable[[], torch.nn.Module]:
-    def build_model() -> torch.nn.Module:
-        from repro.models import build_segmentor
-
-        return build_segmentor(model_id, variant=variant)
-
-    return build_model
-
-
-def _weights_loader(checkpoint_file: Path) -> Callable[[torch.nn.Module], None]:
-    def load_weights(model: torch.nn.Module) -> None:
-        from repro.models import load_checkpoint
-
-        load_checkpoint(model, checkpoint_file)
-
-    return load_weights

@@ -1,5 +1,6 @@
-"""The core loop: predict -> argmax -> every sink's `process` inside the interrupt-safe block ->
-progress. Model building and the FLOP count of the first image are here too."""
+"""The core loop: predict -> argmax -> every sink's part prepared, then all added, then the image
+counted, inside the interrupt-safe block -> progress. Model loading and the FLOP count of the
+first image are here too."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 from repro.engine.job import EngineOptions, EvalJob
 from repro.engine.loader import Failure, TransformedSamples, default_workers, loader
-from repro.engine.progress import Session
+from repro.engine.progress import ProgressNotSaved, Session
 from repro.engine.signals import Interrupts
 from repro.engine.sinks import Sample
 from repro.errors import DatasetError, ReproError
@@ -44,18 +45,30 @@ def evaluate_share(job: EvalJob, options: EngineOptions, device: torch.device, s
                 prediction = scores.argmax(dim=0)  # first maximum on ties, as upstream
                 del scores
                 with interrupts.atomic():
-                    for sink in session.sinks:
-                        sink.process(sample, prediction)
+                    parts = [sink.prepare(sample, prediction) for sink in session.sinks]  # may fail: nothing held yet
+                    for sink, part in zip(session.sinks, parts):
+                        sink.add(part)
                     session.counted()
                 flops.record(state, session, image.shape, sample.size)
                 tell(state.done, len(share))
     except BaseException as err:
-        session.save()  # every sink holds exactly `done` images: safe to resume from
+        _save_after_failure(session, err)  # every sink holds exactly `done` images: safe to resume from
         _raise_out_of_memory(err, job, device)
+        if isinstance(err, OSError):  # a full disk, a folder gone read-only: one line, then resume
+            where = f" ({err.filename})" if err.filename else ""
+            raise ReproError(f"{job.model_id} [{job.protocol_name}]: {err.strerror or err}{where}; the progress of "
+                             f"{session.saved_done} image(s) is saved: fix that and run the same command to resume") from None
         raise
     del predictor, model
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def _save_after_failure(session: Session, err: BaseException) -> None:
+    """Save the progress after `err`; a failure of the save itself (full disk) is the error
+    to report, unless `err` was that same failure."""
+    if not isinstance(err, ProgressNotSaved):
+        session.save()
 
 
 def _start(device: torch.device, session: Session, phase: PhaseCallback | None) -> None:
@@ -88,30 +101,14 @@ def _raise_out_of_memory(err: BaseException, job: EvalJob, device: torch.device)
         ) from None
 
 
-@contextlib.contextmanager
-def weight_init_skipped():
-    """torch.nn.init's in-place initialisers as no-ops: building a network then skips drawing
-    random weights (about half a second for a ResNet-50 segmentor) that a strict checkpoint load
-    overwrites anyway."""
-    names = [name for name in dir(torch.nn.init) if name.endswith("_") and not name.startswith("_")]
-    saved = {name: getattr(torch.nn.init, name) for name in names}
-    for name in names:
-        setattr(torch.nn.init, name, lambda tensor, *args, **kwargs: tensor)
-    try:
-        yield
-    finally:
-        for name, function in saved.items():
-            setattr(torch.nn.init, name, function)
-
-
 def build_model(job: EvalJob, device: torch.device, tell: PhaseCallback) -> torch.nn.Module:
-    tell("building model")
-    # load_weights loads strictly (every weight but BN's num_batches_tracked counters)
-    with weight_init_skipped() if job.load_weights is not None else contextlib.nullcontext():
+    """The job's network with its weights, eval mode, on the device (`job.load_model` for a
+    manifest row: repro.models.load_segmentor; `job.build_model` for a network given as is)."""
+    if job.load_model is not None:
+        model = job.load_model(tell)
+    else:
+        tell("building model")
         model = job.build_model()
-    if job.load_weights is not None:
-        tell("loading checkpoint")
-        job.load_weights(model)
     return model.eval().to(device)
 
 

@@ -37,8 +37,9 @@ def run_identity(job: EvalJob, options: EngineOptions) -> dict[str, Any]:
             "data_root": job.data_root, "settings": job.settings(), "precision": options.precision}
 
 
-def claim_folder(folder: Path, identity: dict[str, Any], force: bool) -> None:
-    """Make `folder` this run's: refused when it holds another run's PNGs, unless `force`."""
+def claim_folder(folder: Path, identity: dict[str, Any], force: bool) -> bool:
+    """Make `folder` this run's: refused when it holds another run's PNGs, unless `force`.
+    Returns whether the folder was already a repro predictions folder (its PNGs are repro's)."""
     if folder.exists() and not folder.is_dir():
         raise ReproError(f"--save-predictions {folder} is a file, not a folder")
     owner_file = folder / OWNER_FILE
@@ -46,12 +47,17 @@ def claim_folder(folder: Path, identity: dict[str, Any], force: bool) -> None:
         owner = json.loads(owner_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         owner = None
-    foreign = owner != identity if owner is not None else any(folder.rglob("*.png")) if folder.is_dir() else False
+    folder_had_pngs = folder.is_dir() and any(folder.rglob("*.png"))
+    foreign = owner != identity if owner is not None else folder_had_pngs
     if foreign and not force:
         whose = f"{owner.get('model_id')} [{owner.get('protocol')}]" if isinstance(owner, dict) else "another run"
         raise ReproError(f"--save-predictions {folder} holds the predictions of {whose}; "
                          "choose another folder or pass --force to write over them")
-    atomic_write_text(owner_file, json.dumps(identity, indent=2, sort_keys=True) + "\n")
+    try:
+        atomic_write_text(owner_file, json.dumps(identity, indent=2, sort_keys=True) + "\n")
+    except OSError as err:
+        raise ReproError(f"cannot write to --save-predictions {folder}: {err.strerror or err}") from None
+    return owner is not None or not folder_had_pngs
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
@@ -63,38 +69,65 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 
 class PredictionSink:
-    """Writes each image's prediction as a label PNG (and a painted one); its state is on disk."""
+    """Writes each image's prediction as a label PNG (and a painted one). The PNGs are on disk;
+    the state names the images written, and a resumed run checks they are still there. A fresh
+    run clears the PNGs an earlier run left in a folder it owns (an image since removed from the
+    dataset, or beyond a new --limit, must not stay behind)."""
 
     name = "predictions"
 
-    def __init__(self, job: EvalJob, options: EngineOptions, collective: Collective):
+    def __init__(self, job: EvalJob, options: EngineOptions, collective: Collective, fresh: bool):
         from repro.datasets.registry import LAYOUTS, palette
 
         self.folder = Path(options.save_predictions).expanduser().resolve()
+        self.painted = bool(options.paint)
         if collective.ranks.rank == 0:
-            claim_folder(self.folder, run_identity(job, options), options.force)
+            owned = claim_folder(self.folder, run_identity(job, options), options.force)
+            if fresh and owned:
+                _clear_pngs(self.folder)
         collective.barrier()
         values = LAYOUTS[job.dataset_name].rule.class_values()
         self.values = values.astype(np.uint8 if values.max() <= 255 else np.uint16)
-        self.colours = palette(job.dataset_name)[:, ::-1].copy() if options.paint else None  # BGR for cv2
+        self.colours = palette(job.dataset_name)[:, ::-1].copy() if self.painted else None  # BGR for cv2
+        self.ids: list[str] = []
 
     def path_for(self, sample_id: str, painted: bool = False) -> Path:
         return (self.folder / PAINT_DIR if painted else self.folder) / f"{sample_id}.png"
 
-    def process(self, sample: Sample, prediction: torch.Tensor) -> None:
+    def settings(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "paint": self.painted}
+
+    def prepare(self, sample: Sample, prediction: torch.Tensor) -> str:
         classes = prediction.to(torch.int64).cpu().numpy()
         _write_png(self.path_for(sample.id), self.values[classes])
         if self.colours is not None:
             _write_png(self.path_for(sample.id, painted=True), self.colours[classes])
+        return sample.id
+
+    def add(self, part: str) -> None:
+        self.ids.append(part)
 
     def state(self) -> dict[str, Any]:
-        return {}
+        return {"ids": list(self.ids)}
 
     def restore(self, state: dict[str, Any]) -> None:
-        pass
+        ids = state["ids"]
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ValueError("saved image ids are not a list of names")
+        wanted = [self.path_for(i) for i in ids] + ([self.path_for(i, True) for i in ids] if self.painted else [])
+        missing = [path for path in wanted if not path.is_file()]
+        if missing:
+            raise ValueError(f"{len(missing)} saved prediction PNG(s) of counted images are gone, e.g. {missing[0]}")
+        self.ids = list(ids)
 
     def merge(self, collective: Collective) -> None:
         collective.barrier()
 
     def finish(self, finished: Finished) -> dict[str, Any]:
         return {"predictions_dir": str(self.folder)}
+
+
+def _clear_pngs(folder: Path) -> None:
+    """Remove the prediction PNGs of an earlier run from a folder repro owns (its owner file says so)."""
+    for path in folder.rglob("*.png"):
+        path.unlink(missing_ok=True)

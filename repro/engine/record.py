@@ -1,6 +1,6 @@
-"""The result record: the file a run writes, whether a result on disk is already this
-evaluation ("kept"), what protects a finished result of other conditions, and the EvalResult
-built from the merged sinks, the timing and the environment.
+"""The result record: the file a run writes, the conditions it runs under (what
+`repro.results.freshness.result_on_disk` compares a result on disk with), and the EvalResult built
+from the merged sinks, the timing and the environment.
 
 Every result records images/s, seconds per image, the peak memory, the FLOPs of one image's
 forward passes and the achieved share of the GPU's fp32 peak (repro.perf).
@@ -17,14 +17,13 @@ from typing import Any
 import torch
 
 import repro
-from repro.engine.devices import Ranks, device_label
+from repro.engine.devices import Ranks, environment
 from repro.engine.job import EngineOptions, EvalJob
 from repro.engine.progress import State
-from repro.errors import ReproError
 from repro.inference.predictor import Predictor
 from repro.perf import device_peak_flops, peak_fraction
-from repro.results.files import EvalResult, archive_result, partial_tag, read_result, result_filename, write_result
-from repro.results.freshness import RunConditions, replacement_refused, same_evaluation
+from repro.results.files import EvalResult, run_result_name
+from repro.results.freshness import RunConditions
 from repro.results.selftest_records import latest_selftest
 
 
@@ -43,9 +42,9 @@ class Extent:
 
 def result_path(job: EvalJob, options: EngineOptions, output: Path, extent: Extent) -> Path:
     """Where this run's result goes: a partial run or another precision never lands on a full result."""
-    tag = partial_tag(options.limit, extent.subset, extent.total)
-    return output / result_filename(job.model_id, job.protocol_name, job.variant, job.default_variant,
-                                    options.precision, tag)
+    return output / run_result_name(job.model_id, job.protocol_name, variant=job.variant,
+                                    default_variant=job.default_variant, precision=options.precision,
+                                    limit=options.limit, subset=extent.subset, folder_images=extent.total)
 
 
 def conditions(job: EvalJob, options: EngineOptions, extent: Extent, fingerprint: str | None) -> RunConditions:
@@ -55,36 +54,6 @@ def conditions(job: EvalJob, options: EngineOptions, extent: Extent, fingerprint
         limit=options.limit, folder_images=extent.total, checkpoint=job.checkpoint,
         checkpoint_sha256=job.checkpoint_sha256, dataset_fingerprint=fingerprint,
     )
-
-
-def finished_result(path: Path, now: RunConditions, options: EngineOptions) -> EvalResult | None:
-    """The result on disk if it is exactly this evaluation and not forced (kept, not redone);
-    refuses to go on over a complete result of other conditions unless `options.force`."""
-    if not path.is_file():
-        return None
-    try:
-        existing = read_result(path)
-    except ReproError:
-        return None  # not a result (damaged): the run replaces it
-    same, differences = same_evaluation(existing, now, exact=True)
-    if same and not options.force:  # --no-resume only discards saved progress
-        return existing
-    refused = replacement_refused(path, existing, differences, options.force)
-    if refused:
-        raise ReproError(refused)
-    return None
-
-
-def write_final(result: EvalResult, path: Path, default_variant: str) -> Path:
-    """Write the result; a complete result it replaces is renamed beside it, never deleted."""
-    if path.is_file():
-        try:
-            complete = read_result(path).status == "complete"
-        except ReproError:
-            complete = False
-        if complete:
-            archive_result(path)
-    return write_result(result, path.parent, default_variant)
 
 
 def git_commit() -> str | None:
@@ -117,16 +86,16 @@ def performance(state: State, device: torch.device, ranks: Ranks, evaluated: int
     }
 
 
-def environment(options: EngineOptions, device: torch.device, ranks: Ranks) -> dict[str, Any]:
-    cuda = device.type == "cuda"
+def run_environment(options: EngineOptions, device: torch.device, ranks: Ranks) -> dict[str, Any]:
+    """The result's fields on how and where it was computed (`repro.engine.devices.environment`)."""
+    machine = environment(device)
     return {
-        "precision": options.precision, "device": device_label(device), "torch_version": torch.__version__,
-        "cuda_version": torch.version.cuda if cuda else None,
-        "cudnn_version": torch.backends.cudnn.version() if cuda else None, "world_size": ranks.world_size,
+        "precision": options.precision, "device": machine["device"], "torch_version": machine["torch"],
+        "cuda_version": machine["cuda"], "cudnn_version": machine["cudnn"], "world_size": ranks.world_size,
         "engine": {"max_batch": options.max_batch, "resize_on_cpu": options.resize_on_cpu,
                    "channels_last": Predictor.default_channels_last(device, options.resize_on_cpu)},
         "repro_version": repro.__version__, "git_commit": git_commit(),
-        "selftest": latest_selftest(device_label(device)),
+        "selftest": latest_selftest(machine["device"]),
     }
 
 
@@ -145,3 +114,24 @@ def make_result(job: EvalJob, options: EngineOptions, extent: Extent, timing: di
         finished=datetime.now(timezone.utc), dataset_fingerprint=dataset_fingerprint,
         **env, **timing, **sink_fields,
     )
+
+
+def not_applied(kept: EvalResult, options: EngineOptions, device: torch.device) -> list[str]:
+    """The options of a run that a kept result (the same evaluation, already finished) was not
+    computed with: they change how or where it runs, or what is written beside it, not its number."""
+    from repro.engine.devices import device_label
+
+    ignored = []
+    if options.save_predictions is not None:
+        folder = Path(options.save_predictions).expanduser().resolve()
+        painted = not options.paint or (folder / "paint").is_dir()
+        if kept.predictions_dir is None or Path(kept.predictions_dir) != folder or not painted:
+            ignored.append(f"--save-predictions {folder}" + (" --paint" if options.paint else ""))
+    engine = kept.engine or {}
+    if "max_batch" in engine and engine["max_batch"] != options.max_batch:
+        ignored.append(f"--max-batch {options.max_batch}")
+    if "resize_on_cpu" in engine and engine["resize_on_cpu"] != options.resize_on_cpu:
+        ignored.append("--cpu-resize" if options.resize_on_cpu else "no --cpu-resize")
+    if kept.device.split(" (")[0].split(":")[0] != device.type:
+        ignored.append(f"--device {device_label(device)}")
+    return ignored

@@ -1,7 +1,8 @@
-"""`run_job` in named steps: check the options, the ranks and the device, the extent of the run
-(subset check against `DatasetSpec.splits`), the result file and its lock, a finished result
-(kept), the resume state, the sinks, the loop (`evaluate_share`), the merge over ranks, the
-result. `evaluate` is the public entry point: a manifest row, a protocol and one EngineOptions."""
+"""`run_job` in named steps: check the options, the ranks, the device and the results folder, the
+extent of the run (subset check against `DatasetSpec.splits`), the result file and its lock, a
+finished result (kept), the resume state and the sinks (restored all or nothing), the loop
+(`evaluate_share`), the merge over ranks, the result. `evaluate` is the public entry point: a
+manifest row, a protocol and one EngineOptions."""
 
 from __future__ import annotations
 
@@ -17,14 +18,14 @@ import torch
 from repro.engine.devices import Collective, Ranks, resolve_device, setup_distributed
 from repro.engine.job import EngineOptions, EvalJob, build_job, dataset_fingerprint
 from repro.engine.loop import PhaseCallback, ProgressCallback, evaluate_share
-from repro.engine.progress import Session, drop_state, progress_path, resume_state, run_fingerprint
-from repro.engine.record import (
-    Extent, conditions, environment, finished_result, make_result, performance, result_path, write_final,
-)
-from repro.engine.sinks import ConfusionSink, EvidenceSink, Finished, SubmissionSink
+from repro.engine.progress import Session, State, drop_state, fingerprint_of, progress_path, run_conditions, saved_state
+from repro.engine.record import Extent, conditions, make_result, not_applied, performance, result_path, run_environment
+from repro.engine.sinks import Finished, MetricSink, SubmissionSink
 from repro.errors import DatasetError, ReproError
+from repro.fileio import write_beside
 from repro.numerics import arithmetic, check_precision
-from repro.results.files import EvalResult
+from repro.results.files import EvalResult, publish_result
+from repro.results.freshness import result_on_disk
 
 LogCallback = Callable[[str], None]
 
@@ -56,10 +57,16 @@ def run_job(job: EvalJob, options: EngineOptions = EngineOptions(), *, progress:
     run = prepare_run(job, options)
     say = _prefixed(job, log)
     with _lock(run, say):
-        existing = finished_result(run.result_file, conditions(job, options, run.extent, run.fingerprint), options)
-        if existing is not None:  # a finished, identical evaluation is not redone (every rank agrees)
-            say(f"kept: {run.result_file} (use --force to redo)")
-            return existing
+        on_disk = result_on_disk(run.result_file, conditions(job, options, run.extent, run.fingerprint), exact=True)
+        if on_disk.finished and not options.force:  # an identical evaluation is not redone (every rank agrees)
+            ignored = not_applied(on_disk.result, options, run.device)
+            say(f"kept: {run.result_file}" + (f"; not applied: {', '.join(ignored)} (--force redoes the run with "
+                                               "them, or give another --results)" if ignored else
+                                               " (use --force to redo)"))
+            return on_disk.result
+        refused = on_disk.refusal(options.force)
+        if refused:
+            raise ReproError(refused)
         return _evaluate(run, progress, say, phase)
 
 
@@ -93,58 +100,83 @@ def _lock(run: Run, say: LogCallback):
 
 def _evaluate(run: Run, progress: ProgressCallback | None, say: LogCallback, phase: PhaseCallback | None) -> EvalResult:
     job, ranks, share = run.job, run.ranks, run.share
-    state_file = progress_path(run.output, job.model_id, job.protocol_name, ranks, stem=run.result_file.stem)
-    fingerprint = run_fingerprint(job, run.options, ranks, [job.dataset.ids[i] for i in share])
-    state, fresh = resume_state(fingerprint, run.options.resume, len(share), state_file, say)
+    state_file = progress_path(run.output, run.result_file.stem, ranks)
+    now = run_conditions(job, run.options, ranks, [job.dataset.ids[i] for i in share], run.device, run.fingerprint)
     collective = Collective(ranks)
-    sinks = make_sinks(run, collective, fresh)
-    if not fresh:
-        state, fresh = _restore(sinks, state, fingerprint, say)
+    state, sinks = _resume(run, now, state_file, collective, say)
     session = Session(state, sinks, state_file, run.options, run.device)
-    done_before = state.done
+    done_before, resumed = state.done, state.done > 0
     with arithmetic(run.options.precision, run.device):
         if state.done < len(share):
             evaluate_share(job, run.options, run.device, share, session, progress, phase)
         session.save()
     result = _merge_and_record(run, session, collective)
-    collective.barrier()
     drop_state(state_file)
-    if state.done == done_before and not fresh:
-        say("all images were already counted; result rewritten")
+    if state.done == done_before and resumed:
+        say("all images were already counted; result written")
     return result
 
 
+def _resume(run: Run, conditions_now: dict[str, Any], state_file: Path, collective: Collective,
+            say: LogCallback) -> tuple[State, list[Any]]:
+    """The saved state with every sink restored from it, or a fresh state with fresh sinks: never
+    a mix. Every rank resumes, or all start over (their sinks share folders)."""
+    state = saved_state(conditions_now, run.options.resume, state_file, say)
+    sinks = None
+    if all(collective.gather(state is not None)):
+        sinks = make_sinks(run, collective, fresh=False)
+        why = _restore(sinks, state)
+        if why:
+            say(f"ignoring saved progress: {why}; starting over")
+        if not all(collective.gather(why is None)):
+            sinks = None
+    elif state is not None:
+        say("another rank has no saved progress; starting over")
+    if sinks is None:
+        state = State(fingerprint_of(conditions_now), conditions_now)
+        return state, make_sinks(run, collective, fresh=True)
+    if state.done:
+        say(f"resuming after {state.done} of {len(run.share)} images")
+    return state, sinks
+
+
 def make_sinks(run: Run, collective: Collective, fresh: bool) -> list[Any]:
-    """The metric (or the server submission), the per-image evidence, and saved predictions."""
+    """The metric and its evidence (first), the server submission, and saved predictions."""
     job = run.job
+    sinks: list[Any] = [MetricSink(job.class_names, run.device, labelled=not job.server)]
     if job.server:
-        sinks: list[Any] = [SubmissionSink(run.output, run.result_file.stem, collective, fresh)]
-        sinks.append(EvidenceSink(job.num_classes, None))
-    else:
-        confusion = ConfusionSink(job.class_names, run.device)
-        sinks = [confusion, EvidenceSink(job.num_classes, confusion)]
+        sinks.append(SubmissionSink(run.output, run.result_file.stem, collective, fresh))
     if run.options.save_predictions is not None:
         from repro.engine.predictions import PredictionSink
 
-        sinks.append(PredictionSink(job, run.options, collective))
+        sinks.append(PredictionSink(job, run.options, collective, fresh))
     return sinks
 
 
-def _restore(sinks: list[Any], state: Any, fingerprint: str, say: LogCallback) -> tuple[Any, bool]:
-    """Each sink takes back its saved part; a state that does not fit starts the run over."""
-    from repro.engine.progress import State
+# How a sink reads in the line that says why its saved part is not used.
+_SINK_WORDS = {"metric": "the metric", "submission": "the submission PNGs", "predictions": "--save-predictions"}
 
+
+def _restore(sinks: list[Any], state: State) -> str | None:
+    """Every sink takes back its saved part (None), or why the state does not fit this run."""
+    for sink in sinks:
+        saved = state.sinks.get(sink.name)
+        words = _SINK_WORDS.get(sink.name, sink.name)
+        if not isinstance(saved, dict) or "state" not in saved:
+            return f"{words} was not part of the interrupted run (its {state.done} counted image(s) would lack it)"
+        if saved.get("settings") != sink.settings():
+            return f"{words} had other settings then ({saved.get('settings')})"
     try:
         for sink in sinks:
-            sink.restore(state.sinks[sink.name])
-    except (KeyError, ValueError, RuntimeError, TypeError):
-        say("saved progress does not fit this run; starting over")
-        return State(fingerprint), True
-    return state, False
+            sink.restore(state.sinks[sink.name]["state"])
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as err:
+        return f"it does not fit this run ({err})"
+    return None
 
 
 def _merge_and_record(run: Run, session: Session, collective: Collective) -> EvalResult:
-    """Every sink merges the ranks' parts; rank 0 finishes them and writes the result."""
+    """Every sink merges the ranks' parts; rank 0 finishes them and publishes the result with its
+    evidence; every rank learns whether that worked (a failure keeps every rank's progress)."""
     state = session.state
     counts = collective.gather((state.done, state.seconds))
     evaluated, seconds = sum(c[0] for c in counts), max(c[1] for c in counts)  # wall time: slowest rank
@@ -152,15 +184,24 @@ def _merge_and_record(run: Run, session: Session, collective: Collective) -> Eva
         sink.merge(collective)
     timing = {"num_images": evaluated, "seconds": seconds,
               **performance(state, run.device, run.ranks, evaluated, seconds, run.options.precision)}
-    fields: dict[str, Any] = {}
-    if run.ranks.rank == 0:
-        finished = Finished(run.result_file, run.extent.count)
-        for sink in session.sinks:
-            fields.update(sink.finish(finished))
-    result = make_result(run.job, run.options, run.extent, timing, fields, run.fingerprint, state.started,
-                         environment(run.options, run.device, run.ranks))
-    if run.ranks.rank == 0:
-        write_final(result, run.result_file, run.job.default_variant)
+    failure, fields = None, {}
+    try:
+        if run.ranks.rank == 0:
+            finished = Finished(run.result_file, run.extent.count)
+            for sink in session.sinks:
+                fields.update(sink.finish(finished))
+        result = make_result(run.job, run.options, run.extent, timing, fields, run.fingerprint, state.started,
+                             run_environment(run.options, run.device, run.ranks))
+        if run.ranks.rank == 0:
+            publish_result(result, run.result_file, session.sinks[0].evidence().to_bytes())
+    except OSError as err:
+        failure = (f"cannot write the result {run.result_file}: {err.strerror or err}; every image is counted and "
+                   "saved: fix that and run the same command to write it")
+    except ReproError as err:
+        failure = str(err)
+    written = collective.gather(failure)[0]
+    if failure is not None or written is not None:
+        raise ReproError(failure or f"rank 0 could not write the result ({written})")
     return result
 
 
@@ -174,7 +215,8 @@ def _check_options(options: EngineOptions) -> None:
 
 
 def _prepare_output(output: str | os.PathLike | None) -> Path:
-    """The results folder, created now: fail before hours of work, not at the first save."""
+    """The results folder, created and written to now: fail before hours of work, not at the
+    first save."""
     from repro.paths import results_dir
 
     folder = results_dir(output)
@@ -182,8 +224,10 @@ def _prepare_output(output: str | os.PathLike | None) -> Path:
         raise ReproError(f"--results {folder} is a file, not a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        write_beside(folder / "write-check", b"").unlink()
     except OSError as err:
-        raise ReproError(f"cannot create the output folder {folder}: {err.strerror}") from None
+        raise ReproError(f"cannot write to the results folder {folder}: {err.strerror or err}; "
+                         "choose another with --results") from None
     return folder
 
 

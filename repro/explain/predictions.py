@@ -112,9 +112,8 @@ class PredictionSource:
 
     def _build_predictor(self, protocol):
         from repro.inference.predictor import Predictor
-        from repro.models import build_segmentor, load_checkpoint
+        from repro.models import load_segmentor
 
-        model = build_segmentor(self.result.model_id, self.result.variant)
-        load_checkpoint(model, self.result.checkpoint)
+        model = load_segmentor(self.result.model_id, self.result.checkpoint, self.result.variant)
         num_classes = len(self.result.per_class_iou) or self.dataset.num_classes
         return Predictor(model.eval(), protocol, num_classes, device="cpu", resize_on_cpu=True)

@@ -4,7 +4,9 @@
   one upstream config; `variant` "training-era" is the forward its checkpoint was trained with
   (it differs for the four HRNet configs of `ERA_STEM_CONFIGS`).
 - `build_segmentor(model_id, variant=None)`: the network of a manifest entry (None = the row's
-  default variant).
+  default variant); `load_segmentor(model_id, checkpoint, variant=None)`: built with the
+  checkpoint loaded strictly (random initial weights left undrawn), the one way the engine,
+  `repro explain` and `repro fetch --from` get a row's network.
 - `load_checkpoint(model, source, *, strict=True, ema=False)`: upstream's checkpoints of every era.
 - `deterministic_fill` / `fill_model`: the parity fixtures' weight fill (FILL.md).
 
@@ -13,8 +15,6 @@ segmentor in TEST mode, (N, num_classes, h, w) at the decoder's own resolution (
 """
 
 from __future__ import annotations
-
-from torch import nn
 
 from .architectures import (
     ARCHITECTURES,
@@ -30,6 +30,7 @@ from .architectures import (
 )
 from .checkpoint import TRAINING_ONLY_PREFIXES, LoadReport, load_checkpoint
 from .fill import deterministic_fill, fill_model
+from .segmentor import build_segmentor, load_segmentor, random_init_skipped, row_variant
 
 __all__ = [
     "ARCHITECTURES",
@@ -48,26 +49,7 @@ __all__ = [
     "deterministic_fill",
     "fill_model",
     "load_checkpoint",
+    "load_segmentor",
+    "random_init_skipped",
     "row_variant",
 ]
-
-
-def row_variant(entry, variant: str | None = None) -> str:
-    """`variant` checked for manifest row `entry`; None gives the row's default variant."""
-    if variant is None:
-        return entry.default_variant
-    return check_variant(variant, entry.id)
-
-
-def build_segmentor(model_id: str, variant: str | None = None) -> nn.Module:
-    """The bundled network of manifest entry `model_id` (id or alias), eval mode, CPU, float32,
-    with default (untrained) weights; load the entry's checkpoint with `load_checkpoint`.
-
-    `variant` None takes the row's default (the forward its checkpoint was trained with).
-    """
-    from ..manifest import load_manifest  # imported lazily: repro.models works without the manifest
-
-    entry = load_manifest().get(model_id)
-    model = build_architecture(entry.upstream_config, entry.num_classes, variant=row_variant(entry, variant))
-    model.model_id = entry.id
-    return model

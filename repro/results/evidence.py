@@ -239,6 +239,13 @@ class Evidence:
 
     def save(self, path: str | Path) -> str:
         """Write the sidecar atomically; returns its sha256 (hex) for the result JSON."""
+        data = self.to_bytes()
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return hashlib.sha256(data).hexdigest()
+
+    def to_bytes(self) -> bytes:
+        """The sidecar's bytes: the same evidence always gives the same bytes."""
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for name, array in self.arrays().items():
@@ -247,10 +254,7 @@ class Evidence:
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 archive.writestr(info, member.getvalue())
-        data = buffer.getvalue()
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-        return hashlib.sha256(data).hexdigest()
+        return buffer.getvalue()
 
     @staticmethod
     def load(path: str | Path, sha256: str | None = None) -> Evidence:

@@ -6,6 +6,7 @@ always be traced back to a checkpoint digest, a dataset folder, a device and a c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from datetime import datetime, timezone
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from repro.errors import ReproError
-from repro.fileio import atomic_write_text
+from repro.fileio import atomic_write_text, file_sha256, write_beside
 
 if TYPE_CHECKING:  # pandas loads in results_frame only: `repro status` reads results without it
     import pandas as pd
@@ -122,6 +123,13 @@ def partial_tag(limit: int | None, subset: bool, total: int | None = None) -> st
     return "-".join(parts) or None
 
 
+def run_result_name(model_id: str, protocol: str, *, variant: str | None, default_variant: str | None,
+                    precision: str, limit: int | None, subset: bool, folder_images: int | None) -> str:
+    """The file name of a run's result: the one rule the engine and the plan both follow."""
+    return result_filename(model_id, protocol, variant, default_variant, precision,
+                           partial_tag(limit, subset, folder_images))
+
+
 def result_partial_tag(result: EvalResult) -> str | None:
     """`partial_tag` of a result as recorded (old files without `partial_reason`: from `limit`)."""
     return partial_tag(result.limit, result.partial_reason == "subset", result.num_images_total)
@@ -159,6 +167,48 @@ def archive_result(path: str | os.PathLike) -> Path:
     if sidecar.is_file():
         os.replace(sidecar, sidecar.with_name(f"{sidecar.name}.replaced-{stamp}"))
     return target
+
+
+def retire_result(path: str | os.PathLike) -> None:
+    """Make room for a new result at `path`: a complete result is archived (`archive_result`);
+    anything else there (a partial or damaged result) is removed, with its sidecar."""
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        complete = read_result(path).status == "complete"
+    except ReproError:
+        complete = False
+    if complete:
+        archive_result(path)
+    else:
+        path.unlink()
+        evidence_path(path).unlink(missing_ok=True)
+
+
+def publish_result(result: EvalResult, path: str | os.PathLike, evidence: bytes | None = None) -> Path:
+    """Write a result and its evidence sidecar (`evidence`: the sidecar's bytes) so that a result
+    never stands beside a sidecar that is not its own:
+    1. the sidecar and the result are written to temporary files beside their names (a failure
+       here, a full disk say, leaves every file as it was);
+    2. what is at `path` is retired (a complete result archived with its sidecar, else removed);
+    3. the sidecar takes its name, then the result.
+    A crash inside 2-3 leaves no result, maybe a sidecar without one (`orphan_sidecars`)."""
+    path = Path(path)
+    sidecar = evidence_path(path)
+    staged: list[Path] = []
+    try:
+        if evidence is not None:
+            result.evidence, result.evidence_sha256 = sidecar.name, hashlib.sha256(evidence).hexdigest()
+            staged.append(write_beside(sidecar, evidence))
+        staged.append(write_beside(path, (result.model_dump_json(indent=2) + "\n").encode("utf-8")))
+        retire_result(path)
+        for temporary, target in zip(staged, [sidecar, path] if evidence is not None else [path]):
+            os.replace(temporary, target)
+    finally:
+        for temporary in staged:
+            temporary.unlink(missing_ok=True)
+    return path
 
 
 def read_result(path: str | os.PathLike) -> EvalResult:
@@ -216,3 +266,26 @@ def read_results_tolerant(folder: Path) -> tuple[list[tuple[Path, EvalResult]], 
         except ReproError as err:
             notes.append(str(err))
     return found, notes
+
+
+def sidecar_problem(path: str | os.PathLike, result: EvalResult, *, verify: bool) -> str | None:
+    """What is wrong between a result and the evidence sidecar it names, in words; None when
+    nothing is (or it names none: results from before sidecars). `verify`: hash the sidecar too
+    (the report and `status --verify` do; the plan's cheap look does not)."""
+    if not result.evidence:
+        return None
+    sidecar = Path(path).with_name(result.evidence)
+    if not sidecar.is_file():
+        return f"its evidence sidecar {sidecar.name} is missing"
+    if verify and result.evidence_sha256 and file_sha256(sidecar) != result.evidence_sha256:
+        return f"its evidence sidecar {sidecar.name} is not the one it was written with (sha256 differs)"
+    return None
+
+
+def orphan_sidecars(folder: str | os.PathLike) -> list[Path]:
+    """Evidence sidecars without their result file (a write interrupted between the two)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [p for p in sorted(folder.glob("*.evidence.npz"))
+            if not p.with_name(p.name[: -len(".evidence.npz")] + ".json").is_file()]

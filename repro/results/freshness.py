@@ -126,3 +126,43 @@ def replacement_refused(path: str | os.PathLike, result: EvalResult, differences
         return None
     return (f"{path} holds a complete result of other conditions ({'; '.join(differences[:2])}); "
             "--force replaces it (the old file is kept, renamed)")
+
+
+@dataclass(frozen=True)
+class OnDisk:
+    """The result file a run would write, as it is now: `result` None when there is none, or it
+    cannot be read, or its evidence sidecar is not its own (then `differences` says so): such a
+    file is neither finished nor protected, and a run replaces it (archived if complete)."""
+
+    path: Path
+    result: EvalResult | None
+    differences: list[str]  # what differs from the run's conditions (empty: the same evaluation)
+
+    @property
+    def finished(self) -> bool:
+        """The same evaluation is on disk, complete with its evidence: a run need not redo it."""
+        return self.result is not None and not self.differences
+
+    def refusal(self, force: bool) -> str | None:
+        """Why the run may not write over what is there (replacement_refused), or None."""
+        return None if self.result is None else replacement_refused(self.path, self.result, self.differences, force)
+
+
+def result_on_disk(path: str | os.PathLike, conditions: RunConditions, *, exact: bool) -> OnDisk:
+    """Is the result at `path` the evaluation `conditions` describe? The one "finished" rule of the
+    engine (exact: the checkpoint's sha256, the sidecar's too) and of the plan, the launcher and
+    the CLI (cheap: no hashing)."""
+    from repro.errors import ReproError
+    from repro.results.files import read_result, sidecar_problem
+
+    path = Path(path)
+    if not path.is_file():
+        return OnDisk(path, None, [])
+    try:
+        result = read_result(path)
+    except ReproError:
+        return OnDisk(path, None, [])  # damaged: the run replaces it
+    broken = sidecar_problem(path, result, verify=exact)
+    if broken:  # never compared, not protected: the run redoes it (the old file is archived)
+        return OnDisk(path, None, [broken])
+    return OnDisk(path, result, same_evaluation(result, conditions, exact=exact)[1])
