@@ -329,7 +329,7 @@ def model_statuses(
     folder = default_results_dir(results_dir)
     if results_dir is not None and not folder.is_dir():
         raise ReproError(f"results folder {folder} does not exist (run `repro eval` first, or pass --results DIR)")
-    found, notes = read_results_tolerant(folder)
+    found, notes = read_results_tolerant(folder, verify_evidence=verify)
     by_key: dict[tuple[str, str], list[tuple[Path, EvalResult]]] = {}
     for path, result in found:
         by_key.setdefault((result.model_id, result.protocol), []).append((path, result))

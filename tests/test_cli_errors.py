@@ -244,7 +244,7 @@ class ModelBuilds:
     def __init__(self):
         self.count = 0
 
-    def build(self, model_id, variant=None):
+    def load(self, model_id, checkpoint, variant=None, **kwargs):
         from tiny_models import TinyConvNet
 
         self.count += 1
@@ -256,8 +256,7 @@ def tiny_model(monkeypatch) -> ModelBuilds:
     import repro.models
 
     builds = ModelBuilds()
-    monkeypatch.setattr(repro.models, "build_segmentor", builds.build)
-    monkeypatch.setattr(repro.models, "load_checkpoint", lambda model, source, **kw: None)
+    monkeypatch.setattr(repro.models, "load_segmentor", builds.load)
     return builds
 
 

@@ -50,6 +50,9 @@ class CountingDataset:
     def ids(self):
         return self.inner.ids
 
+    def __getattr__(self, name):  # image_path, label_path, ...: the files are the inner dataset's
+        return getattr(self.inner, name)
+
     def __getitem__(self, i):
         if i == self.crash_at:
             raise RuntimeError("simulated crash")

@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import socket
+import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -82,7 +83,7 @@ def run_lock(
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        holder = describe_holder(read_holder(record))
+        holder = describe_holder(_holder_of_a_held_lock(record))
         if not wait:
             raise ReproError(f"{stem} is being evaluated by {holder}; wait with --wait") from None
         say(f"{stem} is being evaluated by {holder}; waiting for it to finish")
@@ -96,6 +97,17 @@ def run_lock(
             if (read_holder(record) or {}).get("pid") == os.getpid():
                 record.unlink()
         lock.release()
+
+
+def _holder_of_a_held_lock(record: Path) -> dict | None:
+    """The holder record of a lock found held: a run that took the lock a moment ago may not have
+    written its record yet (two runs started together), so look again for a second."""
+    for _ in range(20):
+        holder = read_holder(record)
+        if holder is not None:
+            return holder
+        time.sleep(0.05)
+    return None
 
 
 def _me() -> dict:

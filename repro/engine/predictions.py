@@ -30,11 +30,30 @@ OWNER_FILE = ".repro-predictions.json"
 PAINT_DIR = "paint"
 
 
-def run_identity(job: EvalJob, options: EngineOptions) -> dict[str, Any]:
-    """What makes two runs' predictions the same: the folder's owner record."""
+def run_identity(job: EvalJob, options: EngineOptions, dataset_fingerprint: str | None) -> dict[str, Any]:
+    """What makes two runs' predictions the same (the folder's owner record): the row, the
+    checkpoint, the dataset files and how many of them, the protocol and the precision."""
     return {"model_id": job.model_id, "protocol": job.protocol_name, "variant": job.variant,
             "checkpoint_sha256": job.checkpoint_sha256, "dataset": job.dataset_name, "split": job.split,
-            "data_root": job.data_root, "settings": job.settings(), "precision": options.precision}
+            "data_root": job.data_root, "settings": job.settings(), "precision": options.precision,
+            "limit": options.limit, "dataset_fingerprint": dataset_fingerprint}
+
+
+def result_identity(result: Any) -> dict[str, Any]:
+    """`run_identity` of the run that wrote a result."""
+    return {"model_id": result.model_id, "protocol": result.protocol, "variant": result.variant,
+            "checkpoint_sha256": result.checkpoint_sha256, "dataset": result.dataset, "split": result.split,
+            "data_root": result.data_root, "settings": result.settings, "precision": result.precision,
+            "limit": result.limit, "dataset_fingerprint": result.dataset_fingerprint}
+
+
+def folder_owner(folder: str | Path) -> dict[str, Any] | None:
+    """The identity recorded in a predictions folder (None: no record, or unreadable)."""
+    try:
+        owner = json.loads((Path(folder) / OWNER_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, dict) else None
 
 
 def claim_folder(folder: Path, identity: dict[str, Any], force: bool) -> bool:
@@ -43,10 +62,7 @@ def claim_folder(folder: Path, identity: dict[str, Any], force: bool) -> bool:
     if folder.exists() and not folder.is_dir():
         raise ReproError(f"--save-predictions {folder} is a file, not a folder")
     owner_file = folder / OWNER_FILE
-    try:
-        owner = json.loads(owner_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        owner = None
+    owner = folder_owner(folder)
     folder_had_pngs = folder.is_dir() and any(folder.rglob("*.png"))
     foreign = owner != identity if owner is not None else folder_had_pngs
     if foreign and not force:
@@ -70,21 +86,21 @@ def _write_png(path: Path, array: np.ndarray) -> None:
 
 class PredictionSink:
     """Writes each image's prediction as a label PNG (and a painted one). The PNGs are on disk;
-    the state names the images written, and a resumed run checks they are still there. A fresh
-    run clears the PNGs an earlier run left in a folder it owns (an image since removed from the
-    dataset, or beyond a new --limit, must not stay behind)."""
+    the state names the images written, and a resumed run checks they are still there. When the
+    run ends, the PNGs an earlier run left in a folder repro owns (an image since removed from the
+    dataset, or beyond a new --limit) are removed; never before: until then they may be the
+    predictions of a finished result that an interrupted redo leaves in place."""
 
     name = "predictions"
 
-    def __init__(self, job: EvalJob, options: EngineOptions, collective: Collective, fresh: bool):
+    def __init__(self, job: EvalJob, options: EngineOptions, collective: Collective, dataset_fingerprint: str | None):
         from repro.datasets.registry import LAYOUTS, palette
 
         self.folder = Path(options.save_predictions).expanduser().resolve()
         self.painted = bool(options.paint)
+        self.owned = False
         if collective.ranks.rank == 0:
-            owned = claim_folder(self.folder, run_identity(job, options), options.force)
-            if fresh and owned:
-                _clear_pngs(self.folder)
+            self.owned = claim_folder(self.folder, run_identity(job, options, dataset_fingerprint), options.force)
         collective.barrier()
         values = LAYOUTS[job.dataset_name].rule.class_values()
         self.values = values.astype(np.uint8 if values.max() <= 255 else np.uint16)
@@ -92,7 +108,7 @@ class PredictionSink:
         self.ids: list[str] = []
 
     def path_for(self, sample_id: str, painted: bool = False) -> Path:
-        return (self.folder / PAINT_DIR if painted else self.folder) / f"{sample_id}.png"
+        return prediction_path(self.folder, sample_id, painted)
 
     def settings(self) -> dict[str, Any]:
         return {"folder": str(self.folder), "paint": self.painted}
@@ -121,13 +137,30 @@ class PredictionSink:
         self.ids = list(ids)
 
     def merge(self, collective: Collective) -> None:
-        collective.barrier()
+        """Every rank's PNGs are on disk, and rank 0 knows them all (to prune the rest)."""
+        self.ids = [i for part in collective.gather(list(self.ids)) for i in part]
 
     def finish(self, finished: Finished) -> dict[str, Any]:
+        if self.owned:
+            wanted = {self.path_for(i) for i in self.ids} | ({self.path_for(i, True) for i in self.ids}
+                                                              if self.painted else set())
+            for path in self.folder.rglob("*.png"):
+                if path not in wanted:
+                    path.unlink(missing_ok=True)  # an earlier run's, not this run's
         return {"predictions_dir": str(self.folder)}
 
 
-def _clear_pngs(folder: Path) -> None:
-    """Remove the prediction PNGs of an earlier run from a folder repro owns (its owner file says so)."""
-    for path in folder.rglob("*.png"):
-        path.unlink(missing_ok=True)
+def prediction_path(folder: Path, sample_id: str, painted: bool = False) -> Path:
+    """Where the prediction PNG of `sample_id` goes in a --save-predictions folder."""
+    return (folder / PAINT_DIR if painted else folder) / f"{sample_id}.png"
+
+
+def predictions_out_of_step(folder: str | Path, image_ids: list[str]) -> int:
+    """How many label PNGs of `folder` are not those of these images: missing, or left over from
+    another run (the painted copies aside); 0 when the folder holds exactly theirs."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return len(image_ids)
+    wanted = {prediction_path(folder, i) for i in image_ids}
+    present = {p for p in folder.rglob("*.png") if p.relative_to(folder).parts[0] != PAINT_DIR}
+    return len(wanted - present) + len(present - wanted)

@@ -135,3 +135,21 @@ def not_applied(kept: EvalResult, options: EngineOptions, device: torch.device) 
     if kept.device.split(" (")[0].split(":")[0] != device.type:
         ignored.append(f"--device {device_label(device)}")
     return ignored
+
+
+def kept_predictions_missing(kept: EvalResult, options: EngineOptions, result_file: Path) -> int:
+    """How many prediction PNGs in the folder this run asks for are out of step with the finished
+    result that names it: gone, left over from another run, or the folder now another run's (0
+    when the run asks for none or another folder: that is an option not applied)."""
+    if options.save_predictions is None or kept.predictions_dir is None or not kept.evidence:
+        return 0
+    folder = Path(options.save_predictions).expanduser().resolve()
+    if Path(kept.predictions_dir) != folder:
+        return 0
+    from repro.engine.predictions import folder_owner, predictions_out_of_step, result_identity
+    from repro.results.evidence import load
+
+    if folder_owner(folder) != result_identity(kept):  # another run writes there since (a --force)
+        return kept.num_images
+    ids = [str(i) for i in load(result_file.with_name(kept.evidence)).image_ids]
+    return predictions_out_of_step(folder, ids)

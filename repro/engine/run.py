@@ -19,7 +19,9 @@ from repro.engine.devices import Collective, Ranks, resolve_device, setup_distri
 from repro.engine.job import EngineOptions, EvalJob, build_job, dataset_fingerprint
 from repro.engine.loop import PhaseCallback, ProgressCallback, evaluate_share
 from repro.engine.progress import Session, State, drop_state, fingerprint_of, progress_path, run_conditions, saved_state
-from repro.engine.record import Extent, conditions, make_result, not_applied, performance, result_path, run_environment
+from repro.engine.record import (
+    Extent, conditions, kept_predictions_missing, make_result, not_applied, performance, result_path, run_environment,
+)
 from repro.engine.sinks import Finished, MetricSink, SubmissionSink
 from repro.errors import DatasetError, ReproError
 from repro.fileio import write_beside
@@ -59,15 +61,23 @@ def run_job(job: EvalJob, options: EngineOptions = EngineOptions(), *, progress:
     with _lock(run, say):
         on_disk = result_on_disk(run.result_file, conditions(job, options, run.extent, run.fingerprint), exact=True)
         if on_disk.finished and not options.force:  # an identical evaluation is not redone (every rank agrees)
-            ignored = not_applied(on_disk.result, options, run.device)
-            say(f"kept: {run.result_file}" + (f"; not applied: {', '.join(ignored)} (--force redoes the run with "
-                                               "them, or give another --results)" if ignored else
-                                               " (use --force to redo)"))
-            return on_disk.result
+            missing = kept_predictions_missing(on_disk.result, options, run.result_file)
+            if not missing:
+                return _kept(run, on_disk.result, say)
+            say(f"the saved predictions of the finished result are out of step ({missing} PNG(s) missing, "
+                "overwritten or left over); evaluating again")
         refused = on_disk.refusal(options.force)
         if refused:
             raise ReproError(refused)
         return _evaluate(run, progress, say, phase)
+
+
+def _kept(run: Run, kept: EvalResult, say: LogCallback) -> EvalResult:
+    """The finished result, with the options this run was not computed with named."""
+    ignored = not_applied(kept, run.options, run.device)
+    say(f"kept: {run.result_file}" + (f"; not applied: {', '.join(ignored)} (--force redoes the run with "
+                                       "them, or give another --results)" if ignored else " (use --force to redo)"))
+    return kept
 
 
 def prepare_run(job: EvalJob, options: EngineOptions) -> Run:
@@ -149,7 +159,7 @@ def make_sinks(run: Run, collective: Collective, fresh: bool) -> list[Any]:
     if run.options.save_predictions is not None:
         from repro.engine.predictions import PredictionSink
 
-        sinks.append(PredictionSink(job, run.options, collective, fresh))
+        sinks.append(PredictionSink(job, run.options, collective, run.fingerprint))
     return sinks
 
 
@@ -166,6 +176,9 @@ def _restore(sinks: list[Any], state: State) -> str | None:
             return f"{words} was not part of the interrupted run (its {state.done} counted image(s) would lack it)"
         if saved.get("settings") != sink.settings():
             return f"{words} had other settings then ({saved.get('settings')})"
+        ids = saved["state"].get("ids") if isinstance(saved["state"], dict) else None
+        if not isinstance(ids, list) or len(ids) != state.done:  # every sink holds exactly the counted images
+            return f"{words} holds {len(ids) if isinstance(ids, list) else 'no'} image(s), the counter {state.done}"
     try:
         for sink in sinks:
             sink.restore(state.sinks[sink.name]["state"])

@@ -510,8 +510,8 @@ def planned_result(entry: Any, protocol: str, options: Any, data: DatasetInfo | 
     as the plan saw it (looked at now when None). exact: with the checkpoint's sha256 (hashed once
     per file per process, repro.fetch.download.file_digest)."""
     from repro.fetch import resolve_checkpoint
+    from repro.results.files import run_result_name
     from repro.results.freshness import RunConditions
-    from repro.results.files import partial_tag, result_filename
 
     data = data or inspect_dataset(entry.dataset, entry.eval_split, _option(options, "data_root"))
     variant = _option(options, "variant") or entry.default_variant
@@ -533,27 +533,21 @@ def planned_result(entry: Any, protocol: str, options: Any, data: DatasetInfo | 
         data_root=data.root if data.present else None, limit=limit, folder_images=data.images,
         checkpoint=str(checkpoint) if checkpoint is not None else None, checkpoint_sha256=digest,
     )
-    name = result_filename(entry.id, protocol, variant, entry.default_variant, precision,
-                           partial_tag(limit, data.subset, data.images))
+    name = run_result_name(entry.id, protocol, variant=variant, default_variant=entry.default_variant,
+                           precision=precision, limit=limit, subset=data.subset, folder_images=data.images)
     return results_folder(options) / name, conditions
 
 
 def finished_result(model_id: str, protocol: str, options: Any, data: DatasetInfo | None = None, *,
                     exact: bool = False) -> tuple[Path, Any, list[str]]:
     """(the result file of this run, its result or None, what differs from this run: empty when
-    the result is finished). An unreadable file counts as no result."""
+    the result is finished), by the engine's rule (repro.results.freshness.result_on_disk)."""
     from repro.manifest import load_manifest
-    from repro.results.files import read_result
-    from repro.results.freshness import same_evaluation
+    from repro.results.freshness import result_on_disk
 
     path, conditions = planned_result(load_manifest().get(model_id), protocol, options, data, exact=exact)
-    if not path.is_file():
-        return path, None, []
-    try:
-        result = read_result(path)
-    except ReproError:
-        return path, None, []
-    return path, result, same_evaluation(result, conditions, exact=exact)[1]
+    on_disk = result_on_disk(path, conditions, exact=exact)
+    return path, on_disk.result, on_disk.differences
 
 
 def _mark_result_on_disk(row: PlanRow, options: Any, data: DatasetInfo, force: bool) -> None:
@@ -563,11 +557,12 @@ def _mark_result_on_disk(row: PlanRow, options: Any, data: DatasetInfo, force: b
     row.result_file = str(path)
     if result is None:
         return
-    from repro.results.freshness import replacement_refused
+    from repro.results.freshness import OnDisk
 
-    row.result_on_disk = not differences and not force
+    on_disk = OnDisk(path, result, differences)
+    row.result_on_disk = on_disk.finished and not force
     row.replaces = force and result.status == "complete"
-    refused = replacement_refused(path, result, differences, force)
+    refused = on_disk.refusal(force)
     if refused:
         row.blocked.append(refused)
 

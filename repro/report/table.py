@@ -237,7 +237,7 @@ def load_report_results(results_dir: str | os.PathLike) -> tuple[list[tuple[Path
         )
     if not folder.is_dir():
         raise ReproError(f"--results {folder} is a file, not a folder of result files")
-    found, damaged = read_results_tolerant(folder)
+    found, damaged = read_results_tolerant(folder, verify_evidence=True)
     return found, [f"skipped {line}" for line in damaged]
 
 

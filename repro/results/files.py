@@ -252,19 +252,30 @@ def results_frame(results_dir: str | os.PathLike) -> pd.DataFrame:
     return pd.json_normalize(rows, max_level=0) if rows else pd.DataFrame(columns=list(EvalResult.model_fields))
 
 
-def read_results_tolerant(folder: Path) -> tuple[list[tuple[Path, EvalResult]], list[str]]:
-    """(path, result) for every readable result file of a folder, and one note per unreadable one.
+def read_results_tolerant(folder: Path, *, verify_evidence: bool = False) -> tuple[list[tuple[Path, EvalResult]], list[str]]:
+    """(path, result) for every usable result file of a folder, and one note per file that is not
+    usable: damaged, or out of step with its evidence sidecar (missing; with `verify_evidence`,
+    another sidecar's bytes), or a sidecar without its result. Such a file is named, never used.
 
-    Unlike the report, status keeps going past a broken file: it is one of the things it reports.
+    Unlike `load_results`, this keeps going past a broken file: status and the report name them.
     """
     if not folder.is_dir():
         return [], []
     found, notes = [], []
     for path in sorted(folder.glob("*__*.json")):
         try:
-            found.append((path, read_result(path)))
+            result = read_result(path)
         except ReproError as err:
             notes.append(str(err))
+            continue
+        problem = sidecar_problem(path, result, verify=verify_evidence)
+        if problem:
+            notes.append(f"{path}: not used: {problem}; `repro eval {result.model_id} --tta {result.protocol} "
+                         "--force` measures it again")
+            continue
+        found.append((path, result))
+    notes += [f"{sidecar}: an evidence sidecar without its result (a write was interrupted); the next run of "
+              "that row replaces it" for sidecar in orphan_sidecars(folder)]
     return found, notes
 
 
