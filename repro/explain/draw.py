@@ -212,7 +212,7 @@ def draw_all(x: Explanation, output_dir: str | Path, num_images: int = 4) -> Dra
     if ev is None or not ev.has_labels:
         drawn.notes.append("no pictures: " + (x.missing or "a server run has no labels"))
         return drawn
-    drawn.files.append(draw_class_iou(out / "class_iou.png", ev.class_iou(), x.class_names, x.result.miou))
+    drawn.files.append(draw_class_iou(out / "class_iou.png", ev.scores().iou, x.class_names, x.result.miou))
     drawn.files.append(draw_confusion(out / "confusion.png", ev.confusion, x.class_names))
     ids = [row.image_id for row in x.worst_images[:num_images]]
     source = PredictionSource.for_result(x.path, x.result)

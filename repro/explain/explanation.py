@@ -221,7 +221,8 @@ def _compare_to_documents(out: Explanation, entry) -> None:
 
 
 def _fill_from_evidence(out: Explanation, evidence: Evidence, top: int) -> None:
-    iou, share = evidence.class_iou(), evidence.gt_share()
+    scores = evidence.scores()
+    iou, share = scores.iou, scores.gt_share
     rows = [ClassRow(i, out.class_names[i], None if np.isnan(iou[i]) else 100 * float(iou[i]), float(share[i]))
             for i in range(evidence.num_classes)]
     out.classes = sorted((r for r in rows if r.iou is not None), key=lambda r: (r.iou, -r.gt_share))[:top]
