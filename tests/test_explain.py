@@ -197,6 +197,24 @@ def test_server_run_is_explained_without_checks(cityscapes, tmp_path):
     assert "Likely causes" not in out.output
 
 
+def test_a_partial_run_says_its_coverage_as_status_and_report_do(ade, tmp_path):
+    """Issue 25 #3: explain said "partial: 3/3 images" where status, report and eval say
+    "3/10000 images (subset of the dataset)": one rule, repro.results.current.partial_note."""
+    from repro.results.current import partial_note
+    from repro.results.files import read_result
+
+    path = planted_run(tmp_path, "ade20k", ade, predictions=False)
+    data = json.loads(path.read_text())
+    data.update(status="partial", partial_reason="subset", num_images_official=2000)
+    path.write_text(json.dumps(data))
+    n = data["num_images"]
+    note = partial_note(read_result(path))
+    assert note == f"{n}/2000 images (subset of the dataset)"
+    out = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["explain", str(path)])
+    assert out.exit_code == 0, out.output
+    assert f"partial: {note}, never compared" in out.output and f"{n}/{n} images" not in out.output
+
+
 # ---------------------------------------------------------------------------------------------
 # End to end: the real engine writes the evidence (a network that reads classes from colours)
 

@@ -24,6 +24,7 @@ from repro.results.evidence import Evidence, load
 from repro.explain.checks import Finding, not_checked, run_checks
 from repro.manifest import PROTOCOL_NAMES as PROTOCOL_ORDER
 from repro.manifest import ordered_protocols
+from repro.results.current import partial_note
 from repro.results.files import EvalResult, read_result
 
 
@@ -273,7 +274,7 @@ def conditions_table(result: EvalResult) -> list[tuple[str, str]]:
         ("dataset", f"{result.data_root} (fingerprint {(result.dataset_fingerprint or 'not recorded')[:12]})"),
     ]
     if result.status == "partial":
-        rows.append(("coverage", f"partial: {result.num_images}/{result.num_images_total} images, never compared"))
+        rows.append(("coverage", f"partial: {partial_note(result)}, never compared"))
     return rows
 
 

@@ -41,12 +41,12 @@ from repro.fetch.download import (
 )
 from repro.fetch.cache import (  # noqa: F401 - the cache's readers, re-exported
     LOCK_FILE_NAME,
-    _cached_file,
     _entry,
     checkpoint_path,
     lock_file_path,
     read_lock_file,
     resolve_checkpoint,
+    verified_file,
 )
 from repro.paths import checkpoint_dir
 
@@ -310,7 +310,7 @@ def _download(entry, source: str | os.PathLike | None, mirror: str | None, *, fo
 
 def _already_in_cache(entry) -> Path | None:
     """The verified cached file, or a file already in the cache folder that verifies (adopted)."""
-    cached = _cached_file(entry, rehash=True)
+    cached = verified_file(entry, rehash=True)
     if cached is not None:
         say(f"{entry.id}: cached and verified ({cached})")
         return cached
