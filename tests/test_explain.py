@@ -253,7 +253,8 @@ def test_pictures_recomputed_from_the_recorded_checkpoint(ade, tmp_path, monkeyp
 
     checkpoint = tmp_path / "weights.pth"
     checkpoint.write_bytes(b"weights")
-    path = planted_run(tmp_path / "results", "ade20k", ade, predictions=False)
+    path = planted_run(tmp_path / "results", "ade20k", ade, predictions=False, precision="tf32",
+                       device="NVIDIA H100 80GB HBM3")
     data = json.loads(path.read_text())
     data.update(checkpoint=str(checkpoint), checkpoint_sha256=hashlib.sha256(b"weights").hexdigest())
     path.write_text(json.dumps(data))
@@ -264,11 +265,41 @@ def test_pictures_recomputed_from_the_recorded_checkpoint(ade, tmp_path, monkeyp
     out = CliRunner().invoke(app, ["explain", str(path), "--output", str(tmp_path / "pics"), "--images", "1"])
     assert out.exit_code == 0, out.output
     assert loaded == [str(checkpoint)] and len(list((tmp_path / "pics" / "images").glob("*.png"))) == 1
+    # Issue 25 #5: the page says the pictures are not the run's arithmetic, and how far they agree
+    # with its recorded counts (the planted run's predictions are not the colour reader's)
+    said = " ".join(out.output.split())
+    assert ("the predictions pictured were recomputed in fp32 on the CPU (upstream-exact resize), not in "
+            "the run's arithmetic (tf32 on NVIDIA H100 80GB HBM3); against the run's per-image counts: "
+            "0 of 1 image(s) give exactly the recorded counts; at least ") in said
+    assert "recomputed in fp32 on the CPU" in (tmp_path / "pics" / "index.html").read_text()
 
     checkpoint.write_bytes(b"other weights")
     out = CliRunner().invoke(app, ["explain", str(path), "--output", str(tmp_path / "pics2")])
-    assert f"its checkpoint {checkpoint} changed since the run" in out.output
+    assert f"its checkpoint {checkpoint} changed since the run" in " ".join(out.output.split())
     assert not (tmp_path / "pics2" / "images").exists()
+
+
+def test_agreement_of_recomputed_predictions_with_the_recorded_counts():
+    """Counts tell exactly-equal predictions apart, and bound the pixels predicted otherwise."""
+    from repro.explain.predictions import Agreement, recorded_row
+    from repro.metrics import image_confusion
+
+    label = np.array([[0, 0, 1, 1], [2, 2, -1, 1]])
+    recorded = np.array([[0, 0, 1, 1], [2, 1, 0, 1]])
+    evidence = _evidence([(recorded, label)], num_classes=3)
+    row = recorded_row(evidence, "img00")
+    assert recorded_row(evidence, "no such image") is None
+    agreement = Agreement()
+    agreement.add(row, image_confusion(recorded, label, 3).numpy())
+    assert (agreement.images, agreement.identical, agreement.differing) == (1, 1, 0)
+    assert agreement.text() == "1 of 1 image(s) give exactly the recorded counts"
+    other = recorded.copy()
+    other[0, :2] = 1  # two pixels of class 0 now class 1, and the ignored pixel (not counted)
+    other[1, 2] = 2
+    agreement.add(row, image_confusion(other, label, 3).numpy())
+    assert (agreement.images, agreement.identical, agreement.differing, agreement.counted) == (2, 1, 2, 14)
+    assert agreement.text() == ("1 of 2 image(s) give exactly the recorded counts; at least 2 of 14 pixels "
+                                "(14.29%) predicted otherwise")
 
 
 def test_a_label_of_another_size_is_refused_by_the_engine_in_one_line(tmp_path):

@@ -7,8 +7,9 @@
 - `class_iou.png`: per-class IoU, worst first.
 Predictions come from the run's saved label PNGs (`predictions_dir`, `repro eval
 --save-predictions`), else are recomputed for those images from the recorded checkpoint when it
-is still there with the same sha256 (repro.explain.predictions), else the pictures are skipped with
-the command that records them.
+is still there with the same sha256 (repro.explain.predictions: in fp32 on the CPU, with a note
+on how far they agree with the run's recorded per-image counts), else the pictures are skipped
+with the command that records them.
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ def draw_all(x: Explanation, output_dir: str | Path, num_images: int = 4) -> Dra
     drawn.files.append(draw_class_iou(out / "class_iou.png", ev.scores().iou, x.class_names, x.result.miou))
     drawn.files.append(draw_confusion(out / "confusion.png", ev.confusion, x.class_names))
     ids = [row.image_id for row in x.worst_images[:num_images]]
-    source = PredictionSource.for_result(x.path, x.result)
+    source = PredictionSource.for_result(x.path, x.result, ev)
     if source.problem:
         drawn.notes.append(source.problem)
         return drawn
@@ -234,4 +235,7 @@ def draw_all(x: Explanation, output_dir: str | Path, num_images: int = 4) -> Dra
         path = out / "images" / f"{rank:02d}_{_safe(image_id)}.png"
         colours = dataset_colours(x.result.dataset, len(x.class_names))
         drawn.files.append(draw_image_panel(path, image, label, prediction, x.class_names, title, colours))
+    note = source.recomputed_note()
+    if note:
+        drawn.notes.append(note)
     return drawn
