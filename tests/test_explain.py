@@ -174,6 +174,50 @@ def test_pictures_from_saved_predictions(ade, tmp_path):
     assert width > 2.5 * height  # four panels side by side
 
 
+def test_ignored_pixels_have_a_colour_no_palette_uses():
+    """Issue 25 #6: ignored and background were both black in LIP, VOC and Pascal-Context. The
+    ignore colour is used by no dataset palette nor the generated colours, and is far from each."""
+    from repro.datasets import DATASETS
+    from repro.datasets.registry import palette
+    from repro.explain.draw import ERROR_RGB, IGNORE_RGB, class_colours
+
+    used = np.concatenate([palette(name) for name in DATASETS] + [class_colours(300)]).astype(float)
+    assert tuple(IGNORE_RGB) not in {tuple(c) for c in used.astype(int).tolist()}
+    for name in ("lip", "voc", "pascalcontext59"):
+        assert tuple(palette(name)[0]) == (0, 0, 0)  # their published background: why black cannot mean ignored
+    assert np.sqrt(((used - IGNORE_RGB) ** 2).sum(axis=1)).min() >= 70
+    assert np.linalg.norm(np.subtract(IGNORE_RGB, ERROR_RGB)) >= 70
+    greys = np.repeat(np.arange(100, 190)[:, None], 3, axis=1)  # the errors panel's dimmed image
+    assert np.sqrt(((greys - IGNORE_RGB) ** 2).sum(axis=1)).min() >= 70
+
+
+@pytest.mark.parametrize("dataset", ["lip", "voc", "pascalcontext59", "ade20k", "cityscapes"])
+def test_ignored_pixels_are_the_same_colour_in_every_panel_and_the_legend(dataset, tmp_path, monkeypatch):
+    from repro.datasets import DATASETS
+    from repro.explain.draw import IGNORE_RGB, dataset_colours, draw_image_panel, error_map, paint
+
+    label = np.zeros((6, 8), dtype=np.int64)  # class 0: the background of LIP, VOC, Pascal-Context
+    label[2:4, 2:6] = 3
+    label[0, :] = -1
+    prediction = np.where(label < 0, 0, label)
+    prediction[3, 3] = 1
+    colours = dataset_colours(dataset, DATASETS[dataset].num_classes)
+    painted, errors = paint(label, colours), error_map(np.zeros((6, 8, 3), np.uint8), label, prediction)
+    assert (painted[0] == IGNORE_RGB).all() and (errors[0] == IGNORE_RGB).all()
+    assert not (painted[1:] == IGNORE_RGB).all(axis=-1).any()  # background and classes keep their colours
+    assert not (errors[1:] == IGNORE_RGB).all(axis=-1).any()
+    import matplotlib.figure
+
+    seen, original = [], matplotlib.figure.Figure.legend
+    monkeypatch.setattr(matplotlib.figure.Figure, "legend",
+                        lambda fig, handles, **kw: seen.extend(handles) or original(fig, handles=handles, **kw))
+    draw_image_panel(tmp_path / "panel.png", np.zeros((6, 8, 3), np.uint8), label, prediction,
+                     list(DATASETS[dataset].class_names), "t", colours)
+    legend = {h.get_label(): tuple(round(255 * v) for v in h.get_facecolor()[:3]) for h in seen}
+    assert legend["ignored (not counted)"] == tuple(IGNORE_RGB)
+    assert legend["wrong (errors panel)"] == (230, 30, 30)
+
+
 def test_no_predictions_and_no_checkpoint_names_the_command(ade, tmp_path):
     planted_run(tmp_path / "results", "ade20k", ade, predictions=False)
     out = CliRunner().invoke(app, ["explain", ADE, "--results", str(tmp_path / "results"),
