@@ -74,6 +74,9 @@ TF32_PRECISIONS = ("tf32", "tf32-all")
 # smaller share of their peak on dilated convolutions, and resizes and softmax do not speed up.
 FP32_ACHIEVED_SHARE = 0.39
 TF32_ACHIEVED_SHARE = 0.20
+# Where each share comes from, as the plan's budget and the README say it.
+FP32_SHARE_SOURCE = "measured on an H200"
+TF32_SHARE_SOURCE = "assumed"
 
 
 def _lookup(table: tuple[tuple[str, float], ...], device_name: str) -> float | None:
@@ -101,12 +104,26 @@ def achieved_flops(device_name: str | None, precision: str | None = None) -> flo
     peak = device_peak_flops(device_name, precision)
     if peak is None:
         return None
-    return peak * (TF32_ACHIEVED_SHARE if precision in TF32_PRECISIONS else FP32_ACHIEVED_SHARE)
+    return peak * achieved_share(precision)[0]
+
+
+def achieved_share(precision: str | None) -> tuple[float, str]:
+    """(the achieved share of the peak the estimates use for `precision`, where it comes from)."""
+    if precision in TF32_PRECISIONS:
+        return TF32_ACHIEVED_SHARE, TF32_SHARE_SOURCE
+    return FP32_ACHIEVED_SHARE, FP32_SHARE_SOURCE
+
+
+def peak_name(precision: str | None) -> str:
+    """The peak a run's `peak_flops_fraction` is taken against: TF32 tensor cores for tf32 /
+    tf32-all, else the fp32 (CUDA-core) peak."""
+    return "TF32 peak" if precision in TF32_PRECISIONS else "fp32 peak"
 
 
 def peak_fraction(flops_per_image: float | None, images_per_second: float, devices: int,
                   peak_flops: float | None) -> float | None:
-    """Achieved FLOP/s per device as a fraction of the device's peak (None when a part is unknown)."""
+    """Achieved FLOP/s per device as a fraction of `peak_flops`, the device's peak for the run's
+    arithmetic (`device_peak_flops`; `peak_name` says which); None when a part is unknown."""
     if not flops_per_image or not peak_flops or images_per_second <= 0 or devices <= 0:
         return None
     return flops_per_image * images_per_second / devices / peak_flops

@@ -33,18 +33,13 @@ from repro.errors import ReproError
 from repro.manifest import ordered_protocols
 from repro.results.current import choose_result, default_variant, partial_note, result_variant
 from repro.results.files import read_results_tolerant
+from repro.fetch.cache import (  # the one checkpoint check, shared with eval's resolve_checkpoint
+    CKPT_CACHED, CKPT_MISSING, USABLE, CheckpointStatus, checkpoint_status, read_lock_file,
+)
 
 if TYPE_CHECKING:  # only for type hints
     from repro.manifest import Manifest, ModelEntry
     from repro.results.files import EvalResult
-
-# Checkpoint states.
-CKPT_MISSING = "missing"  # nothing in the cache
-CKPT_PART = "interrupted"  # an interrupted download (.part) waits to be resumed
-CKPT_UNRECORDED = "unrecorded"  # a file without a lock record: not verified
-CKPT_CACHED = "cached"  # size matches the record made when fetch verified the sha256
-CKPT_VERIFIED = "verified"  # re-hashed now (--verify): sha256 matches
-CKPT_BAD = "mismatch"  # size or sha256 differs from the record or the manifest
 
 # Dataset states.
 DATA_MISSING = "missing"
@@ -58,16 +53,6 @@ RESULT_STALE = "stale"
 RESULT_SERVER = "server"
 RESULT_NOT_RUN = "not run"
 RESULT_MARKS = {RESULT_NOT_RUN: "—"}  # how the table shows a state (the state itself otherwise)
-
-
-@dataclass
-class CheckpointStatus:
-    state: str
-    detail: str  # one line for a person
-    path: str | None = None
-    sha256: str | None = None  # the recorded (or, with verify, re-hashed) digest
-    size: int | None = None
-    verified_against: str | None = None  # "manifest" | "lock file": what the digest was checked with
 
 
 @dataclass
@@ -134,78 +119,6 @@ class StatusReport:
             ],
             "notes": list(self.notes),
         }
-
-
-# ---------------------------------------------------------------------------------- checkpoint
-
-
-def _short(digest: str | None) -> str:
-    return f"{digest[:12]}…" if digest else "?"
-
-
-def _unfetched_state(model_id: str, folder: Path) -> CheckpointStatus:
-    """No (usable) lock record: an interrupted download, an unverified file, or nothing."""
-    files = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
-    parts = [p for p in files if p.name.endswith(".part")]
-    others = [p for p in files if not p.name.endswith((".part", ".lock"))]
-    if others:
-        return CheckpointStatus(
-            CKPT_UNRECORDED, f"{others[0].name} is not verified: run `repro fetch {model_id}` to check it",
-            path=str(others[0]), size=others[0].stat().st_size,
-        )
-    if parts:
-        return CheckpointStatus(
-            CKPT_PART, f"interrupted download: run `repro fetch {model_id}` to resume", path=str(parts[0]),
-            size=parts[0].stat().st_size,
-        )
-    return CheckpointStatus(CKPT_MISSING, f"not fetched: repro fetch {model_id}")
-
-
-def checkpoint_status(entry: ModelEntry, *, verify: bool = False, lock: dict | None = None) -> CheckpointStatus:
-    """Is the checkpoint of a row in the cache, and is it the file fetch verified?
-
-    Without `verify` the sha256 is not recomputed (a multi-GB file would take minutes): the
-    file must have the size recorded when fetch accepted it after checking its sha256.
-    """
-    from repro.fetch.cache import read_lock_file  # light: no HTTP client
-    from repro.paths import checkpoint_dir
-
-    record = (lock if lock is not None else read_lock_file()).get(entry.id) or {}
-    folder = checkpoint_dir(entry.id)
-    path = folder / record["file"] if record.get("file") else None
-    if path is not None and path.is_symlink() and not path.exists():  # fetch --from FILE --link
-        return CheckpointStatus(
-            CKPT_BAD, f"{path.name} links to {os.readlink(path)}, which is gone: repro fetch {entry.id} --from FILE",
-            path=str(path),
-        )
-    if path is None or not path.is_file():
-        return _unfetched_state(entry.id, folder)
-    size = path.stat().st_size
-    against = "manifest" if entry.sha256 else "lock file"
-    found = CheckpointStatus(CKPT_CACHED, "", str(path), record.get("sha256"), size, against)
-    refetch = f"run `repro fetch {entry.id} --force`"
-    if record.get("size") is not None and size != record["size"]:
-        found.state, found.detail = CKPT_BAD, f"{size} bytes, {record['size']} when verified: {refetch}"
-    elif entry.sha256 and record.get("sha256") != entry.sha256:
-        found.state = CKPT_BAD
-        found.detail = f"sha256 {_short(record.get('sha256'))} is not the manifest's {_short(entry.sha256)}: {refetch}"
-    elif verify:
-        _rehash(found, expected=entry.sha256 or record.get("sha256"), refetch=refetch)
-    else:
-        found.detail = "cached (verified at fetch)"
-    return found
-
-
-def _rehash(found: CheckpointStatus, *, expected: str | None, refetch: str) -> None:
-    from repro.fileio import file_sha256
-
-    digest = file_sha256(found.path)
-    found.sha256 = digest
-    if expected and digest != expected:
-        found.state = CKPT_BAD
-        found.detail = f"sha256 {_short(digest)} is not the verified {_short(expected)}: {refetch}"
-    else:
-        found.state, found.detail = CKPT_VERIFIED, f"verified now (sha256 matches the {found.verified_against})"
 
 
 # ------------------------------------------------------------------------------------- dataset
@@ -319,7 +232,6 @@ def model_statuses(
     `results_dir` given explicitly must exist; the default one ($REPRO_RESULTS, else
     <cache>/results) may not exist yet.
     """
-    from repro.fetch.cache import read_lock_file  # light: no HTTP client
     from repro.manifest import load_manifest
     from repro.paths import cache_home
     from repro.paths import results_dir as default_results_dir
@@ -343,7 +255,7 @@ def model_statuses(
             datasets[key] = dataset_status(entry.dataset, entry.eval_split, data_root)
         checkpoint = checkpoint_status(entry, verify=verify, lock=lock)
         data = datasets[key]
-        now = _Now(checkpoint.sha256 if checkpoint.state in (CKPT_CACHED, CKPT_VERIFIED) else None,
+        now = _Now(checkpoint.sha256 if checkpoint.state in USABLE else None,
                    data.count if data.unit == "images" and data.state != DATA_MISSING else None)
         protocols = ordered_protocols([*entry.documented, *(p for (m, p) in by_key if m == entry.id)])
         models.append(

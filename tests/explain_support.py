@@ -35,9 +35,8 @@ from synthetic_data import make_ade20k, make_cityscapes  # noqa: E402
 
 from repro.datasets import open_dataset  # noqa: E402
 from repro.datasets.cityscapes import TRAINID_TO_LABELID  # noqa: E402
-from repro.results.evidence import sidecar_name  # noqa: E402
 from repro.metrics import compute_scores  # noqa: E402
-from repro.results.files import EvalResult, filename_of, write_result  # noqa: E402
+from repro.results.files import EvalResult, evidence_path, filename_of, write_result  # noqa: E402
 
 FAULTS = (None, "double-reduction", "no-reduction", "label-ids", "corrupt-label")
 MODELS = {"ade20k": "mcibi_deeplabv3_r50_ade20k", "cityscapes": "mcibi_deeplabv3_r50_cityscapes"}
@@ -162,7 +161,7 @@ def planted_run(results: str | Path, name: str, folder: Path, fault: str | None 
     if predictions:
         result.predictions_dir = str(pred_dir)
     path = results / filename_of(result)
-    result.evidence = sidecar_name(path)
+    result.evidence = evidence_path(path).name
     result.evidence_sha256 = evidence.save(results / result.evidence)
     assert write_result(result, results) == path
     return path

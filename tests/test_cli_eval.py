@@ -129,6 +129,29 @@ def test_single_model_error_is_one_line(tmp_path, monkeypatch):
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
+def test_a_damaged_cached_checkpoint_is_named_with_status_s_fix(tmp_path, monkeypatch):
+    """Issue 25 #3: eval said "no cached checkpoint" where status said "checkpoint mismatch: N
+    bytes, M when verified: run `repro fetch ID --force`"; eval now says it is damaged, same fix."""
+    import json
+
+    from repro.fetch.cache import lock_file_path
+    from repro.paths import checkpoint_dir
+
+    monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
+    model = "memorynetv2_upernet_resnet50os8_voc"
+    cached = checkpoint_dir(model) / f"{model}.pth"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"\x80" + b"x" * 199)  # a download cut at 200 bytes
+    lock_file_path().write_text(json.dumps({model: {"file": cached.name, "size": 366405658,
+                                                    "sha256": load_manifest().get(model).sha256}}))
+    detail = f"200 bytes, 366405658 when verified: run `repro fetch {model} --force`"
+    result = runner.invoke(app, ["eval", model, "--device", "cpu"])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: the cached checkpoint of {model} is damaged: {detail}"
+    shown = runner.invoke(app, ["status", model], env={"COLUMNS": "300"})
+    assert f"checkpoint mismatch: {detail}" in " ".join(shown.stdout.split())
+
+
 # ---------------------------------------------------------------------------------------------
 # End to end: a real bundled architecture (deterministic fill) on a synthetic LIP split
 

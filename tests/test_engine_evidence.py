@@ -51,7 +51,8 @@ def test_the_sidecar_recomputes_the_json_metrics_exactly(lip_root, tmp_path, nam
     evidence = _evidence(result, tmp_path / "results")
     assert result.evidence == "tiny_lip__ms+flip.evidence.npz"
     assert evidence.miou() * 100 == result.miou
-    assert evidence.aacc() * 100 == result.aacc and evidence.macc() * 100 == result.macc
+    scores = evidence.scores()
+    assert scores.aacc * 100 == result.aacc and scores.macc * 100 == result.macc
     assert list(evidence.image_ids) == sorted(open_dataset("lip", lip_root, "val").ids)
     # the per-image rows sum to the confusion-derived totals, exactly
     m = evidence.confusion

@@ -127,3 +127,17 @@ def test_event_lines_wrap_between_words_on_a_terminal_and_stay_whole_in_a_pipe()
     assert " ".join(part.strip() for part in wrapped) == line  # every word whole, none lost
     assert all(part.startswith("  ") for part in wrapped[1:])
     assert terminal_lines(Console(width=80, force_terminal=False), line) == [line]
+
+
+@pytest.mark.parametrize("precision, expected", [("fp32", "27% of fp32 peak"), ("tf32", "9% of TF32 peak"),
+                                                 ("tf32-all", "9% of TF32 peak")])
+def test_the_share_of_the_peak_names_the_peak_it_was_taken_against(precision, expected):
+    """Issue 25 #5: a tf32 run's fraction is taken against the TF32 tensor-core peak
+    (repro.perf.device_peak_flops), so it must not print as a share "of fp32 peak"."""
+    from repro.cli.eval import _perf_text
+
+    fraction = 0.27 if precision == "fp32" else 0.09
+    measured = result("m", "single", 50.0, precision=precision, peak_flops_fraction=fraction)
+    assert summary.peak_share_text(measured) == expected
+    assert expected in _perf_text(measured)
+    assert summary.peak_share_text(result("m", "single", 50.0)) == ""

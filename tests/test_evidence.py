@@ -10,7 +10,8 @@ import pytest
 from repro.errors import ReproError
 from evidence_support import EvidenceBuilder, count_image
 
-from repro.results.evidence import Evidence, load, merge, sidecar_name
+from repro.results.evidence import Evidence, load, merge
+from repro.results.files import evidence_path
 from repro.fileio import file_sha256
 from repro.metrics import ConfusionMatrix, compute_scores
 
@@ -37,13 +38,23 @@ def _built(seed: int = 0, **kw) -> tuple[Evidence, ConfusionMatrix]:
 
 def test_metrics_equal_repro_metrics_exactly():
     evidence, cm = _built()
-    scores = cm.scores()
+    scores, recorded = cm.scores(), evidence.scores()
     assert np.array_equal(evidence.confusion, cm.to_numpy())
-    assert evidence.miou() == scores.miou
-    assert evidence.aacc() == scores.aacc
-    assert evidence.macc() == scores.macc
-    np.testing.assert_array_equal(evidence.class_iou(), scores.iou)
-    np.testing.assert_array_equal(evidence.class_acc(), scores.acc)
+    assert evidence.miou() == scores.miou == recorded.miou
+    assert (recorded.aacc, recorded.macc, recorded.fwiou) == (scores.aacc, scores.macc, scores.fwiou)
+    for name in ("iou", "acc", "gt_share"):
+        np.testing.assert_array_equal(getattr(recorded, name), getattr(scores, name))
+
+
+def test_the_evidence_has_no_formulas_of_its_own():
+    """Issue 24: one definition of IoU, mIoU, aAcc, mAcc and fwIoU (repro.metrics); the sidecar's
+    helpers that repeated them, and the name helper only tests used, are gone."""
+    import repro.results.evidence as evidence_module
+
+    for gone in ("class_iou", "class_acc", "macc", "aacc", "fwiou", "gt_share"):
+        assert not hasattr(Evidence, gone), gone
+    assert not hasattr(evidence_module, "sidecar_name")
+    assert evidence_module.compute_scores is compute_scores
 
 
 def test_nan_classes_follow_repro_metrics():
@@ -52,12 +63,12 @@ def test_nan_classes_follow_repro_metrics():
     zeros = np.zeros((1, 5), dtype=np.int64)
     evidence = Evidence(image_ids=["a"], pred_area=confusion.sum(0)[None], confusion=confusion,
                         intersect=zeros, union=zeros, gt_area=zeros)
-    scores = compute_scores(confusion)
-    assert np.isnan(evidence.class_iou()[3]) and evidence.class_iou()[4] == 0.0
-    assert evidence.miou() == scores.miou and evidence.macc() == scores.macc
+    scores = evidence.scores()
+    assert np.isnan(scores.iou[3]) and scores.iou[4] == 0.0
+    assert evidence.miou() == compute_scores(confusion).miou
     gt = confusion.sum(1)
     expected = float((gt[gt > 0] / gt.sum() * scores.iou[gt > 0]).sum())
-    assert evidence.fwiou() == expected
+    assert scores.fwiou == expected
 
 
 def test_rows_sum_to_confusion_totals_and_break_when_tampered():
@@ -170,5 +181,5 @@ def test_shapes_are_checked():
 
 
 def test_sidecar_name():
-    assert sidecar_name("m__single.json") == "m__single.evidence.npz"
-    assert sidecar_name("/x/m__flip__training-era.json") == "m__flip__training-era.evidence.npz"
+    assert evidence_path("m__single.json").name == "m__single.evidence.npz"
+    assert evidence_path("/x/m__flip__training-era.json").name == "m__flip__training-era.evidence.npz"

@@ -174,6 +174,50 @@ def test_pictures_from_saved_predictions(ade, tmp_path):
     assert width > 2.5 * height  # four panels side by side
 
 
+def test_ignored_pixels_have_a_colour_no_palette_uses():
+    """Issue 25 #6: ignored and background were both black in LIP, VOC and Pascal-Context. The
+    ignore colour is used by no dataset palette nor the generated colours, and is far from each."""
+    from repro.datasets import DATASETS
+    from repro.datasets.registry import palette
+    from repro.explain.draw import ERROR_RGB, IGNORE_RGB, class_colours
+
+    used = np.concatenate([palette(name) for name in DATASETS] + [class_colours(300)]).astype(float)
+    assert tuple(IGNORE_RGB) not in {tuple(c) for c in used.astype(int).tolist()}
+    for name in ("lip", "voc", "pascalcontext59"):
+        assert tuple(palette(name)[0]) == (0, 0, 0)  # their published background: why black cannot mean ignored
+    assert np.sqrt(((used - IGNORE_RGB) ** 2).sum(axis=1)).min() >= 70
+    assert np.linalg.norm(np.subtract(IGNORE_RGB, ERROR_RGB)) >= 70
+    greys = np.repeat(np.arange(100, 190)[:, None], 3, axis=1)  # the errors panel's dimmed image
+    assert np.sqrt(((greys - IGNORE_RGB) ** 2).sum(axis=1)).min() >= 70
+
+
+@pytest.mark.parametrize("dataset", ["lip", "voc", "pascalcontext59", "ade20k", "cityscapes"])
+def test_ignored_pixels_are_the_same_colour_in_every_panel_and_the_legend(dataset, tmp_path, monkeypatch):
+    from repro.datasets import DATASETS
+    from repro.explain.draw import IGNORE_RGB, dataset_colours, draw_image_panel, error_map, paint
+
+    label = np.zeros((6, 8), dtype=np.int64)  # class 0: the background of LIP, VOC, Pascal-Context
+    label[2:4, 2:6] = 3
+    label[0, :] = -1
+    prediction = np.where(label < 0, 0, label)
+    prediction[3, 3] = 1
+    colours = dataset_colours(dataset, DATASETS[dataset].num_classes)
+    painted, errors = paint(label, colours), error_map(np.zeros((6, 8, 3), np.uint8), label, prediction)
+    assert (painted[0] == IGNORE_RGB).all() and (errors[0] == IGNORE_RGB).all()
+    assert not (painted[1:] == IGNORE_RGB).all(axis=-1).any()  # background and classes keep their colours
+    assert not (errors[1:] == IGNORE_RGB).all(axis=-1).any()
+    import matplotlib.figure
+
+    seen, original = [], matplotlib.figure.Figure.legend
+    monkeypatch.setattr(matplotlib.figure.Figure, "legend",
+                        lambda fig, handles, **kw: seen.extend(handles) or original(fig, handles=handles, **kw))
+    draw_image_panel(tmp_path / "panel.png", np.zeros((6, 8, 3), np.uint8), label, prediction,
+                     list(DATASETS[dataset].class_names), "t", colours)
+    legend = {h.get_label(): tuple(round(255 * v) for v in h.get_facecolor()[:3]) for h in seen}
+    assert legend["ignored (not counted)"] == tuple(IGNORE_RGB)
+    assert legend["wrong (errors panel)"] == (230, 30, 30)
+
+
 def test_no_predictions_and_no_checkpoint_names_the_command(ade, tmp_path):
     planted_run(tmp_path / "results", "ade20k", ade, predictions=False)
     out = CliRunner().invoke(app, ["explain", ADE, "--results", str(tmp_path / "results"),
@@ -195,6 +239,24 @@ def test_server_run_is_explained_without_checks(cityscapes, tmp_path):
     assert out.exit_code == 0, out.output
     assert "no mIoU (server run)" in out.output and "a server run has no labels" in out.output
     assert "Likely causes" not in out.output
+
+
+def test_a_partial_run_says_its_coverage_as_status_and_report_do(ade, tmp_path):
+    """Issue 25 #3: explain said "partial: 3/3 images" where status, report and eval say
+    "3/10000 images (subset of the dataset)": one rule, repro.results.current.partial_note."""
+    from repro.results.current import partial_note
+    from repro.results.files import read_result
+
+    path = planted_run(tmp_path, "ade20k", ade, predictions=False)
+    data = json.loads(path.read_text())
+    data.update(status="partial", partial_reason="subset", num_images_official=2000)
+    path.write_text(json.dumps(data))
+    n = data["num_images"]
+    note = partial_note(read_result(path))
+    assert note == f"{n}/2000 images (subset of the dataset)"
+    out = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["explain", str(path)])
+    assert out.exit_code == 0, out.output
+    assert f"partial: {note}, never compared" in out.output and f"{n}/{n} images" not in out.output
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +297,8 @@ def test_pictures_recomputed_from_the_recorded_checkpoint(ade, tmp_path, monkeyp
 
     checkpoint = tmp_path / "weights.pth"
     checkpoint.write_bytes(b"weights")
-    path = planted_run(tmp_path / "results", "ade20k", ade, predictions=False)
+    path = planted_run(tmp_path / "results", "ade20k", ade, predictions=False, precision="tf32",
+                       device="NVIDIA H100 80GB HBM3")
     data = json.loads(path.read_text())
     data.update(checkpoint=str(checkpoint), checkpoint_sha256=hashlib.sha256(b"weights").hexdigest())
     path.write_text(json.dumps(data))
@@ -249,11 +312,41 @@ def test_pictures_recomputed_from_the_recorded_checkpoint(ade, tmp_path, monkeyp
     out = CliRunner().invoke(app, ["explain", str(path), "--output", str(tmp_path / "pics"), "--images", "1"])
     assert out.exit_code == 0, out.output
     assert loaded == [str(checkpoint)] and len(list((tmp_path / "pics" / "images").glob("*.png"))) == 1
+    # Issue 25 #5: the page says the pictures are not the run's arithmetic, and how far they agree
+    # with its recorded counts (the planted run's predictions are not the colour reader's)
+    said = " ".join(out.output.split())
+    assert ("the predictions pictured were recomputed in fp32 on the CPU (upstream-exact resize), not in "
+            "the run's arithmetic (tf32 on NVIDIA H100 80GB HBM3); against the run's per-image counts: "
+            "0 of 1 image(s) give exactly the recorded counts; at least ") in said
+    assert "recomputed in fp32 on the CPU" in (tmp_path / "pics" / "index.html").read_text()
 
     checkpoint.write_bytes(b"other weights")
     out = CliRunner().invoke(app, ["explain", str(path), "--output", str(tmp_path / "pics2")])
-    assert f"its checkpoint {checkpoint} changed since the run" in out.output
+    assert f"its checkpoint {checkpoint} changed since the run" in " ".join(out.output.split())
     assert not (tmp_path / "pics2" / "images").exists()
+
+
+def test_agreement_of_recomputed_predictions_with_the_recorded_counts():
+    """Counts tell exactly-equal predictions apart, and bound the pixels predicted otherwise."""
+    from repro.explain.predictions import Agreement, recorded_row
+    from repro.metrics import image_confusion
+
+    label = np.array([[0, 0, 1, 1], [2, 2, -1, 1]])
+    recorded = np.array([[0, 0, 1, 1], [2, 1, 0, 1]])
+    evidence = _evidence([(recorded, label)], num_classes=3)
+    row = recorded_row(evidence, "img00")
+    assert recorded_row(evidence, "no such image") is None
+    agreement = Agreement()
+    agreement.add(row, image_confusion(recorded, label, 3).numpy())
+    assert (agreement.images, agreement.identical, agreement.differing) == (1, 1, 0)
+    assert agreement.text() == "1 of 1 image(s) give exactly the recorded counts"
+    other = recorded.copy()
+    other[0, :2] = 1  # two pixels of class 0 now class 1, and the ignored pixel (not counted)
+    other[1, 2] = 2
+    agreement.add(row, image_confusion(other, label, 3).numpy())
+    assert (agreement.images, agreement.identical, agreement.differing, agreement.counted) == (2, 1, 2, 14)
+    assert agreement.text() == ("1 of 2 image(s) give exactly the recorded counts; at least 2 of 14 pixels "
+                                "(14.29%) predicted otherwise")
 
 
 def test_a_label_of_another_size_is_refused_by_the_engine_in_one_line(tmp_path):

@@ -92,7 +92,7 @@ def test_404_on_first_url_then_second_url(fetch_env, monkeypatch, capfd):
         path = fetch_checkpoint(row["id"], progress=False)
     assert path.read_bytes() == ckpt
     assert read_lock_file()[row["id"]]["url"] == good
-    assert f"skipped {gone} (HTTP 404" in capfd.readouterr().err  # said even when quiet
+    assert f"failed {gone} (HTTP 404" in capfd.readouterr().err  # said even when quiet
 
 
 def test_wrong_checksum_fails_and_leaves_nothing(fetch_env, monkeypatch):

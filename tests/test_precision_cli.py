@@ -114,9 +114,29 @@ def test_assume_device_prints_fp32_and_tf32_budgets(home):
     assert "plan: 2 run(s) on NVIDIA A100-SXM4-80GB" in result.stdout
     line = next(line for line in result.stdout.splitlines() if line.startswith("budget on"))
     assert "fp32 ~" in line and "tf32 ~" in line
-    assert "0.39 (measured)" in result.stdout and "0.20 (assumed)" in result.stdout
+    # Issue 25 #5: where each share comes from, as the README says it
+    assert "19.5 TFLOP/s peak x 0.39 (measured on an H200)" in result.stdout
+    assert "156 TFLOP/s peak x 0.20 (assumed)" in result.stdout
+    assert line.startswith("budget on an assumed NVIDIA A100-SXM4-80GB: ")
     budget_lines = result.stdout[result.stdout.index("budget on"):].splitlines()
     assert len(budget_lines) == 3 and max(map(len, budget_lines)) <= 80
+
+
+def test_the_cpu_budget_says_its_speed_was_measured_as_the_readme_does(home):
+    """Issue 25 #5: "(assumed)" for a CPU speed the README and plan.py call measured, and
+    "budget on cpu (2 threads) (assumed)" with doubled brackets."""
+    from repro.planning.plan import CPU_GFLOPS_PER_THREAD
+
+    result = runner.invoke(app, ["eval", MODEL, "--dry-run", "--assume-device", "cpu"])
+    assert result.exit_code == 0, result.output
+    budget_lines = result.stdout[result.stdout.index("budget on"):].splitlines()
+    assert budget_lines[0].startswith("budget on an assumed cpu (") and ") (" not in budget_lines[0]
+    threads = budget.assumed_device("cpu").threads
+    assert budget_lines[1] == f"  fp32: the FLOP table at {threads} x {CPU_GFLOPS_PER_THREAD:g} GFLOP/s (measured for R-50 on 2 cores)"
+    assert "(assumed)" not in budget_lines[1] and max(map(len, budget_lines)) <= 80
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"{CPU_GFLOPS_PER_THREAD:g} GFLOP/s per CPU thread, measured for R-50" in readme
+    assert "35%" not in readme and "0.39 of the GPU's fp32 peak, measured on an H200" in readme
 
 
 def test_assume_device_json_has_the_budget(home):

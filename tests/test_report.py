@@ -398,15 +398,15 @@ def test_cli_missing_empty_and_corrupt_results(tmp_path):
         f"error: results folder {tmp_path / 'nope'} does not exist (run `repro eval` first, or pass --results DIR)"
     )
 
-    # An empty folder: one line, no table of 9 "not run" rows (--all-rows still shows them).
+    # An empty folder: one line on stderr, and the table of every row, not run (--measured-only: the line alone).
     empty = tmp_path / "empty"
     empty.mkdir()
     result = invoke("--results", str(empty))
-    assert result.exit_code == 0 and result.stdout == ""
+    assert result.exit_code == 0
     assert result.stderr.splitlines() == [f"no results in {empty} yet: run `repro eval ID` first, or pass --results DIR"]
-    every = invoke("--results", str(empty), "--all-rows")
-    assert every.exit_code == 0
-    assert "Summary: 9 rows: 0 reproduced ✓, 0 failed ✗, 8 not run —, 1 without a documented value." in every.stdout
+    assert "Summary: 9 rows: 0 reproduced ✓, 0 failed ✗, 8 not run —, 1 without a documented value." in result.stdout
+    measured = invoke("--results", str(empty), "--measured-only")
+    assert measured.exit_code == 0 and measured.stdout == "" and measured.stderr == result.stderr
 
     # One damaged file: named in a note, the rest reported as usual.
     corrupt = tmp_path / "corrupt"
@@ -557,46 +557,63 @@ def _one_bundled_result(folder: Path) -> Path:
     return folder
 
 
-def test_measured_only_is_automatic_when_few_rows_have_results():
+def test_every_row_is_kept_whatever_share_has_a_result():
+    """Issue 25 #2: the report keeps its shape as the work progresses (one result of 85 rows
+    gives 85 rows, in every format); only --measured-only leaves rows out."""
     zoo = load_manifest()
     result = make_result("mcibi_deeplabv3_r50_ade20k", "single", 44.39)
     total = sum(len(entry.documented) for entry in zoo.entries)
-    frame = report.build_report(zoo, [result], measured_only=None)
-    assert [row["model_id"] for row in frame] == ["mcibi_deeplabv3_r50_ade20k"]
-    assert report.hidden_not_run(frame) == total - 1
+    frame = report.build_report(zoo, [result])
+    assert len(frame) == total and frame.hidden == [] and report.hidden_line(frame) is None
+    assert len(report.build_report(zoo, [])) == total
+    assert not hasattr(report, "AUTO_MEASURED_ONLY")
+    records = json.loads(report_render.render_json(frame))
+    assert len(records) == total and sum(r["status"] == "not-run" for r in records) == total - 1
+    assert len(pd.read_csv(io.StringIO(report_render.render_csv(frame)))) == total
+
+
+def test_the_counts_of_the_summary_and_of_the_rows_not_shown_agree():
+    """Issue 25 #3: "65 not run, 17 without a documented value" then "82 rows not run" was two
+    definitions of "not run"; the line on the rows --measured-only leaves out uses the summary's."""
+    zoo = load_manifest()
+    result = make_result("mcibi_deeplabv3_r50_ade20k", "single", 44.39)
+    total = sum(len(entry.documented) for entry in zoo.entries)
     blank = sum(value is None for entry in zoo.entries for value in entry.documented.values())
-    assert report.summary_line(frame) == (f"Summary: {total} rows: 1 reproduced ✓, 0 failed ✗, "
-                                          f"{total - 1 - blank} not run —, {blank} without a documented value.")
-    line = f"{total - 1} rows not run (repro report --all-rows to show them)."
-    assert report.hidden_line(frame) == line and line in report_render.render_markdown(frame)
-    assert line in report_render.render_html(frame)
-    # Asked for every row, by default in the API, with ids, or with no result at all: nothing hidden.
-    assert len(report.build_report(zoo, [result], measured_only=False)) == total
-    assert len(report.build_report(zoo, [result])) == total
-    assert len(report.build_report(zoo, [result], ids=["mcibi_deeplabv3_r50_ade20k"], measured_only=None)) == 2
-    assert len(report.build_report(zoo, [], measured_only=None)) == total
-    # Above 10% of the rows: automatic mode shows them all (the fixture: 8 of 9 rows measured).
-    assert len(report.build_report(load_manifest(MANIFEST), scenario_results(), measured_only=None)) == 9
-    # Asked explicitly: only the measured rows, whatever the share.
+    frame = report.build_report(zoo, [result], measured_only=True)
+    assert [row["model_id"] for row in frame] == ["mcibi_deeplabv3_r50_ade20k"]
+    assert len(frame.hidden) == total - 1
+    not_run = total - 1 - blank
+    summary = (f"Summary: {total} rows: 1 reproduced ✓, 0 failed ✗, "
+               f"{not_run} not run —, {blank} without a documented value.")
+    assert report.summary_line(frame) == summary
+    assert report.summary_line(report.build_report(zoo, [result])) == summary  # hidden or shown: the same counts
+    line = f"Not shown: {not_run} not run —, {blank} without a documented value (--all-rows shows them)."
+    assert report.hidden_line(frame) == line and len(line) <= 80
+    assert line in report_render.render_markdown(frame) and line in report_render.render_html(frame)
+    # Explicitly: only the measured rows, whatever the share (the fixture: 8 of 9 rows measured).
     assert len(report.build_report(load_manifest(MANIFEST), scenario_results(), measured_only=True)) == 8
 
 
 def test_cli_measured_only_flags(tmp_path):
     folder = _one_bundled_result(tmp_path / "results")
-    auto = runner.invoke(app, ["report", "--results", str(folder)])
-    assert auto.exit_code == 0, auto.output
-    assert auto.stdout.count("| mcibi_deeplabv3_r50_ade20k |") == 1 and "rows not run (repro report --all-rows" in auto.stdout
+    total = sum(len(entry.documented) for entry in load_manifest().entries)
+    default = runner.invoke(app, ["report", "--results", str(folder)])
+    assert default.exit_code == 0, default.output
+    assert default.stdout.count("| mcibi_deeplabv3_r50_ade20k |") == 2 and "Not shown" not in default.output
     every = runner.invoke(app, ["report", "--results", str(folder), "--all-rows"])
-    assert every.stdout.count("| mcibi_deeplabv3_r50_ade20k |") == 2 and "--all-rows to show them" not in every.stdout
-    # CSV stays a clean table; the line goes to stderr.
+    assert every.stdout == default.stdout
+    # CSV and JSON keep every row by default; asked for the measured rows only, the line goes to stderr.
     csv = runner.invoke(app, ["report", "--results", str(folder), "--format", "csv"])
-    assert len(pd.read_csv(io.StringIO(csv.stdout))) == 1 and "--all-rows to show them" in csv.stderr
-    # Explicit --measured-only on the fixture, where automatic mode would show all 9 rows.
+    assert len(pd.read_csv(io.StringIO(csv.stdout))) == total and csv.stderr == ""
+    measured = runner.invoke(app, ["report", "--results", str(folder), "--format", "csv", "--measured-only"])
+    assert len(pd.read_csv(io.StringIO(measured.stdout))) == 1 and "--all-rows shows them" in measured.stderr
+    md = runner.invoke(app, ["report", "--results", str(folder), "--measured-only"])
+    assert md.stdout.count("| mcibi_deeplabv3_r50_ade20k |") == 1 and "Not shown: " in md.stdout
     fixture_results = tmp_path / "fixture"
     for result in scenario_results():
         write_result(result, fixture_results)
     measured = invoke("--results", str(fixture_results), "--measured-only", "--format", "json")
-    assert len(json.loads(measured.stdout)) == 8 and "1 row not run" in measured.stderr
+    assert len(json.loads(measured.stdout)) == 8 and "Not shown: 1 not run — (--all-rows" in measured.stderr
 
 
 def test_cli_default_results_folder(tmp_path, monkeypatch):
@@ -608,12 +625,12 @@ def test_cli_default_results_folder(tmp_path, monkeypatch):
     assert f"no results yet: {tmp_path / 'home' / 'results'} does not exist" in fresh.stderr
     # <cache>/results, then $REPRO_RESULTS.
     _one_bundled_result(tmp_path / "home" / "results")
-    found = runner.invoke(app, ["report", "--format", "json"])
+    found = runner.invoke(app, ["report", "--format", "json", "--measured-only"])
     assert [r["model_id"] for r in json.loads(found.stdout)] == ["mcibi_deeplabv3_r50_ade20k"]
     monkeypatch.setenv("REPRO_RESULTS", str(tmp_path / "elsewhere"))
     _one_bundled_result(tmp_path / "elsewhere")
     (tmp_path / "home" / "results" / "mcibi_deeplabv3_r50_ade20k__single.json").unlink()
-    assert len(json.loads(runner.invoke(app, ["report", "--format", "json"]).stdout)) == 1
+    assert len(json.loads(runner.invoke(app, ["report", "--format", "json", "--measured-only"]).stdout)) == 1
 
 
 # ------------------------------------------------------------------------------ an empty plot says why

@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from repro import status
 from repro.cli import app
 from repro.datasets import DATASETS
-from repro.errors import ReproError, UnknownModelError
+from repro.errors import CheckpointError, ReproError, UnknownModelError
+from repro.fetch.cache import checkpoint_status, resolve_checkpoint
 from repro.manifest import load_manifest
 from repro.paths import checkpoint_dir
 from repro.results.files import EvalResult, write_result
@@ -149,6 +150,27 @@ def test_every_state(scene):
     assert len(report.notes) == 1 and "v2_fcn_lip__single.json" in report.notes[0]
 
 
+def test_eval_names_each_cached_checkpoint_as_status_does(scene, monkeypatch):
+    """Issue 25 #3: a damaged cached file made eval say "no cached checkpoint" while status said
+    "checkpoint mismatch: N bytes, M when verified" with the fix; both now ask checkpoint_status."""
+    monkeypatch.setenv("REPRO_MANIFEST", str(MANIFEST))
+    models = {m.model_id: m.checkpoint for m in status.model_statuses(manifest=load_manifest(MANIFEST)).models}
+    assert resolve_checkpoint("mcibi_r50_ade", None) == Path(models["mcibi_r50_ade"].path)
+    with pytest.raises(CheckpointError) as damaged:
+        resolve_checkpoint("mcibi_r101_ade", None)
+    size = len(CHECKPOINT_BYTES)
+    assert str(damaged.value) == (f"the cached checkpoint of mcibi_r101_ade is damaged: {size + 1} bytes, {size} "
+                                  "when verified: run `repro fetch mcibi_r101_ade --force`")
+    assert models["mcibi_r101_ade"].detail in str(damaged.value)
+    for model_id in ("v2_fcn_lip", "v2_upernet_lip"):  # interrupted, unrecorded: status's words and fix
+        with pytest.raises(CheckpointError) as unusable:
+            resolve_checkpoint(model_id, None)
+        assert str(unusable.value).startswith(f"no verified checkpoint for {model_id}: ")
+        assert models[model_id].detail in str(unusable.value)
+    with pytest.raises(CheckpointError, match=r"^no cached checkpoint for mcibi_r50_city; run `repro fetch"):
+        resolve_checkpoint("mcibi_r50_city", None)
+
+
 def test_verify_rehashes(scene):
     manifest = load_manifest(MANIFEST)
     ids = ["mcibi_r50_ade"]
@@ -165,9 +187,9 @@ def test_manifest_digest_wins_over_the_lock_record(home):
     manifest = load_manifest(MANIFEST)
     entry = manifest.get("mcibi_r50_ade").model_copy(update={"sha256": OTHER_SHA})
     cache_checkpoint("mcibi_r50_ade")  # recorded with SHA
-    found = status.checkpoint_status(entry)
+    found = checkpoint_status(entry)
     assert found.state == "mismatch" and "manifest" in found.detail
-    assert status.checkpoint_status(manifest.get("mcibi_r50_ade")).state == "cached"
+    assert checkpoint_status(manifest.get("mcibi_r50_ade")).state == "cached"
 
 
 def test_default_variant_result_counts_and_missing_default_results_folder(home):

@@ -458,13 +458,13 @@ def _partial_text(result) -> str:
 
 
 def _perf_text(result) -> str:
-    from repro.cli.summary import speed_text
+    from repro.cli.summary import peak_share_text, speed_text
 
     parts = [speed_text(result) or "no timed images"]
     if result.flops_per_image:
         parts.append(f"{result.flops_per_image / 1e12:.2f} TFLOP/img")
     if result.peak_flops_fraction is not None:
-        parts.append(f"{result.peak_flops_fraction:.0%} of fp32 peak")
+        parts.append(peak_share_text(result))
     if result.peak_memory_bytes:
         kind = "GPU peak" if result.peak_memory_kind == "cuda-allocated" else "process peak RSS"
         parts.append(f"{kind} {result.peak_memory_bytes / 2**30:.1f} GiB")

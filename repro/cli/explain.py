@@ -55,9 +55,11 @@ def explain(
 
 
 def _say_drawn(drawn, output: Path) -> None:
+    from repro.explain.explanation import wrap
+
     typer.echo("")
     for note in drawn.notes:
-        typer.echo(note)
+        typer.echo("\n".join(wrap(note, _width(), indent="", hanging="  ")))
     if drawn.files:
         typer.echo(f"pictures in {output}:")
         for file in drawn.files:

@@ -154,18 +154,38 @@ def _check_from(sources: list[str], entries, dataset_names: list[str], root) -> 
         raise ReproError("--root names the folder of one dataset; fetch one dataset at a time", exit_code=2)
 
 
+def _error_text(label: str, err: ReproError) -> str:
+    """`error: <item>: <what failed>`. A failed download names its item itself and holds only
+    hosts and reasons (its URLs and --from line are printed whole above it): it is wrapped between
+    words at the output's width (80 in a pipe), continuation lines indented."""
+    import sys
+    import textwrap
+
+    from repro.cli.summary import output_width
+    from repro.fetch.download import DownloadFailed
+
+    if not isinstance(err, DownloadFailed):
+        return f"error: {label}: {err}"
+    return "\n".join(textwrap.wrap(f"error: {err}", width=output_width(sys.stderr), subsequent_indent="  ",
+                                   break_long_words=False, break_on_hyphens=False))
+
+
 def _run_items(items: list[tuple[str, Callable[[], Path]]]) -> None:
     """Fetch each item, printing `label: path`; a failure stops only that item (unless alone)."""
+    from repro.fetch.download import DownloadFailed
+
     failures: list[str] = []
     try:
         for label, action in items:
             try:
                 typer.echo(f"{label}: {action()}")
             except ReproError as err:
-                if len(items) == 1:
+                if len(items) == 1 and not isinstance(err, DownloadFailed):
                     raise
+                typer.echo(_error_text(label, err), err=True)
+                if len(items) == 1:
+                    raise typer.Exit(err.exit_code) from None
                 failures.append(label)
-                typer.echo(f"error: {label}: {err}", err=True)
     except KeyboardInterrupt:
         # Downloads keep their .part and extractions restart cleanly: the same command resumes.
         typer.echo("interrupted; run the same command to resume", err=True)

@@ -99,9 +99,9 @@ def report(
     ),
     output: Path = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
     measured_only: bool = typer.Option(
-        None,
+        False,
         "--measured-only/--all-rows",
-        help="Only the rows with a result, or every row (default: only those when fewer than 10% have one).",
+        help="Only the rows with a result, the others counted in one line (default: every row, as --all-rows).",
         show_default=False,
     ),
     tolerance: float = typer.Option(
@@ -131,9 +131,9 @@ def report(
     source, missing = _results_source(results_dir)
     table = reporting.build_report(manifest, source, tolerance=tolerance, ids=ids or None, measured_only=measured_only)
     nothing = missing or reporting.no_results_line(table, source)
-    if nothing:  # one line; --all-rows still prints the documented numbers
+    if nothing:  # one line on stderr; the table still lists every row (not run), unless --measured-only
         typer.echo(nothing, err=True)
-        if measured_only is not False:
+        if measured_only:
             return
     fmt_name = ("md" if fmt is ReportFormat.table else fmt.value) if fmt is not None else rendering.format_for_output(output)
     text = _plot_and_render(table, manifest, fmt_name, plot)

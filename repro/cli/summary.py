@@ -40,6 +40,16 @@ def speed_text(result: Any) -> str:
     return ""
 
 
+def peak_share_text(result: Any) -> str:
+    """'27% of fp32 peak', or for a tf32 / tf32-all run '9% of TF32 peak': the peak the recorded
+    fraction was taken against ('' when none was recorded)."""
+    from repro.perf import peak_name
+
+    if result.peak_flops_fraction is None:
+        return ""
+    return f"{result.peak_flops_fraction:.0%} of {peak_name(getattr(result, 'precision', None))}"
+
+
 def _number(value: Any) -> str:
     return "" if value is None else f"{value:.2f}"
 

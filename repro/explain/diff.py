@@ -94,7 +94,7 @@ def class_deltas(a: Side, b: Side) -> list[ClassDelta]:
     def ious(side: Side) -> dict[str, float | None]:
         if side.evidence is not None and side.evidence.has_labels:
             names = class_names_of(side.result, side.evidence.num_classes)
-            return {n: (None if math.isnan(v) else 100 * float(v)) for n, v in zip(names, side.evidence.class_iou())}
+            return {n: (None if math.isnan(v) else 100 * float(v)) for n, v in zip(names, side.evidence.scores().iou)}
         return dict(side.result.per_class_iou)
 
     ia, ib = ious(a), ious(b)

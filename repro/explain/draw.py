@@ -7,8 +7,9 @@
 - `class_iou.png`: per-class IoU, worst first.
 Predictions come from the run's saved label PNGs (`predictions_dir`, `repro eval
 --save-predictions`), else are recomputed for those images from the recorded checkpoint when it
-is still there with the same sha256 (repro.explain.predictions), else the pictures are skipped with
-the command that records them.
+is still there with the same sha256 (repro.explain.predictions: in fp32 on the CPU, with a note
+on how far they agree with the run's recorded per-image counts), else the pictures are skipped
+with the command that records them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ import numpy as np
 from repro.explain.explanation import Explanation
 
 ERROR_RGB = (230, 30, 30)
-IGNORE_RGB = (0, 0, 0)
+# Ignored label pixels (not counted by the metric), in every panel and legend: a pale magenta that
+# no dataset palette nor the generated colours use, at least 70 apart (RGB distance) from every one
+# of them, from the errors panel's greys and from its red. (Black, used before, is the background
+# class of LIP, VOC and Pascal-Context.)
+IGNORE_RGB = (255, 160, 255)
 MAX_HEATMAP_CLASSES = 12
 MAX_BAR_CLASSES = 40
 
@@ -68,15 +73,16 @@ def dataset_colours(dataset: str, num_classes: int) -> np.ndarray:
 
 
 def paint(label: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    """RGB picture of a class map; ignored pixels (< 0 or >= C) black."""
-    out = np.zeros((*label.shape, 3), dtype=np.uint8)
+    """RGB picture of a class map; ignored pixels (< 0 or >= C) in IGNORE_RGB."""
+    out = np.empty((*label.shape, 3), dtype=np.uint8)
+    out[...] = IGNORE_RGB
     valid = (label >= 0) & (label < len(colours))
     out[valid] = colours[label[valid]]
     return out
 
 
 def error_map(image_rgb: np.ndarray, label: np.ndarray, prediction: np.ndarray) -> np.ndarray:
-    """The image dimmed to grey, wrong pixels red, ignored label pixels black."""
+    """The image dimmed to grey (100-189), wrong pixels red, ignored label pixels in IGNORE_RGB."""
     grey = image_rgb.mean(axis=2, keepdims=True).astype(np.float32)
     out = np.repeat(0.35 * grey + 100, 3, axis=2).astype(np.uint8)
     ignored = label < 0
@@ -93,8 +99,6 @@ def draw_image_panel(path: Path, image_bgr: np.ndarray, label: np.ndarray, predi
                      class_names: Sequence[str], title: str, colours: np.ndarray | None = None) -> Path:
     """One row of four pictures and a legend of the classes in the label or the prediction."""
     plt = _pyplot()
-    from matplotlib.patches import Patch
-
     colours = class_colours(len(class_names)) if colours is None else colours
     image_rgb = np.ascontiguousarray(image_bgr[..., ::-1])
     panels = [("image", image_rgb), ("ground truth", paint(label, colours)),
@@ -106,12 +110,19 @@ def draw_image_panel(path: Path, image_bgr: np.ndarray, label: np.ndarray, predi
         ax.imshow(picture, interpolation="nearest")
         ax.set_title(name, fontsize=9)
         ax.axis("off")
-    handles = [Patch(color=colours[c] / 255, label=_short(class_names[c])) for c in shown[:16]]
-    handles.append(Patch(color=np.array(IGNORE_RGB) / 255, label="ignored"))
+    handles = [_patch(colours[c], _short(class_names[c])) for c in shown[:16]]
+    handles += [_patch(IGNORE_RGB, "ignored (not counted)"), _patch(ERROR_RGB, "wrong (errors panel)")]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.84, bottom=0.05 + 0.07 * (1 + len(handles) // 6), wspace=0.03)
     return _save(fig, path)
+
+
+def _patch(rgb, label: str):
+    """A legend entry, outlined so that a light colour still shows on the white page."""
+    from matplotlib.patches import Patch
+
+    return Patch(facecolor=np.asarray(rgb) / 255, edgecolor="0.4", linewidth=0.5, label=label)
 
 
 def _classes_shown(label: np.ndarray, prediction: np.ndarray, num_classes: int) -> list[int]:
@@ -212,10 +223,10 @@ def draw_all(x: Explanation, output_dir: str | Path, num_images: int = 4) -> Dra
     if ev is None or not ev.has_labels:
         drawn.notes.append("no pictures: " + (x.missing or "a server run has no labels"))
         return drawn
-    drawn.files.append(draw_class_iou(out / "class_iou.png", ev.class_iou(), x.class_names, x.result.miou))
+    drawn.files.append(draw_class_iou(out / "class_iou.png", ev.scores().iou, x.class_names, x.result.miou))
     drawn.files.append(draw_confusion(out / "confusion.png", ev.confusion, x.class_names))
     ids = [row.image_id for row in x.worst_images[:num_images]]
-    source = PredictionSource.for_result(x.path, x.result)
+    source = PredictionSource.for_result(x.path, x.result, ev)
     if source.problem:
         drawn.notes.append(source.problem)
         return drawn
@@ -234,4 +245,7 @@ def draw_all(x: Explanation, output_dir: str | Path, num_images: int = 4) -> Dra
         path = out / "images" / f"{rank:02d}_{_safe(image_id)}.png"
         colours = dataset_colours(x.result.dataset, len(x.class_names))
         drawn.files.append(draw_image_panel(path, image, label, prediction, x.class_names, title, colours))
+    note = source.recomputed_note()
+    if note:
+        drawn.notes.append(note)
     return drawn

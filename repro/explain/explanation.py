@@ -24,6 +24,7 @@ from repro.results.evidence import Evidence, load
 from repro.explain.checks import Finding, not_checked, run_checks
 from repro.manifest import PROTOCOL_NAMES as PROTOCOL_ORDER
 from repro.manifest import ordered_protocols
+from repro.results.current import partial_note
 from repro.results.files import EvalResult, read_result
 
 
@@ -221,7 +222,8 @@ def _compare_to_documents(out: Explanation, entry) -> None:
 
 
 def _fill_from_evidence(out: Explanation, evidence: Evidence, top: int) -> None:
-    iou, share = evidence.class_iou(), evidence.gt_share()
+    scores = evidence.scores()
+    iou, share = scores.iou, scores.gt_share
     rows = [ClassRow(i, out.class_names[i], None if np.isnan(iou[i]) else 100 * float(iou[i]), float(share[i]))
             for i in range(evidence.num_classes)]
     out.classes = sorted((r for r in rows if r.iou is not None), key=lambda r: (r.iou, -r.gt_share))[:top]
@@ -272,7 +274,7 @@ def conditions_table(result: EvalResult) -> list[tuple[str, str]]:
         ("dataset", f"{result.data_root} (fingerprint {(result.dataset_fingerprint or 'not recorded')[:12]})"),
     ]
     if result.status == "partial":
-        rows.append(("coverage", f"partial: {result.num_images}/{result.num_images_total} images, never compared"))
+        rows.append(("coverage", f"partial: {partial_note(result)}, never compared"))
     return rows
 
 
@@ -310,7 +312,7 @@ def _fmt(value: float | None, signed: bool = False) -> str:
     return f"{value:+.2f}" if signed else f"{value:.2f}"
 
 
-def _wrap(text: str, width: int, indent: str = "  ", hanging: str = "    ") -> list[str]:
+def wrap(text: str, width: int, indent: str = "  ", hanging: str = "    ") -> list[str]:
     """Wrapped lines; a `command` in backticks stays on one line (copied from a pipe whole)."""
     text = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", "\0"), text)
     lines = textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=hanging,
@@ -362,18 +364,18 @@ _RUN_KEYS = ("forward", "precision", "device", "torch", "world size")
 
 def render_text(x: Explanation, width: int = 80) -> str:
     """The explanation for people: plain text, no colour, lines within `width` where words allow."""
-    lines = [x.title, *_wrap(_headline(x), width)]
-    lines += _wrap("run: " + ", ".join(f"{k} {v}" for k, v in x.conditions if k in _RUN_KEYS), width)
-    lines += [line for key, value in x.conditions if key not in _RUN_KEYS for line in _wrap(f"{key}: {value}", width)]
-    lines += [line for note in x.condition_notes for line in _wrap(note, width)]
-    lines += _wrap(f"result: {x.path}", width)
+    lines = [x.title, *wrap(_headline(x), width)]
+    lines += wrap("run: " + ", ".join(f"{k} {v}" for k, v in x.conditions if k in _RUN_KEYS), width)
+    lines += [line for key, value in x.conditions if key not in _RUN_KEYS for line in wrap(f"{key}: {value}", width)]
+    lines += [line for note in x.condition_notes for line in wrap(note, width)]
+    lines += wrap(f"result: {x.path}", width)
     if x.missing:
-        lines += ["", *_wrap(x.missing, width, indent="", hanging="  ")]
+        lines += ["", *wrap(x.missing, width, indent="", hanging="  ")]
     if x.findings:
-        lines += ["", "Likely causes"] + [line for f in x.findings for line in _wrap(f"! {f.line}", width)]
+        lines += ["", "Likely causes"] + [line for f in x.findings for line in wrap(f"! {f.line}", width)]
     elif x.evidence is not None and x.evidence.has_labels:
         lines += ["", "Likely causes: none of the checks fired"]
-    lines += [line for note in x.unchecked for line in _wrap(f"(not checked: {note})", width)]
+    lines += [line for note in x.unchecked for line in wrap(f"(not checked: {note})", width)]
     lines += _class_section(x) + _confusion_section(x) + _image_section(x)
     return "\n".join(lines) + "\n"
 

@@ -1,17 +1,26 @@
 """Where `repro explain --output` gets an image's prediction: the run's saved label PNGs, else
 the recorded checkpoint run again on that image (only when the file still has the recorded
 sha256, so the picture shows the network that made the number), else nowhere (said in one line
-with the command that records them)."""
+with the command that records them).
+
+A recomputed prediction is made in fp32 on this machine's CPU (upstream-exact resize), whatever
+arithmetic and device the run measured with, so it may differ from the run's in a few pixels. Each
+one is therefore counted as the metric counts it and compared with the run's per-image counts in
+the evidence sidecar; `recomputed_note` says both on the page.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from repro.errors import ReproError
+from repro.results.evidence import Evidence
 from repro.results.files import EvalResult
+
+RECOMPUTED = "recomputed in fp32 on the CPU"  # the picture titles' word for the source
 
 
 def _predictions_folder(result_path: Path, result: EvalResult) -> Path | None:
@@ -38,19 +47,63 @@ def _checkpoint_problem(result: EvalResult) -> str | None:
 
 
 @dataclass
+class Agreement:
+    """How the recomputed predictions compare with the run's recorded per-image counts."""
+
+    images: int = 0  # recomputed images compared
+    identical: int = 0  # whose intersect, gt and pred areas all equal the recorded ones
+    differing: int = 0  # pixels predicted otherwise, at least: what the counts can tell
+    counted: int = 0  # the counted (not ignored) label pixels of those images
+
+    def add(self, recorded: dict[str, np.ndarray], confusion: np.ndarray) -> None:
+        """One image: `recorded` its evidence row, `confusion` the recomputed (C, C) counts."""
+        intersect, gt, pred = np.diag(confusion), confusion.sum(axis=1), confusion.sum(axis=0)
+        self.images += 1
+        self.counted += int(gt.sum())
+        same = (np.array_equal(intersect, recorded["intersect"]) and np.array_equal(gt, recorded["gt_area"])
+                and np.array_equal(pred, recorded["pred_area"]))
+        self.identical += same
+        # a pixel predicted otherwise moves one count between two classes of the prediction
+        # histogram and changes the correct pixels by at most one
+        moved = int(np.abs(pred - recorded["pred_area"]).sum()) // 2
+        self.differing += max(moved, abs(int(intersect.sum()) - int(recorded["intersect"].sum())))
+
+    def text(self) -> str:
+        if not self.images:
+            return "no image was recomputed"
+        line = f"{self.identical} of {self.images} image(s) give exactly the recorded counts"
+        if self.identical == self.images:
+            return line
+        share = self.differing / self.counted if self.counted else 0.0
+        return f"{line}; at least {self.differing:,} of {self.counted:,} pixels ({share:.2%}) predicted otherwise"
+
+
+def recorded_row(evidence: Evidence | None, image_id: str) -> dict[str, np.ndarray] | None:
+    """The evidence's per-image counts of one image (None: no labelled evidence, or no such row)."""
+    if evidence is None or not evidence.has_labels:
+        return None
+    rows = np.flatnonzero(evidence.image_ids == image_id)
+    if not len(rows):
+        return None
+    return {name: getattr(evidence, name)[rows[0]] for name in ("intersect", "gt_area", "pred_area")}
+
+
+@dataclass
 class PredictionSource:
     """Reads image, label and prediction of one image id of a result's split."""
 
     result: EvalResult
     dataset: object | None = None
     folder: Path | None = None  # saved predictions
-    kind: str = ""  # "saved predictions" | "recomputed from the checkpoint"
+    kind: str = ""  # "saved predictions" | RECOMPUTED
     problem: str | None = None
+    evidence: Evidence | None = None  # the run's counts, for the recomputed predictions' agreement
+    agreement: Agreement = field(default_factory=Agreement)
     _predictor: object | None = None
 
     @classmethod
-    def for_result(cls, result_path: Path, result: EvalResult) -> PredictionSource:
-        source = cls(result)
+    def for_result(cls, result_path: Path, result: EvalResult, evidence: Evidence | None = None) -> PredictionSource:
+        source = cls(result, evidence=evidence)
         try:
             from repro.datasets import open_dataset
 
@@ -64,7 +117,7 @@ class PredictionSource:
             return source
         problem = _checkpoint_problem(result)
         if problem is None:
-            source.kind = "recomputed from the checkpoint"
+            source.kind = RECOMPUTED
             return source
         source.problem = (
             f"no image pictures: the run saved no predictions and {problem}; "
@@ -81,7 +134,27 @@ class PredictionSource:
             prediction = self._recomputed(sample)
         if prediction.shape != sample.label.shape:
             raise ValueError(f"prediction {prediction.shape} and label {sample.label.shape} differ in size")
+        if self.kind == RECOMPUTED:
+            self._compare(image_id, sample.label, prediction)
         return sample.image, sample.label, prediction
+
+    def _compare(self, image_id: str, label: np.ndarray, prediction: np.ndarray) -> None:
+        from repro.metrics import image_confusion
+
+        recorded = recorded_row(self.evidence, image_id)
+        if recorded is not None:
+            confusion = image_confusion(prediction, label, len(recorded["gt_area"])).cpu().numpy()
+            self.agreement.add(recorded, confusion)
+
+    def recomputed_note(self) -> str | None:
+        """What the pictures of recomputed predictions are and how far they agree with the run's
+        recorded counts (None for saved predictions)."""
+        if self.kind != RECOMPUTED:
+            return None
+        r = self.result
+        return (f"the predictions pictured were {RECOMPUTED} (upstream-exact resize), not in the run's "
+                f"arithmetic ({r.precision} on {r.device}); against the run's per-image counts: "
+                f"{self.agreement.text()}")
 
     def _saved(self, image_id: str) -> np.ndarray:
         """A saved PNG holds classes in the dataset's own label numbering: read it as a label."""

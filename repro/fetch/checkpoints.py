@@ -24,9 +24,11 @@ from pathlib import Path
 from repro.errors import CheckpointError, FetchError, first_sentence
 from repro.fetch.download import (
     AllUrlsFailed,
+    DownloadFailed,
     DownloadResult,
     UrlFailed,
     copy_to_part,
+    describe_attempts,
     describe_hosts,
     download_first_working,
     exclusive,
@@ -41,12 +43,12 @@ from repro.fetch.download import (
 )
 from repro.fetch.cache import (  # noqa: F401 - the cache's readers, re-exported
     LOCK_FILE_NAME,
-    _cached_file,
     _entry,
     checkpoint_path,
     lock_file_path,
     read_lock_file,
     resolve_checkpoint,
+    verified_file,
 )
 from repro.paths import checkpoint_dir
 
@@ -280,12 +282,13 @@ def fetch_checkpoint(
 
 def _download(entry, source: str | os.PathLike | None, mirror: str | None, *, force: bool, reporter) -> Path:
     """Try the URLs in order (an explicit one, else the manifest's); keep and record the first that
-    verifies. All failing: the manual steps on their own lines, then one FetchError line."""
+    verifies. All failing: one line per URL and the import command, then one FetchError line
+    with the reason (each reason once, with the hosts it hit)."""
     folder = checkpoint_dir(entry.id)
     urls, names = _urls_to_try(entry, source, mirror)
     say(f"{entry.id}: fetching checkpoint")
     try:
-        path, result, _attempts = download_first_working(
+        path, result, attempts = download_first_working(
             urls,
             lambda url: folder / names[url],
             lambda result: _verify(result, entry, force=force),
@@ -296,21 +299,22 @@ def _download(entry, source: str | os.PathLike | None, mirror: str | None, *, fo
         _remove_if_empty(folder)
         if source is None:  # the URLs and the import command whole, on lines of their own
             _say_manual_download(entry)
-            raise FetchError(f"could not fetch checkpoint {entry.id}: {describe_hosts(err.attempts)}; "
-                             "download it by hand and import it (see above)") from None
+            raise DownloadFailed(f"could not download the checkpoint of {entry.id}: {describe_hosts(err.attempts)}") from None
         raise
     except FetchError:
         _remove_if_empty(folder)
         raise
     _record(entry, path, result, result.url)
     _drop_other_files(folder, path)
+    if attempts:  # an earlier URL failed: said once, now that another one worked
+        say(f"{entry.id}: failed {describe_attempts(attempts)}; downloaded {result.url}", always=True)
     say(f"{entry.id}: {path} ({human_size(result.size)}, sha256 {result.sha256})")
     return path
 
 
 def _already_in_cache(entry) -> Path | None:
     """The verified cached file, or a file already in the cache folder that verifies (adopted)."""
-    cached = _cached_file(entry, rehash=True)
+    cached = verified_file(entry, rehash=True)
     if cached is not None:
         say(f"{entry.id}: cached and verified ({cached})")
         return cached
@@ -337,10 +341,11 @@ def _from_line(entry) -> str:
 
 
 def _say_manual_download(entry) -> None:
-    """The URLs to download by hand, whole and one per line, and the command that imports the file."""
+    """The URLs to download by hand, whole and one per line, and the command that imports the file
+    (as a dataset's manual steps end: `then: repro fetch ... --from FILE`)."""
     lines = [f"{entry.id}: download the checkpoint by hand from" + (" one of:" if len(entry.weights) > 1 else ":")]
     lines += [f"  {url}" for url in entry.weights]
-    lines += ["then import it with:", f"  {_from_line(entry)}"]
+    lines += [f"then: {_from_line(entry)}"]
     say("\n".join(lines), always=True)
 
 

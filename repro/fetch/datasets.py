@@ -35,8 +35,11 @@ from repro.fetch.archives import (
     temp_folder_for,
 )
 from repro.fetch.download import (
+    AllUrlsFailed,
     DiskSpaceError,
+    DownloadFailed,
     UrlFailed,
+    describe_hosts,
     download_first_working,
     exclusive,
     file_name_from_url,
@@ -594,8 +597,8 @@ def register_folder(spec: DatasetSources, folder: Path, dest: Path, *, force: bo
     return dest
 
 
-def _download_any(spec, dest, data_root_override, root, prefer, mirror, progress):
-    downloads = _downloads_folder(root, data_root_override)
+def _ordered_sources(spec: DatasetSources, prefer: str | None) -> list[Source]:
+    """The sources to download from, `prefer`'s first."""
     ordered = list(spec.sources)
     if prefer:
         if prefer not in {s.key for s in ordered}:
@@ -603,28 +606,42 @@ def _download_any(spec, dest, data_root_override, root, prefer, mirror, progress
                 f"{spec.title} has no '{prefer}' source (it has: {', '.join(s.key for s in ordered)})"
             )
         ordered.sort(key=lambda s: s.key != prefer)
-    failures: list[str] = []
-    for source in ordered:
-        if not source.downloadable:
-            continue
+    return [s for s in ordered if s.downloadable]
+
+
+def _download_any(spec, dest, data_root_override, root, prefer, mirror, progress):
+    """Download the first source that works. A failed source is said once: in the line naming the
+    source used, or, when every one fails, after the manual steps (one line per file to get by
+    hand and the `--from` command) in the FetchError: each reason once, with the hosts it hit."""
+    downloads = _downloads_folder(root, data_root_override)
+    failed: list[Source] = []
+    attempts, other_reasons = [], []
+    for source in _ordered_sources(spec, prefer):
         # A crash may have left an unfinished extraction; extract_to removes it.
         if temp_folder_for(dest).exists():
             say(f"{spec.title}: a previous extraction was interrupted; it will be redone")
-        say(f"{spec.title}: fetching {source.description}")
+        if not failed:
+            say(f"{spec.title}: fetching {source.description}")
         try:
             archives = _download_source(spec, source, downloads, mirror=mirror, progress=progress)
         except DiskSpaceError:
             raise  # another source would not fit either
-        except FetchError as err:
-            failures.append(f"{source.key}: {err}")
-            say(f"{spec.title}: {source.description} failed ({err})", always=True)
+        except AllUrlsFailed as err:
+            failed.append(source)
+            attempts += err.attempts
             continue
+        except FetchError as err:
+            failed.append(source)
+            other_reasons.append(str(err))
+            continue
+        if failed:
+            reasons = "; ".join(filter(None, [describe_hosts(attempts), *other_reasons]))
+            say(f"{spec.title}: {', '.join(s.description for s in failed)} failed ({reasons}); "
+                f"used {source.description}", always=True)
         return source.key, archives, [p for parts in archives for p in parts]
-    say(manual_steps(spec.name), always=True)
-    raise FetchError(
-        f"could not download {spec.title}: {' | '.join(failures) or 'no downloadable source'}; "
-        f"see the manual steps above (`repro fetch --dataset {spec.name} --manual`)"
-    )
+    say(spec.manual, always=True)
+    reasons = "; ".join(filter(None, [describe_hosts(attempts), *other_reasons])) or "no downloadable source"
+    raise DownloadFailed(f"could not download {spec.title}: {reasons}")
 
 
 __all__ = [

@@ -550,10 +550,22 @@ def describe_attempts(attempts: Iterable[Attempt]) -> str:
 
 
 def describe_hosts(attempts: Iterable[Attempt]) -> str:
-    """'github.com: cannot connect (...)': the host of each failed URL with its reason, for a
-    short error line when the URLs themselves are printed whole elsewhere."""
-    parts = [f"{urlsplit(a.url).netloc or a.url}: {a.reason}" for a in attempts]
-    return "; ".join(dict.fromkeys(parts))
+    """'github.com, data.csail.mit.edu: cannot connect (...)': each reason once, after the hosts
+    that failed for it, for a short error line when the URLs themselves are printed whole
+    elsewhere (offline, every URL fails for one reason: it is said once)."""
+    hosts_by_reason: dict[str, list[str]] = {}
+    for attempt in attempts:
+        hosts = hosts_by_reason.setdefault(attempt.reason, [])
+        host = urlsplit(attempt.url).netloc or attempt.url
+        if host not in hosts:
+            hosts.append(host)
+    return "; ".join(f"{', '.join(hosts)}: {reason}" for reason, hosts in hosts_by_reason.items())
+
+
+class DownloadFailed(FetchError):
+    """No source of a checkpoint or dataset could be downloaded. The fetcher printed the URLs and
+    the `--from` line whole before raising; the message holds only hosts and reasons, so the CLI
+    may wrap it to the width (repro.cli.fetch)."""
 
 
 class AllUrlsFailed(FetchError):
@@ -576,8 +588,9 @@ def download_first_working(
     """Try each URL in order until one delivers a file that `verify` accepts.
 
     `verify` raises `UrlFailed` to reject a complete download (wrong digest, wrong content); the
-    `.part` is then deleted and the next URL tried. The accepted `.part` is renamed atomically
-    to its destination. Nothing partial remains when this raises.
+    `.part` is then deleted and the next URL tried, silently: the caller says what failed, once
+    (all failed: `AllUrlsFailed.attempts`; one worked: the returned attempts). The accepted
+    `.part` is renamed atomically to its destination. Nothing partial remains when this raises.
     """
     session = session or make_session()
     attempts: list[Attempt] = []
@@ -590,8 +603,6 @@ def download_first_working(
         except UrlFailed as failure:
             part.unlink(missing_ok=True)
             attempts.append(Attempt(url, failure.reason))
-            if url != urls[-1]:
-                say(f"{what}: skipped {url} ({failure.reason}); trying the next URL", always=True)
             continue
         except FetchError:
             part.unlink(missing_ok=True)

@@ -3,7 +3,8 @@
 The plan's FLOPs (repro.planning.plan: the per-config FLOP table scaled by each protocol's pixels, times
 the images) over the device's achieved speed (repro.perf: peak x achieved share), in fp32 and in
 TF32. These are ESTIMATES: the fp32 share was measured on an H200 (issue 12), the TF32 share is
-assumed until a GPU run measures it (benchmarks/gpu_check.sh). Light at import (no torch).
+assumed until a GPU run measures it (benchmarks/gpu_check.sh), the CPU speed was measured for
+R-50 on a 2-core machine (repro.planning.plan). Light at import (no torch).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from repro.errors import ReproError
-from repro.perf import FP32_ACHIEVED_SHARE, TF32_ACHIEVED_SHARE, device_peak_flops
-from repro.planning.plan import DeviceInfo, Plan, format_duration
+from repro.perf import FP32_ACHIEVED_SHARE, TF32_ACHIEVED_SHARE, achieved_share, device_peak_flops
+from repro.planning.plan import CPU_GFLOPS_PER_THREAD, CPU_SPEED_SOURCE, DeviceInfo, Plan, format_duration
 
 # --assume-device NAME -> the name torch.cuda.get_device_name() gives such a GPU (None: a CPU)
 ASSUMED_DEVICES: dict[str, str | None] = {
@@ -80,19 +81,21 @@ def plan_budget(plan: Plan, device: DeviceInfo | None = None) -> Budget:
 
 def _speed_text(device: DeviceInfo, precision: str) -> str:
     if device.kind == "cpu":
-        return f"{device.flops_per_second() / 1e12:.1f} TFLOP/s (assumed)" if precision == "fp32" else "n/a"
+        if precision != "fp32":
+            return "n/a"
+        return f"{device.threads} x {CPU_GFLOPS_PER_THREAD:g} GFLOP/s ({CPU_SPEED_SOURCE})"
     peak = device_peak_flops(device.name, precision)
     if peak is None:
         return "n/a (TF32 needs an Ampere or newer GPU)" if precision != "fp32" else "peak unknown"
-    share, how = (FP32_ACHIEVED_SHARE, "measured") if precision == "fp32" else (TF32_ACHIEVED_SHARE, "assumed")
-    return f"{peak / 1e12:g} TFLOP/s peak x {share:.2f} ({how})"
+    share, source = achieved_share(precision)
+    return f"{peak / 1e12:g} TFLOP/s peak x {share:.2f} ({source})"
 
 
 def budget_lines(plan: Plan) -> list[str]:
     """What the plan's runs would take on the plan's (assumed) device, in fp32 and in TF32."""
     device, budget = plan.device, plan_budget(plan)
     times = ", ".join(f"{p} {format_duration(s) if s is not None else 'n/a'}" for p, s in budget.seconds.items())
-    lines = [f"budget on {device.label} (assumed): {times}, {budget.runs} run(s)"]
+    lines = [f"budget on an assumed {device.label}: {times}, {budget.runs} run(s)"]
     for name in BUDGET_PRECISIONS:
         speed = _speed_text(device, name)
         lines.append(f"  {name}: " + (speed if speed.startswith("n/a") else f"the FLOP table at {speed}"))

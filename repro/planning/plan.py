@@ -29,6 +29,7 @@ LONG_RUN_SECONDS = 300.0  # a single run estimated shorter prints no plan (and n
 # fp32, oneDNN, channels_last: MCIBI R-50-D8 at 512x683 ran one forward (~990 GFLOP) in 3.9 s on
 # this project's 2-core machine (~128 GFLOP/s per thread, idle); a little below that for the rest
 CPU_GFLOPS_PER_THREAD = 100.0
+CPU_SPEED_SOURCE = "measured for R-50 on 2 cores"  # what the budget says of that number
 UNKNOWN_GPU_FLOPS = 10e12
 
 # A typical original image of each evaluation split (height, width). Only its shape matters where

@@ -3,7 +3,7 @@
 `build_report` joins the manifest (what the model-zoo documents print) with result files (what
 `repro eval` measured) into one table, a `Report`: one row (a dict of `REPORT_COLUMNS`) per
 (model, protocol), in document order; `Report.to_frame()` gives it as a pandas DataFrame. The
-renderers (repro/report_render.py, importable from here too) turn it into GitHub markdown, CSV,
+renderers (repro/report/render.py) turn it into GitHub markdown, CSV,
 JSON or a self-contained HTML page; `plot_deltas` draws Δ per row against the tolerance band.
 The columns people read are declared once, in `DISPLAY_COLUMNS`. Plain rows, not a DataFrame,
 because pandas alone takes longer to import (0.35 s) than `repro report` may take in all
@@ -47,9 +47,6 @@ if TYPE_CHECKING:  # only for type hints
 
     from repro.manifest import Manifest, ModelEntry
 
-# Without --measured-only / --all-rows, rows without a result are left out when fewer than this
-# share of the rows has one.
-AUTO_MEASURED_ONLY = 0.10
 FORMATS = ("md", "csv", "json", "html")
 
 # Row statuses (machine-readable slug -> the mark the tables show).
@@ -149,8 +146,7 @@ class Report:
     notes: list[str] = field(default_factory=list)  # damaged result files, one line each
     results: int = 0  # how many result files (or objects) were read
     unmatched_results: list[str] = field(default_factory=list)  # results of models not in the manifest
-    hidden_not_run: int = 0  # rows without a result left out (--measured-only or automatic)
-    hidden_blank_doc: int = 0  # of those, rows the document leaves blank
+    hidden: list[dict] = field(default_factory=list)  # rows without a result --measured-only left out
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -180,8 +176,7 @@ class Report:
             frame[column] = frame[column].astype("Int64")
         frame.attrs.update(
             tolerance=self.tolerance, ids=list(self.ids), notes=list(self.notes), results=self.results,
-            unmatched_results=list(self.unmatched_results), hidden_not_run=self.hidden_not_run,
-            hidden_blank_doc=self.hidden_blank_doc,
+            unmatched_results=list(self.unmatched_results), hidden_rows=len(self.hidden),
         )
         return frame
 
@@ -425,21 +420,10 @@ def _note_files(row: dict, current: EvalResult, candidates: Sequence[Found]) -> 
         _add_note(row, f"current file {Path(path).name} (also: {', '.join(others)})")
 
 
-def _hide_not_run(report: Report, measured_only: bool | None, ids: list[str] | None) -> None:
-    """Drop the rows without a result when asked, or (None: automatic) when only a few have one.
-
-    Automatic: without ids, when some but fewer than AUTO_MEASURED_ONLY of the rows have a result
-    (a smoke test should not print 85 rows for one number).
-    """
-    not_run = [row for row in report.rows if row["result_status"] is None]
-    if measured_only is None:
-        share = 1 - len(not_run) / len(report.rows) if report.rows else 0.0
-        measured_only = not ids and 0 < share < AUTO_MEASURED_ONLY
-    if not measured_only:
-        return
+def _hide_not_run(report: Report) -> None:
+    """--measured-only: move the rows without a result to `report.hidden` (still counted)."""
+    report.hidden = [row for row in report.rows if row["result_status"] is None]
     report.rows = [row for row in report.rows if row["result_status"] is not None]
-    report.hidden_not_run = len(not_run)
-    report.hidden_blank_doc = sum(row["documented"] is None for row in not_run)
 
 
 def _report_rows(manifest: Manifest, grouped: dict, selected: list[str] | None, tolerance: float) -> list[dict]:
@@ -470,15 +454,16 @@ def build_report(
     results: Iterable[EvalResult] | str | os.PathLike,
     tolerance: float = DEFAULT_TOLERANCE,
     ids: Sequence[str] | None = None,
-    measured_only: bool | None = False,
+    measured_only: bool = False,
 ) -> Report:
     """Documented vs measured mIoU, one row per (manifest model, protocol), in document order.
 
     `results` is a list of `EvalResult` or a folder of result files (a damaged file is named
     in `Report.notes` and skipped). `ids` (ids or aliases) restricts the report to those models
     and asks the renderers for their per-class IoU; an unknown id raises the manifest's
-    `UnknownModelError`. `measured_only` keeps only the rows with a result (None:
-    automatically, when fewer than 10% of the rows have one).
+    `UnknownModelError`. Every row is kept, whatever share of them has a result (a script reading
+    the table sees the same rows as the work progresses); `measured_only` keeps only the rows
+    with a result, the others counted in `Report.hidden`.
     """
     tolerance = float(tolerance)
     if not tolerance >= 0:  # also catches NaN
@@ -500,7 +485,8 @@ def build_report(
         results=len(found),
         unmatched_results=sorted({model_id for (model_id, _) in grouped} - {entry.id for entry in manifest.entries}),
     )
-    _hide_not_run(report, measured_only, selected)
+    if measured_only:
+        _hide_not_run(report)
     return report
 
 
@@ -508,49 +494,58 @@ def build_report(
 # Summaries shared by the renderers
 
 
+def all_rows(report: Report) -> list[dict]:
+    """The rows shown and the rows --measured-only left out: what every count is taken over."""
+    return [*report.rows, *report.hidden]
+
+
 def status_counts(report: Report) -> dict[str, int]:
-    """How many rows have each status (every status listed, zeros included; hidden rows count as not run)."""
-    counts = Counter(row["status"] for row in report)
-    out = {status: counts.get(status, 0) for status in STATUS_MARKS}
-    out[NOT_RUN] += report.hidden_not_run
-    return out
+    """How many rows, shown or not, have each status (every status listed, zeros included)."""
+    counts = Counter(row["status"] for row in all_rows(report))
+    return {status: counts.get(status, 0) for status in STATUS_MARKS}
 
 
-def hidden_not_run(report: Report) -> int:
-    """How many rows without a result `--measured-only` (or its automatic form) left out."""
-    return report.hidden_not_run
+def _summary_status(row: dict) -> str:
+    """The status a row is counted under in the summary: a row the document leaves blank counts
+    as "without a documented value" whether it was run or not (there is nothing to reproduce)."""
+    return BLANK_DOC if row["status"] == NOT_RUN and row["documented"] is None else row["status"]
 
 
-def hidden_line(report: Report) -> str | None:
-    """One line saying how many rows are not shown and how to show them; None when none are hidden."""
-    hidden = report.hidden_not_run
-    if not hidden:
-        return None
-    return f"{hidden} row{'s' if hidden != 1 else ''} not run (repro report --all-rows to show them)."
+def count_rows(rows: Iterable[dict]) -> dict[str, int]:
+    """How many of `rows` the summary counts under each status (all listed, zeros included): the
+    one count behind the summary line and the line on the rows not shown."""
+    counts = Counter(_summary_status(row) for row in rows)
+    return {status: counts.get(status, 0) for status in STATUS_MARKS}
 
 
 def summary_counts(report: Report) -> dict[str, int]:
-    """`status_counts` as the summary tells them: a row the document leaves blank counts as
-    "without a documented value" whether it was run or not (there is nothing to reproduce)."""
-    counts = status_counts(report)
-    blank = sum(row["status"] == NOT_RUN and row["documented"] is None for row in report)
-    blank += report.hidden_blank_doc
-    counts[NOT_RUN] -= blank
-    counts[BLANK_DOC] += blank
-    return counts
+    return count_rows(all_rows(report))
+
+
+def _counted(counts: dict[str, int], always: Sequence[str] = ()) -> list[str]:
+    """`3 reproduced ✓`, `17 without a documented value`, ... in STATUS_WORDS order."""
+    parts = []
+    for status, count in counts.items():
+        mark, word = STATUS_MARKS[status], STATUS_WORDS[status]
+        if not count and status not in always:
+            continue
+        parts.append(f"{count} {word} {mark}" if mark != word and status != BLANK_DOC else f"{count} {word}")
+    return parts
+
+
+def hidden_line(report: Report) -> str | None:
+    """E.g. `Not shown: 65 not run —, 17 without a documented value (--all-rows shows them).`: the
+    rows --measured-only left out, in the summary's words and counts; None when none is hidden."""
+    if not report.hidden:
+        return None
+    return f"Not shown: {', '.join(_counted(count_rows(report.hidden)))} (--all-rows shows them)."
 
 
 def summary_line(report: Report) -> str:
     """E.g. `Summary: 12 rows: 3 reproduced ✓, 1 failed ✗, 6 not run —, 2 without a documented value.`
     (statuses no row has are left out, but for the first three)."""
-    parts = []
-    for status, count in summary_counts(report).items():
-        mark = STATUS_MARKS[status]
-        word = STATUS_WORDS[status]
-        if not count and status not in ALWAYS_COUNTED:
-            continue
-        parts.append(f"{count} {word} {mark}" if mark != word and status != BLANK_DOC else f"{count} {word}")
-    line = f"Summary: {len(report) + report.hidden_not_run} rows: " + ", ".join(parts) + "."
+    parts = _counted(summary_counts(report), ALWAYS_COUNTED)
+    line = f"Summary: {len(all_rows(report))} rows: " + ", ".join(parts) + "."
     if report.unmatched_results:
         line += f" Ignored results of models not in the manifest: {', '.join(report.unmatched_results)}."
     return line

@@ -11,15 +11,14 @@ Server (test-split) runs have no labels: `image_ids` and `pred_area` (every pixe
 The file is written atomically with a fixed zip timestamp, so the same evidence always gives the
 same bytes and therefore the same sha256 (a resumed or multi-rank run can be compared to one
 uninterrupted run by digest). `load` refuses a file whose sha256 differs from the one recorded.
-The metric helpers repeat `repro.metrics.compute_scores`'s formulas in numpy (that module imports
-torch); tests/test_evidence.py checks they agree bit for bit.
+Its metrics are `repro.metrics`' formulas applied to these counts (`Evidence.scores()`), so the
+mIoU recomputed from a sidecar is the result's own number, bit for bit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
@@ -29,18 +28,11 @@ import numpy as np
 
 from repro.errors import ReproError
 from repro.fileio import atomic_path, file_sha256
+from repro.metrics import Scores, compute_scores, nan_mean, ratio
 
 FORMAT_VERSION = 1
-SUFFIX = ".evidence.npz"
 _PER_IMAGE = ("intersect", "union", "gt_area")  # present exactly when labels were scored
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed: identical content -> identical bytes -> identical sha256
-
-
-def sidecar_name(result_name: str | Path) -> str:
-    """`<stem>.evidence.npz` for a result file `<stem>.json`."""
-    name = Path(result_name).name
-    stem = name[: -len(".json")] if name.endswith(".json") else name
-    return stem + SUFFIX
 
 
 def _int64(name: str, values, ndim: int) -> np.ndarray:
@@ -50,12 +42,6 @@ def _int64(name: str, values, ndim: int) -> np.ndarray:
     if array.size and not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"evidence `{name}` must hold integers, got {array.dtype}")
     return np.ascontiguousarray(array, dtype=np.int64)
-
-
-def _nanmean(values: np.ndarray, axis=None):
-    with warnings.catch_warnings():  # all-NaN -> NaN without a RuntimeWarning, as repro.metrics
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(values, axis=axis)
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,66 +105,28 @@ class Evidence:
     def __len__(self) -> int:
         return self.num_images
 
-    # -- dataset-wide metrics (fractions; NaN where undefined), as repro.metrics ----------------
+    # -- metrics: repro.metrics' formulas over the recorded counts ------------------------------
     def _labelled(self) -> np.ndarray:
         if self.confusion is None:
             raise ReproError("this evidence comes from a server run (no labels): it has no IoU")
         return self.confusion
 
-    def class_iou(self) -> np.ndarray:
-        m = self._labelled()
-        tp = np.diag(m).astype(np.float64)
-        union = m.sum(axis=1).astype(np.float64) + m.sum(axis=0).astype(np.float64) - tp
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(union > 0, tp / union, np.nan)
-
-    def class_acc(self) -> np.ndarray:
-        m = self._labelled()
-        tp = np.diag(m).astype(np.float64)
-        gt = m.sum(axis=1).astype(np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(gt > 0, tp / gt, np.nan)
+    def scores(self) -> Scores:
+        """Dataset-wide IoU, mIoU, aAcc, mAcc, fwIoU and ground-truth shares (fractions; NaN where
+        undefined) of the confusion matrix: the numbers the result records, by the same code."""
+        return compute_scores(self._labelled())
 
     def miou(self) -> float:
-        iou = self.class_iou()
-        return float(_nanmean(iou)) if iou.size else float("nan")
+        return self.scores().miou
 
-    def macc(self) -> float:
-        acc = self.class_acc()
-        return float(_nanmean(acc)) if acc.size else float("nan")
-
-    def aacc(self) -> float:
-        m = self._labelled()
-        total = m.sum()
-        return float(np.diag(m).astype(np.float64).sum() / total) if total > 0 else float("nan")
-
-    def fwiou(self) -> float:
-        """Frequency-weighted IoU: each class's IoU weighted by its share of ground-truth pixels."""
-        m = self._labelled()
-        gt = m.sum(axis=1).astype(np.float64)
-        total = gt.sum()
-        if total <= 0:
-            return float("nan")
-        iou = self.class_iou()
-        present = gt > 0  # a class with pixels has a defined IoU (its union is at least its pixels)
-        return float((gt[present] / total * iou[present]).sum())
-
-    def gt_share(self) -> np.ndarray:
-        """Each class's share of the counted ground-truth pixels (sums to 1)."""
-        gt = self._labelled().sum(axis=1).astype(np.float64)
-        total = gt.sum()
-        return gt / total if total > 0 else np.full_like(gt, np.nan)
-
-    # -- per image -----------------------------------------------------------------------------
     def image_iou(self) -> np.ndarray:
         """(N, C) IoU per image; NaN where a class is neither in that image's labels nor predicted."""
         self._labelled()
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(self.union > 0, self.intersect / np.maximum(self.union, 1), np.nan)
+        return ratio(self.intersect, self.union)
 
     def image_miou(self) -> np.ndarray:
         """(N,) nan-mean over the classes present in each image (label or prediction)."""
-        return np.asarray(_nanmean(self.image_iou(), axis=1), dtype=np.float64)
+        return nan_mean(self.image_iou(), axis=1)
 
     def image_error(self) -> np.ndarray:
         """(N,) wrongly predicted counted pixels per image."""

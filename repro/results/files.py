@@ -80,7 +80,9 @@ class EvalResult(BaseModel):
     # Convolution / matmul / attention FLOPs of one image's forward passes (torch's FlopCounterMode
     # on the first image evaluated; images of another size cost proportionally more or less).
     flops_per_image: float | None = None
-    device_peak_flops: float | None = None  # the device's dense fp32 peak (FLOP/s) when known
+    # the device's dense peak (FLOP/s) for the run's arithmetic, when known: fp32 CUDA cores, or TF32
+    # tensor cores for tf32 / tf32-all (repro.perf.device_peak_flops, .peak_name)
+    device_peak_flops: float | None = None
     peak_flops_fraction: float | None = None  # achieved FLOP/s per device / device_peak_flops
     # the last `repro selftest` recorded on this device when the run ended (path, date, passed, ...)
     selftest: dict | None = None
