@@ -3,7 +3,8 @@
 from the merged sinks, the timing and the environment.
 
 Every result records images/s, seconds per image, the peak memory, the FLOPs of one image's
-forward passes and the achieved share of the GPU's fp32 peak (repro.perf).
+forward passes and the achieved share of the GPU's peak for the run's arithmetic (fp32, or
+TF32 tensor cores for tf32 / tf32-all; `repro.perf.peak_name`).
 """
 
 from __future__ import annotations
