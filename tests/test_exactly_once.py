@@ -47,7 +47,7 @@ def _job(root: Path, dataset) -> EvalJob:
 
 
 def _options(out: Path, **kw) -> EngineOptions:
-    return EngineOptions(device="cpu", output=out, workers=0, save_every=1, **kw)
+    return EngineOptions(device="cpu", results=out, workers=0, save_every=1, **kw)
 
 
 class SimulatedWorld:

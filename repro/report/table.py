@@ -41,6 +41,7 @@ from repro.results.files import EvalResult
 from repro.manifest import ordered_protocols
 from repro.results.current import choose_result, default_variant, partial_note, result_variant
 from repro.results.files import read_results_tolerant
+from repro.text import counted
 
 if TYPE_CHECKING:  # only for type hints
     import pandas as pd
@@ -526,7 +527,7 @@ def hidden_line(report: Report) -> str | None:
     hidden = report.hidden_not_run
     if not hidden:
         return None
-    return f"{hidden} row{'s' if hidden != 1 else ''} not run (repro report --all-rows to show them)."
+    return f"{counted(hidden, 'row')} not run (repro report --all-rows to show them)."
 
 
 def summary_counts(report: Report) -> dict[str, int]:
@@ -550,7 +551,7 @@ def summary_line(report: Report) -> str:
         if not count and status not in ALWAYS_COUNTED:
             continue
         parts.append(f"{count} {word} {mark}" if mark != word and status != BLANK_DOC else f"{count} {word}")
-    line = f"Summary: {len(report) + report.hidden_not_run} rows: " + ", ".join(parts) + "."
+    line = f"Summary: {counted(len(report) + report.hidden_not_run, 'row')}: " + ", ".join(parts) + "."
     if report.unmatched_results:
         line += f" Ignored results of models not in the manifest: {', '.join(report.unmatched_results)}."
     return line
@@ -605,5 +606,5 @@ def strict_failure(report: Report) -> ReproError | None:
     listed = [f"{r['model_id']} ({r['protocol']}) Δ {r['delta'] + 0.0:+.2f}" for r in failed[:5]]
     more = f", and {len(failed) - 5} more" if len(failed) > 5 else ""
     return ReproError(
-        f"{len(failed)} row(s) outside tolerance ±{tolerance_of(report):.2f}: " + ", ".join(listed) + more
+        f"{counted(len(failed), 'row')} outside tolerance ±{tolerance_of(report):.2f}: " + ", ".join(listed) + more
     )

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from repro.errors import ReproError
 from repro.fileio import atomic_write_text
+from repro.text import plural
 
 if TYPE_CHECKING:  # pandas loads in results_frame only: `repro status` reads results without it
     import pandas as pd
@@ -183,7 +184,7 @@ def _why_not_a_result(err: ValidationError) -> str:
         return f"not valid JSON, truncated or damaged: {detail}"
     where = ".".join(str(part) for part in first["loc"]) or "the whole file"
     more = err.error_count() - 1
-    return f"{where}: {first['msg']}" + (f"; {more} more problem(s)" if more else "")
+    return f"{where}: {first['msg']}" + (f"; {more} more {plural(more, 'problem')}" if more else "")
 
 
 def load_results(results_dir: str | os.PathLike) -> list[EvalResult]:
