@@ -95,7 +95,7 @@ def _run(dataset, network, with_evidence: bool, folder: Path, device: str) -> fl
 
     engine_run.make_sinks = sinks
     try:
-        options = EngineOptions(device=device, output=folder, workers=0, resume=False, save_every=1)
+        options = EngineOptions(device=device, results=folder, workers=0, resume=False, save_every=1)
         return run_job(job, options).seconds
     finally:
         engine_run.make_sinks = make_sinks

@@ -237,7 +237,7 @@ def run_e2e(device: torch.device, tiny: bool, count: int, output: Path, say, lab
                   dataset_name=entry.dataset, split="val", data_root="<synthetic>",
                   class_names=DATASETS[entry.dataset].class_names, build_model=lambda: copy.deepcopy(model),
                   checkpoint_sha256="gpu_check")
-    options = EngineOptions(device=str(device), output=output, resume=False)
+    options = EngineOptions(device=str(device), results=output, resume=False)
     start = time.perf_counter()
     result = run_job(job, options)
     engine_seconds = time.perf_counter() - start
@@ -296,7 +296,7 @@ def run_cli_two_models(device: torch.device, tiny: bool, folder: Path, say) -> d
         torch.save({"model": fill_model(build_segmentor(model_id)).state_dict()}, path)
         _repro(["fetch", model_id, "--from", str(path)], env, 300)
     start = time.perf_counter()
-    done = _repro(["eval", *LOADER_MODELS, "--tta", "single", "--data-root", str(folder / "data"), "--allow-subset",
+    done = _repro(["eval", *LOADER_MODELS, "--protocol", "single", "--data-root", str(folder / "data"), "--allow-subset",
                    "--device", str(device), "--results", str(folder / "results")], env, 300)
     results = sorted(p.name for p in (folder / "results").glob("*.json"))
     row = {"models": list(LOADER_MODELS), "exit_code": done.returncode, "seconds": time.perf_counter() - start,

@@ -41,7 +41,7 @@ NO_MODEL_COMMANDS = (
     (["eval", "--all", "--dry-run"], 0),
     (["eval", "mcibi_deeplabv3_r50_lip", "--checkpoint", "{tmp}/missing.pth"], 1),
     (["eval", "mcibi_deeplabv3_r50_lip", "--checkpoint", "{tmp}/text.pth", "--dataset-root", "lip={tmp}"], 1),
-    (["eval", "mcibi_deeplabv3_r50_lip", "--tta", "msflip"], 2),
+    (["eval", "mcibi_deeplabv3_r50_lip", "--protocol", "msflip"], 2),
     (["status"], 0),
     (["report", "--results", "{tmp}/results"], 0),
     (["status", "--results", "{tmp}/filled"], 0),  # a result file for every documented number

@@ -4,7 +4,7 @@ For each case (one per protocol kind: whole single, flip, ms+flip, slide) the sc
 synthetic dataset in the real on-disk layout and a checkpoint in upstream's container
 ({'model': state_dict}, weights from the deterministic fill), then alternates whole processes:
 
-  (a) `repro eval ID --tta P --device cpu --checkpoint ... --data-root ...`
+  (a) `repro eval ID --protocol P --device cpu --checkpoint ... --data-root ...`
   (b) sssegmentation's own Tester (ssseg/test.py: its dataset class, dataloader, `auginference`,
       test loop and metric), run from its source in a separate venv by a small driver that this
       script writes to a temporary folder. The driver only swaps CUDA/NCCL for CPU/gloo
@@ -294,7 +294,7 @@ def run_case(name: str, case: Case, args, work: Path) -> dict:
     checkpoint = folder / "checkpoint.pth"
     make_checkpoint(case.model_id, checkpoint)
     env = dict(os.environ, REPRO_MANIFEST=str(folder / "manifest.yaml"), REPRO_HOME=str(folder / "home"))
-    repro_cmd = [str(Path(sys.executable).parent / "repro"), "eval", case.model_id, "--tta", case.protocol,
+    repro_cmd = [str(Path(sys.executable).parent / "repro"), "eval", case.model_id, "--protocol", case.protocol,
                  "--device", "cpu", "--checkpoint", str(checkpoint), "--data-root", str(folder / "data"),
                  "--results", str(folder / "out"), "--force", "--allow-subset"] + args.repro_args
     settings = upstream_settings(info["protocol"], info["split"])

@@ -12,13 +12,41 @@ Light at import (the CLI reads PRECISIONS): torch loads inside the functions tha
 from __future__ import annotations
 
 import contextlib
+from enum import Enum
 from typing import Any, NamedTuple
 
 from repro.errors import ReproError
 
-PRECISIONS = ("fp32", "tf32", "tf32-all", "bf16", "fp16")
-COMPARABLE = ("fp32", "tf32", "tf32-all")
-AUTOCAST = ("bf16", "fp16")  # the precisions the Predictor runs under torch.autocast
+class Precision(str, Enum):
+    """The arithmetic of a run, as `--precision` names it: one typed value from the command line
+    (`parse_precisions`) through `EngineOptions.precision` to the engine. A str subclass, so it
+    compares, hashes, formats and serialises as its name ("tf32-all")."""
+
+    FP32 = "fp32"
+    TF32 = "tf32"
+    TF32_ALL = "tf32-all"
+    BF16 = "bf16"
+    FP16 = "fp16"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @classmethod
+    def parse(cls, name: str) -> Precision:
+        """'TF32 ' -> Precision.TF32; a name that is not a precision: one line, exit 2. The one
+        check of a precision's name (the command line's and a Python caller's EngineOptions)."""
+        try:
+            return cls(str(name).strip().lower())
+        except ValueError:
+            raise ReproError(f"unknown precision '{name}'; use one of {', '.join(PRECISIONS)}", exit_code=2) from None
+
+
+PRECISIONS = tuple(p.value for p in Precision)
+COMPARABLE = (Precision.FP32, Precision.TF32, Precision.TF32_ALL)
+AUTOCAST = (Precision.BF16, Precision.FP16)  # the precisions the Predictor runs under torch.autocast
 MIN_TF32_CAPABILITY = (8, 0)  # Ampere
 
 
@@ -30,19 +58,18 @@ class TF32(NamedTuple):
 
 
 TF32_BY_PRECISION = {
-    "fp32": TF32(conv=False, matmul=False),
-    "tf32": TF32(conv=True, matmul=False),
-    "tf32-all": TF32(conv=True, matmul=True),
+    Precision.FP32: TF32(conv=False, matmul=False),
+    Precision.TF32: TF32(conv=True, matmul=False),
+    Precision.TF32_ALL: TF32(conv=True, matmul=True),
     # autocast computes in 16 bits anyway; float32 ops outside it stay exact, as upstream's test
-    "bf16": TF32(conv=False, matmul=False),
-    "fp16": TF32(conv=False, matmul=False),
+    Precision.BF16: TF32(conv=False, matmul=False),
+    Precision.FP16: TF32(conv=False, matmul=False),
 }
 
 
-def check_precision(precision: str, device: Any) -> None:
-    """Refuse (exit 2) an unknown precision, or a TF32 one where there are no TF32 tensor cores."""
-    if precision not in PRECISIONS:
-        raise ReproError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}", exit_code=2)
+def check_precision(precision: Precision, device: Any) -> None:
+    """Refuse (exit 2) a TF32 precision where there are no TF32 tensor cores (the name itself was
+    checked when it became a Precision)."""
     if not TF32_BY_PRECISION[precision].conv:
         return
     reason = tf32_unavailable(device)
@@ -51,15 +78,12 @@ def check_precision(precision: str, device: Any) -> None:
                          "use --precision fp32", exit_code=2)
 
 
-def parse_precisions(text: str) -> list[str]:
-    """'fp32,tf32' -> ['fp32', 'tf32'] (each once, in order); an unknown name: exit 2."""
-    names = list(dict.fromkeys(part.strip().lower() for part in str(text).split(",") if part.strip()))
+def parse_precisions(text: str) -> list[Precision]:
+    """'fp32,tf32' -> [Precision.FP32, Precision.TF32] (each once, in order); an unknown name: exit 2."""
+    names = [part for part in str(text).split(",") if part.strip()]
     if not names:
         raise ReproError(f"--precision needs a name; use one of {', '.join(PRECISIONS)}", exit_code=2)
-    for name in names:
-        if name not in PRECISIONS:
-            raise ReproError(f"unknown precision '{name}'; use one of {', '.join(PRECISIONS)}", exit_code=2)
-    return names
+    return list(dict.fromkeys(Precision.parse(name) for name in names))
 
 
 def tf32_unavailable(device: Any) -> str | None:
@@ -186,7 +210,7 @@ def reduced_float32_settings(cuda: bool) -> list[str]:
 
 
 @contextlib.contextmanager
-def arithmetic(precision: str, device: Any):
+def arithmetic(precision: Precision, device: Any):
     """Set the TF32 switches `precision` asks for, for the `with` block only; restored after."""
     check_precision(precision, device)
     active = switches()

@@ -186,11 +186,12 @@ def checkpoint_dir(model_id: str) -> Path:
 
 
 def results_dir(override: str | os.PathLike | None = None) -> Path:
-    """Result files: explicit override, else $REPRO_RESULTS, else <cache_home>/results.
+    """Result files: explicit override, else $REPRO_RESULTS, else <cache_home>/results, as an
+    absolute path (every command prints the same path for the same folder).
 
     One default for `repro eval`, `report` and `status`, so that they agree from any folder.
     """
     if override:
-        return Path(override).expanduser()
+        return Path(override).expanduser().resolve()
     env = os.environ.get("REPRO_RESULTS")
-    return Path(env).expanduser() if env else cache_home() / "results"
+    return (Path(env).expanduser() if env else cache_home() / "results").resolve()

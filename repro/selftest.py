@@ -42,6 +42,7 @@ from repro.errors import ReproError
 from repro.fileio import atomic_write_text
 from repro.numerics import arithmetic, reduced_float32_settings
 from repro.results.selftest_records import latest_selftest, selftest_record_path  # noqa: F401  (the API of this module too)
+from repro.text import counted
 
 TOLERANCE = 1e-4  # of max |reference logit|, as the parity fixtures (FILL.md)
 MIOU_TOLERANCE = 1e-6  # mIoU points: the pipeline must give the same number, not a close one
@@ -294,7 +295,7 @@ def _pipeline_model_id() -> str:
     return next(e.id for e in load_manifest().entries if e.dataset == PIPELINE_DATASET)
 
 
-def _engine_miou(name: str, dataset: SyntheticSplit, device: torch.device, output: Path, model_id: str):
+def _engine_miou(name: str, dataset: SyntheticSplit, device: torch.device, results: Path, model_id: str):
     from repro.datasets import DATASETS
     from repro.engine import EngineOptions, EvalJob, run_job
 
@@ -306,7 +307,7 @@ def _engine_miou(name: str, dataset: SyntheticSplit, device: torch.device, outpu
         checkpoint_sha256="selftest",
     )
     # limit = all but one image: the result is honestly 'partial', never compared with a document
-    options = EngineOptions(device=str(device), output=output, workers=0, resume=False, limit=len(dataset) - 1)
+    options = EngineOptions(device=str(device), results=results, workers=0, resume=False, limit=len(dataset) - 1)
     return run_job(job, options)
 
 
@@ -329,12 +330,12 @@ def reference_miou(name: str, dataset: SyntheticSplit, count: int) -> float:
     return matrix.scores().miou * 100.0
 
 
-def check_pipeline(name: str, device: torch.device, output: Path, model_id: str) -> Check:
+def check_pipeline(name: str, device: torch.device, results: Path, model_id: str) -> Check:
     dataset = SyntheticSplit(20)
-    cpu = _engine_miou(name, dataset, torch.device("cpu"), output / "cpu", model_id)
+    cpu = _engine_miou(name, dataset, torch.device("cpu"), results / "cpu", model_id)
     values = {"cpu": cpu.miou, "reference": reference_miou(name, dataset, cpu.num_images)}
     if device.type != "cpu":
-        values[device.type] = _engine_miou(name, dataset, device, output / device.type, model_id).miou
+        values[device.type] = _engine_miou(name, dataset, device, results / device.type, model_id).miou
     spread = max(values.values()) - min(values.values())
     passed = all(math.isfinite(v) for v in values.values()) and spread <= MIOU_TOLERANCE
     note = "" if passed else "mIoU differs: " + ", ".join(f"{k} {v:.6f}" for k, v in values.items())
@@ -350,7 +351,7 @@ def report_summary(results_dir: Path, model_id: str) -> str:
     table = build_report(load_manifest(), results_dir, ids=[model_id], measured_only=True)
     atomic_write_text(results_dir / "report.md", render_markdown(table))
     counts = ", ".join(f"{n} {status}" for status, n in status_counts(table).items() if n)
-    return f"{len(table)} rows ({counts or 'none'})"
+    return f"{counted(len(table), 'row')} ({counts or 'none'})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,7 +374,7 @@ def format_check(check: Check) -> str:
 
 
 def run_selftest(
-    device: str | None = None, quick: bool = False, *, say: Say = print, output: Path | None = None,
+    device: str | None = None, quick: bool = False, *, say: Say = print, results: Path | None = None,
 ) -> SelftestReport:
     """Run every check, printing one line per check through `say`; returns the report."""
     started = time.perf_counter()
@@ -388,14 +389,14 @@ def run_selftest(
         say(format_check(report.checks[-1]))
     _run_tf32(report, target, quick, say)
     say(f"pipeline (synthetic images, engine vs reference loop; bar {MIOU_TOLERANCE:.0e} mIoU):")
-    _run_pipeline(report, target, output, say)
+    _run_pipeline(report, target, results, say)
     report.date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     report.seconds = round(time.perf_counter() - started, 1)
     return report
 
 
-def _run_pipeline(report: SelftestReport, target: torch.device, output: Path | None, say: Say) -> None:
-    folder = Path(output) if output is not None else Path(tempfile.mkdtemp(prefix="repro-selftest-"))
+def _run_pipeline(report: SelftestReport, target: torch.device, results: Path | None, say: Say) -> None:
+    folder = Path(results) if results is not None else Path(tempfile.mkdtemp(prefix="repro-selftest-"))
     try:
         model_id = _pipeline_model_id()
         for name in PIPELINE_PROTOCOLS:
@@ -404,7 +405,7 @@ def _run_pipeline(report: SelftestReport, target: torch.device, output: Path | N
         report.report_summary = report_summary(folder / "cpu", model_id)
         say(f"  report of the pipeline's result files: {report.report_summary}")
     finally:
-        if output is None:
+        if results is None:
             shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
 import textwrap
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -36,6 +34,7 @@ from repro.results.files import read_results_tolerant
 from repro.fetch.cache import (  # the one checkpoint check, shared with eval's resolve_checkpoint
     CKPT_CACHED, CKPT_MISSING, USABLE, CheckpointStatus, checkpoint_status, read_lock_file,
 )
+from repro.text import counted
 
 if TYPE_CHECKING:  # only for type hints
     from repro.manifest import Manifest, ModelEntry
@@ -281,14 +280,6 @@ def render_json(report: StatusReport) -> str:
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
-def output_width() -> int | None:
-    """Columns to fit: the terminal's; in a pipe $COLUMNS when set, else no limit (one line per model)."""
-    if sys.stdout.isatty():
-        return shutil.get_terminal_size((80, 24)).columns
-    columns = os.environ.get("COLUMNS", "")
-    return int(columns) if columns.isdigit() and int(columns) > 0 else None
-
-
 def render_table(report: StatusReport, width: int | None = 80) -> str:
     """Plain aligned text: datasets, then one line per model, then the details worth reading.
 
@@ -360,7 +351,7 @@ def _details(report: StatusReport) -> list[str]:
     missing = [m.model_id for m in report.models if m.checkpoint.state == CKPT_MISSING]
     if missing:
         names = " ".join(missing) if len(missing) <= 3 else "ID... (or --all)"
-        lines.append(f"{_count(len(missing), 'checkpoint')} not fetched: repro fetch --weights-only {names}")
+        lines.append(f"{counted(len(missing), 'checkpoint')} not fetched: repro fetch --weights-only {names}")
     for model in report.models:
         if model.checkpoint.state not in (CKPT_CACHED, CKPT_MISSING):
             lines.append(f"{model.model_id}: checkpoint {model.checkpoint.state}: {model.checkpoint.detail}")
@@ -372,7 +363,3 @@ def _details(report: StatusReport) -> list[str]:
                 lines.append(f"{model.model_id} {proto.protocol}: current {Path(proto.result_file).name}; "
                              f"also {others}")
     return lines + list(report.notes)
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"

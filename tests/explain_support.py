@@ -229,7 +229,7 @@ def engine_run(name: str, folder: Path, out: Path, *, save_predictions: Path | N
         dataset_name=name, split="val", data_root=str(folder), class_names=DATASETS[name].class_names,
         build_model=lambda: ColourModel(name, protocol, DATASETS[name].num_classes), checkpoint_sha256="e" * 64,
     )
-    options = EngineOptions(device="cpu", output=out, workers=0, save_predictions=save_predictions)
+    options = EngineOptions(device="cpu", results=out, workers=0, save_predictions=save_predictions)
     return Path(out) / filename_of(run_job(job, options))
 
 

@@ -171,7 +171,7 @@ def make_job(root: Path, settings: Settings) -> EvalJob:
 
 def make_options(root: Path, settings: Settings) -> EngineOptions:
     return EngineOptions(
-        device="cpu", output=root / "results", workers=0, save_every=1, precision=settings.precision,
+        device="cpu", results=root / "results", workers=0, save_every=1, precision=settings.precision,
         max_batch=settings.max_batch, resize_on_cpu=settings.resize_on_cpu, limit=settings.limit,
         save_predictions=root / settings.predictions if settings.predictions else None, paint=settings.paint,
         force=settings.force, allow_subset=True,

@@ -107,7 +107,7 @@ def ade20k_checkpoint(tmp_path_factory) -> Path:
 
 def eval_args(*extra: str, output: Path) -> list[str]:
     # --allow-subset: the synthetic LIP has 2 of the official 10000 images
-    return ["eval", LIP_MODEL, "--device", "cpu", "--workers", "0", "--allow-subset", "--output", str(output), *extra]
+    return ["eval", LIP_MODEL, "--device", "cpu", "--workers", "0", "--allow-subset", "--results", str(output), *extra]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ def test_eval_checkpoint_of_another_dataset(tmp_path, lip_data_root, ade20k_chec
 def test_eval_checkpoint_with_several_models(tmp_path, small_lip_checkpoint):
     other = "memorynetv2_fcn_resnet50os8_lip"
     result = runner.invoke(
-        app, ["eval", LIP_MODEL, other, "--checkpoint", str(small_lip_checkpoint), "--output", str(tmp_path / "out")]
+        app, ["eval", LIP_MODEL, other, "--checkpoint", str(small_lip_checkpoint), "--results", str(tmp_path / "out")]
     )
     assert_one_line_error(result, contains=("--checkpoint",))
     assert files_under(tmp_path / "out") == []
@@ -329,8 +329,8 @@ def test_eval_output_that_is_a_file_fails_before_evaluating(tmp_path, lip_data_r
 def test_eval_tta_flip_on_a_row_without_flip(tmp_path):
     assert "flip" not in load_manifest().get(LIP_MODEL).protocols  # the premise of this case
     out = tmp_path / "out"
-    result = runner.invoke(app, eval_args("--tta", "flip", output=out))
-    assert_one_line_error(result, contains=("no 'flip' protocol", "--tta documented"))
+    result = runner.invoke(app, eval_args("--protocol", "flip", output=out))
+    assert_one_line_error(result, contains=("no 'flip' protocol", "--protocol documented"))
     assert files_under(out) == []
 
 
@@ -353,22 +353,22 @@ def test_eval_limit_not_a_number_is_a_usage_error(tmp_path):
 
 @pytest.mark.parametrize("shard", ["3/2", "0/2", "1/0", "one/two", "2"])
 def test_eval_bad_shard(shard, tmp_path):
-    result = runner.invoke(app, ["eval", "--all", "--shard", shard, "--output", str(tmp_path / "out")])
+    result = runner.invoke(app, ["eval", "--all", "--shard", shard, "--results", str(tmp_path / "out")])
     assert_one_line_error(result, contains=("--shard",))
     assert files_under(tmp_path / "out") == []
 
 
 def test_eval_unknown_tta_is_a_usage_error(tmp_path):
-    assert_usage_error(runner.invoke(app, eval_args("--tta", "multiscale", output=tmp_path / "out")), "--tta")
+    assert_usage_error(runner.invoke(app, eval_args("--protocol", "multiscale", output=tmp_path / "out")), "--protocol")
 
 
 def test_eval_ids_and_all_together(tmp_path):
-    result = runner.invoke(app, ["eval", LIP_MODEL, "--all", "--output", str(tmp_path / "out")])
+    result = runner.invoke(app, ["eval", LIP_MODEL, "--all", "--results", str(tmp_path / "out")])
     assert_one_line_error(result, contains=("--all",))
 
 
 def test_eval_nothing_named(tmp_path):
-    assert_one_line_error(runner.invoke(app, ["eval", "--output", str(tmp_path / "out")]), contains=("repro list",))
+    assert_one_line_error(runner.invoke(app, ["eval", "--results", str(tmp_path / "out")]), contains=("repro list",))
 
 
 def test_eval_bad_device(tmp_path, lip_data_root, small_lip_checkpoint):
@@ -376,7 +376,7 @@ def test_eval_bad_device(tmp_path, lip_data_root, small_lip_checkpoint):
     result = runner.invoke(
         app,
         ["eval", LIP_MODEL, "--device", "tpu", "--checkpoint", str(small_lip_checkpoint),
-         "--data-root", str(lip_data_root), "--output", str(out)],
+         "--data-root", str(lip_data_root), "--results", str(out)],
     )
     assert_one_line_error(result, contains=("bad device 'tpu'",))
     assert files_under(out) == []
@@ -400,7 +400,7 @@ def test_report_missing_results_folder(tmp_path):
         ('{"model_id": "memorynetv2_ppm_resnet50os8_lip", "protocol": "sin',
          "(not valid JSON, truncated or damaged: EOF while parsing a string at line 1 column 64)"),
         ("", "(the file is empty)"),
-        ('{"model_id": 3}', "(model_id: Input should be a valid string; 15 more problem(s))"),
+        ('{"model_id": 3}', "(model_id: Input should be a valid string; 15 more problems)"),
         ("[]", "(the whole file: Input should be an object)"),
     ],
     ids=["truncated", "empty", "wrong-fields", "not-an-object"],

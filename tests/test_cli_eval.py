@@ -86,7 +86,7 @@ def test_planning_errors():
 
 def test_nothing_fetched_prints_the_plan_and_one_fetch_command(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))  # no checkpoints, no datasets
-    result = runner.invoke(app, ["eval", "--all", "--dataset", "voc", "--device", "cpu", "--output", str(tmp_path / "out")])
+    result = runner.invoke(app, ["eval", "--all", "--dataset", "voc", "--device", "cpu", "--results", str(tmp_path / "out")])
     assert result.exit_code == 1
     voc_ids = [e.id for e in load_manifest().entries if e.dataset == "voc"]
     command = "repro fetch " + " ".join(voc_ids)
@@ -108,17 +108,17 @@ def test_all_with_nothing_fetched_names_repro_fetch_all(tmp_path, monkeypatch):
     )
     dry = runner.invoke(app, ["eval", "--all", "--device", "cpu", "--dry-run"])
     assert dry.exit_code == 0 and "repro fetch --all" in dry.stdout and "error" not in dry.output
-    assert f"plan: {runs} run(s) on cpu" in dry.stdout
+    assert f"plan: {runs} runs on cpu" in dry.stdout
 
 
 def test_rows_without_the_protocol_are_named_in_the_plan(tmp_path, monkeypatch):
     monkeypatch.setenv("REPRO_HOME", str(tmp_path / "home"))
-    result = runner.invoke(app, ["eval", "--all", "--tta", "ms+flip", "--dataset", "lip", "--dry-run", "--device", "cpu"])
+    result = runner.invoke(app, ["eval", "--all", "--protocol", "ms+flip", "--dataset", "lip", "--dry-run", "--device", "cpu"])
     assert result.exit_code == 0, result.output
     lacking = [e for e in load_manifest().entries if e.dataset == "lip" and "ms+flip" not in e.protocols]
     for entry in lacking:
         assert f"{entry.id}  [no 'ms+flip' protocol; it has {', '.join(entry.protocols)}]" in result.stdout
-    assert f"{len(lacking)} row(s) have no 'ms+flip' protocol" in result.stdout
+    assert f"{len(lacking)} rows have no 'ms+flip' protocol" in result.stdout
 
 
 def test_single_model_error_is_one_line(tmp_path, monkeypatch):
@@ -197,7 +197,7 @@ def test_eval_cli_end_to_end(tmp_path, monkeypatch):
     torch.save({"model": model.state_dict()}, checkpoint)
 
     args = ["eval", MODEL, "--checkpoint", str(checkpoint), "--data-root", str(data_root), "--limit", "2",
-            "--device", "cpu", "--workers", "0", "--output", str(tmp_path / "out")]
+            "--device", "cpu", "--workers", "0", "--results", str(tmp_path / "out")]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     written = json.loads((tmp_path / "out" / f"{MODEL}__single__subset-limit2.json").read_text())  # partial: own file

@@ -90,10 +90,10 @@ def test_a_long_cpu_run_prints_the_plan_and_says_it_is_slow(setup, tmp_path, mon
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr("repro.planning.plan.CPU_GFLOPS_PER_THREAD", 1e-4)  # makes the estimate hours long
-    result = runner.invoke(app, _args(data, checkpoint, "--allow-subset", "--limit", "1", "--output", str(tmp_path)))
+    result = runner.invoke(app, _args(data, checkpoint, "--allow-subset", "--limit", "1", "--results", str(tmp_path)))
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("plan: 1 run(s) on cpu")
-    assert re.search(r"note: evaluating on the CPU is slow: ~[0-9.]+ [hd] for 1 run\(s\) \(estimate; about ", result.stderr)
+    assert result.stdout.startswith("plan: 1 run on cpu")
+    assert re.search(r"note: evaluating on the CPU is slow: ~[0-9.]+ [hd] for 1 run \(estimate; about ", result.stderr)
 
 
 def _wait_for_progress(state_file: Path, process: subprocess.Popen, timeout: float = 120) -> int:
@@ -132,7 +132,7 @@ def test_sigterm_saves_progress_and_the_same_command_resumes(setup, tmp_path):
     assert f"resuming after {saved} of 12 images" in again.stderr
     resumed = json.loads((tmp_path / "res" / f"{MODEL}__single__subset.json").read_text())
 
-    once = subprocess.run([*command, "--output", str(tmp_path / "once")], env=env, capture_output=True,
+    once = subprocess.run([*command, "--results", str(tmp_path / "once")], env=env, capture_output=True,
                           text=True, timeout=300)
     assert once.returncode == 0, once.stderr
     one_shot = json.loads((tmp_path / "once" / f"{MODEL}__single__subset.json").read_text())
@@ -153,7 +153,7 @@ def test_sigterm_while_planning_exits_143_without_a_traceback(setup, tmp_path, m
         time.sleep(5)  # the handler raises before this ends
 
     monkeypatch.setattr("repro.planning.plan.build_plan", terminated)
-    result = runner.invoke(app, _args(data, checkpoint, "--allow-subset", "--output", str(tmp_path)))
+    result = runner.invoke(app, _args(data, checkpoint, "--allow-subset", "--results", str(tmp_path)))
     assert result.exit_code == 143, result.output
     assert isinstance(result.exception, SystemExit), result.exception  # not Terminated's traceback
     assert not list(tmp_path.glob(f"{MODEL}__single*.json"))
@@ -164,7 +164,7 @@ def test_the_plan_keeps_only_a_result_of_the_same_evaluation(setup, tmp_path, mo
     env, data, checkpoint = setup
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    out = ["--allow-subset", "--output", str(tmp_path)]
+    out = ["--allow-subset", "--results", str(tmp_path)]
     smoke = runner.invoke(app, _args(data, checkpoint, *out, "--limit", "1"))
     assert smoke.exit_code == 0, smoke.output
     kept = runner.invoke(app, _args(data, checkpoint, *out, "--limit", "1", "--dry-run"))

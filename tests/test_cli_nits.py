@@ -15,7 +15,7 @@ R50, R101 = "mcibi_deeplabv3_r50_lip", "mcibi_deeplabv3_r101_lip"
 
 
 @pytest.mark.parametrize("args, option, hint", [
-    (["eval", R50, "--tta", "msflip"], "--tta", "did you mean ms+flip?"),
+    (["eval", R50, "--protocol", "msflip"], "--protocol", "did you mean ms+flip?"),
     (["list", "--format", "tab"], "--format", "did you mean table?"),
     (["data", "check", "lip", "--bogus"], "--bogus", "repro data check --help"),
     (["--bogus"], "--bogus", "repro --help"),
@@ -42,8 +42,8 @@ def lip(tmp_path, monkeypatch):
 
 
 def eval_into(out, checkpoint, lip):
-    return runner.invoke(app, ["eval", R50, "--tta", "single", "--checkpoint", str(checkpoint), "--device", "cpu",
-                               "--dataset-root", f"lip={lip}", "--allow-subset", "--output", str(out)])
+    return runner.invoke(app, ["eval", R50, "--protocol", "single", "--checkpoint", str(checkpoint), "--device", "cpu",
+                               "--dataset-root", f"lip={lip}", "--allow-subset", "--results", str(out)])
 
 
 def test_a_checkpoint_refused_by_the_plan_creates_no_results_folder(tmp_path, lip):

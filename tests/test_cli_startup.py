@@ -107,7 +107,7 @@ def bad_inputs(tmp_path):
     ["eval", "mcibi_deeplabv3_r50_lip", "--checkpoint", "{missing}"],
     ["eval", "mcibi_deeplabv3_r50_lip", "--checkpoint", "{text}", "--dataset-root", "{lip}"],
     ["eval", "mcibi_deeplabv3_r50_lip", "--device", "cuda", "--dry-run"],  # refused, or planned: no torch either way
-    ["eval", "mcibi_deeplabv3_r50_lip", "--tta", "msflip"],
+    ["eval", "mcibi_deeplabv3_r50_lip", "--protocol", "msflip"],
     ["status"],
 ])
 def test_the_plan_and_eval_input_errors_do_not_import_torch(tmp_path, isolated_env, bad_inputs, args):

@@ -59,7 +59,7 @@ def test_segmentor_and_head_mean_the_same_in_list_and_info():
     listed = next(r for r in json.loads(invoke("list", "--format", "json").stdout) if r["id"] == MODEL)
     info = json.loads(invoke("info", MODEL, "--format", "json").stdout)
     assert (listed["segmentor"], listed["head"]) == (info["segmentor"], info["head"]) == ("DeepLabV3", "aspp")
-    lines = invoke("list", "--dataset", "lip").stdout.splitlines()
+    lines = CliRunner(env={"COLUMNS": "200"}).invoke(app, ["list", "--dataset", "lip"]).stdout.splitlines()  # every column
     header, row = lines[1].split(), next(line for line in lines if line.startswith(MODEL + " ")).split()
     assert "head" not in header and row[header.index("segmentor")] == "DeepLabV3"
 
@@ -88,7 +88,7 @@ def test_info_in_a_pipe_has_no_trailing_spaces(model):
 def test_selftest_json_is_its_report_on_stdout_and_the_lines_on_stderr(monkeypatch):
     import repro.selftest as selftest
 
-    def fake_run(device, quick, say, output=None):
+    def fake_run(device, quick, say, results=None):
         say("  MCIBI R-50 DeepLabV3  ok")
         check = selftest.Check("architecture", "MCIBI R-50 DeepLabV3", "cfg", {"cpu-fixture": 1e-6}, 1e-4, True)
         return selftest.SelftestReport("cpu", {"torch": "2.x"}, quick, [], [check], seconds=1.0)

@@ -180,6 +180,8 @@ def test_info_json():
     assert result.exit_code == 0
     data = json.loads(result.output)
     assert data["id"] == "mcibi_deeplabv3_r50_ade20k" and data["document_title"] == "MCIBI (ICCV 2021)"
+    keys = list(data)
+    assert keys[keys.index("document") + 1] == "document_title"  # read beside the document's file name
     assert data["weights"][0].startswith("https://") and "protocols" in data and data["sha256"] is None
 
 

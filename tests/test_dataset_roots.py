@@ -178,8 +178,8 @@ def test_eval_uses_the_same_resolution(clean_env, monkeypatch):
     with zipfile.ZipFile(checkpoint, "w") as archive:  # a zip, as torch.save writes; not read before the dataset is found
         archive.writestr("archive/data.pkl", b"")
     monkeypatch.setenv("REPRO_DATA_LIP", str(clean_env / "from_env"))
-    base = ["eval", "memorynetv2_upernet_resnet101os8_lip", "--tta", "single", "--checkpoint", str(checkpoint),
-            "--device", "cpu", "--output", str(clean_env / "out")]
+    base = ["eval", "memorynetv2_upernet_resnet101os8_lip", "--protocol", "single", "--checkpoint", str(checkpoint),
+            "--device", "cpu", "--results", str(clean_env / "out")]
     result = runner.invoke(app, base)
     assert result.exit_code != 0 and str(clean_env / "from_env") in result.stderr
     result = runner.invoke(app, [*base, "--dataset-root", f"lip={clean_env / 'from_option'}"])

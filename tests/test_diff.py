@@ -85,3 +85,30 @@ def test_two_rows_or_protocols_exit_2(tmp_path, runs):
         out = CliRunner().invoke(app, ["diff", str(a), str(b)])
         assert out.exit_code == 2, out.output
         assert out.output.count("\n") == 1 and "two runs of one row and protocol" in out.output
+
+
+@pytest.mark.parametrize("columns", ["80", "200"])
+def test_a_long_differing_value_is_wrapped_whole_not_cut(runs, tmp_path, columns):
+    """The engine settings differ in their last key: the text shows both values whole, wrapped."""
+    import shutil
+
+    a, _ = runs
+    engine = {f"setting_{i:02d}": "same" for i in range(12)}
+    sides = []
+    for side, batch in (("x", 4), ("y", 1)):
+        folder = tmp_path / side
+        folder.mkdir()
+        data = json.loads(a.read_text())
+        data["engine"] = {**engine, "zz_max_batch": batch}
+        (folder / a.name).write_text(json.dumps(data))
+        shutil.copy(a.parent / data["evidence"], folder / data["evidence"])
+        sides.append(folder / a.name)
+    out = CliRunner(env={"COLUMNS": columns}).invoke(app, ["diff", *map(str, sides)])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.lstrip().startswith("engine"))
+    block = lines[start:lines.index("", start)]
+    assert "…" not in "".join(block) and max(map(len, block)) <= int(columns)
+    words = " ".join(block).split()
+    assert "zz_max_batch=4" in words and "zz_max_batch=1" in words  # the value that differs, whole
+    assert words.count("setting_11=same,") == 2

@@ -96,7 +96,7 @@ def _rank_main(rank: int, world_size: int, init_file: str, lip_root: str, out: s
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        run_job(_job(Path(lip_root), "slide"), EngineOptions(device="cpu", output=out, workers=0, save_every=1))
+        run_job(_job(Path(lip_root), "slide"), EngineOptions(device="cpu", results=out, workers=0, save_every=1))
     finally:
         dist.destroy_process_group()
 

@@ -111,7 +111,7 @@ def test_a_folder_of_another_runs_predictions_is_refused_unless_forced(tmp_path)
 def test_paint_without_save_predictions_is_one_error_line(tmp_path):
     from repro.cli import app
 
-    result = CliRunner().invoke(app, ["eval", "memorynetv2_ppm_resnet50os8_lip", "--paint", "--output", str(tmp_path)])
+    result = CliRunner().invoke(app, ["eval", "memorynetv2_ppm_resnet50os8_lip", "--paint", "--results", str(tmp_path)])
     assert result.exit_code == 2 and "--paint needs --save-predictions" in result.output
 
 
@@ -120,9 +120,9 @@ def test_repro_eval_save_predictions_and_paint(small_setup):  # noqa: F811 - fix
     from repro.results.files import read_result
 
     folder = small_setup["out"].parent / "pngs"
-    args = ["eval", MODEL, "--tta", "single", "--checkpoint", str(small_setup["checkpoint"]), "--data-root",
+    args = ["eval", MODEL, "--protocol", "single", "--checkpoint", str(small_setup["checkpoint"]), "--data-root",
             str(small_setup["data"]), "--limit", "2", "--device", "cpu", "--workers", "0", "--allow-subset",
-            "--output", str(small_setup["out"]), "--save-predictions", str(folder), "--paint"]
+            "--results", str(small_setup["out"]), "--save-predictions", str(folder), "--paint"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     ids = open_dataset("lip", small_setup["data"] / "LIP", "val").ids[:2]

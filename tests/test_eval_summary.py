@@ -10,7 +10,8 @@ from decimal import Decimal
 
 import pytest
 
-from repro.cli import summary
+from repro.cli import layout, summary
+from repro.cli.layout import output_width
 from repro.results.comparison import compare, compare_result, measured_rounded
 from repro.results.files import EvalResult
 
@@ -79,9 +80,10 @@ def test_summary_is_one_line_per_run_when_it_fits():
 def test_pipe_width_follows_columns_else_80(monkeypatch):
     pipe = io.StringIO()
     monkeypatch.delenv("COLUMNS", raising=False)
-    assert summary.output_width(pipe) == 80  # not 132, not 200
+    assert output_width(pipe) == 80  # not 132, not 200
     monkeypatch.setenv("COLUMNS", "100")
-    assert summary.output_width(pipe) == 100
+    assert output_width(pipe) == 100
+    assert output_width(pipe, most=90) == 90
 
 
 def test_summary_and_report_share_the_comparison_rule():
@@ -108,8 +110,8 @@ def test_terminal_width_is_the_terminal_s(monkeypatch):
             return True
 
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setattr(summary.shutil, "get_terminal_size", lambda fallback: os.terminal_size((80, 24)))
-    width = summary.output_width(Tty())
+    monkeypatch.setattr(layout.shutil, "get_terminal_size", lambda fallback: os.terminal_size((80, 24)))
+    width = output_width(Tty())
     assert width == 80
     assert all(len(line) <= width for line in summary.render_summary(ROWS, MANIFEST, width))
 

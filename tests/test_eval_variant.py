@@ -43,8 +43,8 @@ def test_each_variant_is_its_own_evaluation(tmp_path):
 
 
 def test_cli_variant_is_recorded_and_an_unknown_one_refused(small_setup):
-    args = ["eval", MODEL, "--tta", "single", "--checkpoint", str(small_setup["checkpoint"]), "--data-root",
-            str(small_setup["data"]), "--device", "cpu", "--workers", "0", "--limit", "1", "--output", str(small_setup["out"])]
+    args = ["eval", MODEL, "--protocol", "single", "--checkpoint", str(small_setup["checkpoint"]), "--data-root",
+            str(small_setup["data"]), "--device", "cpu", "--workers", "0", "--limit", "1", "--results", str(small_setup["out"])]
 
     bad = runner.invoke(app, [*args, "--variant", "2021"])
     assert bad.exit_code == 2 and "training-era" in bad.output and "Traceback" not in bad.output

@@ -80,7 +80,7 @@ def lip_job(root: Path, dataset=None, sha: str = "a" * 64, factory=None) -> Eval
 
 def options(tmp_path: Path, **kw) -> EngineOptions:
     kw.setdefault("save_every", 1)
-    return EngineOptions(device="cpu", output=tmp_path / "results", workers=0, **kw)
+    return EngineOptions(device="cpu", results=tmp_path / "results", workers=0, **kw)
 
 
 def independent_iou(root: Path, count: int) -> np.ndarray:
@@ -237,7 +237,7 @@ def _rank_main(rank: int, world_size: int, init_file: str, lip_root: str, out: s
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        run_job(lip_job(Path(lip_root)), EngineOptions(device="cpu", output=out, workers=0, save_every=1))
+        run_job(lip_job(Path(lip_root)), EngineOptions(device="cpu", results=out, workers=0, save_every=1))
     finally:
         dist.destroy_process_group()
 

@@ -46,7 +46,7 @@ def _job(root: Path, dataset) -> EvalJob:
 
 
 def _options(out: Path, **kw) -> EngineOptions:
-    return EngineOptions(device="cpu", output=out, workers=0, save_every=1, **kw)
+    return EngineOptions(device="cpu", results=out, workers=0, save_every=1, **kw)
 
 
 def _one_process(root: Path, out: Path, limit: int | None = None):

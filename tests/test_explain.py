@@ -131,10 +131,10 @@ def test_result_without_evidence_says_what_is_missing(ade, tmp_path):
     out = CliRunner().invoke(app, ["explain", str(path)])
     assert out.exit_code == 0, out.output
     assert "no per-image evidence" in out.output
-    assert f"repro eval {ADE} --tta single --force" in out.output
+    assert f"repro eval {ADE} --protocol single --force" in out.output
     assert "Per-class IoU, worst first" in out.output  # from the JSON's per-class numbers
     # the command it names is one `repro eval` accepts (a usage error would exit 2)
-    planned = CliRunner().invoke(app, ["eval", ADE, "--tta", "single", "--force", "--dry-run",
+    planned = CliRunner().invoke(app, ["eval", ADE, "--protocol", "single", "--force", "--dry-run",
                                        "--results", str(tmp_path / "planned")])
     assert planned.exit_code != 2, planned.output
 

@@ -23,8 +23,8 @@ runner = CliRunner()
 
 
 def _eval_args(setup: dict) -> list[str]:
-    return ["eval", MODEL, "--tta", "single", "--checkpoint", str(setup["checkpoint"]), "--data-root",
-            str(setup["data"]), "--limit", "2", "--device", "cpu", "--workers", "0", "--output", str(setup["out"])]
+    return ["eval", MODEL, "--protocol", "single", "--checkpoint", str(setup["checkpoint"]), "--data-root",
+            str(setup["data"]), "--limit", "2", "--device", "cpu", "--workers", "0", "--results", str(setup["out"])]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,9 +67,12 @@ def test_executor_parameters():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--slurm-partition", "gpu"], "need --launcher slurm"),
-    (["--launcher", "local", "--slurm-account", "lab"], "--launcher slurm only"),
+    (["--slurm-partition", "gpu"], "--slurm-partition needs --launcher slurm"),
+    (["--launcher", "local", "--slurm-account", "lab"], "--slurm-account applies to --launcher slurm only"),
+    (["--slurm-account", "lab", "--slurm-time-min", "5"], "--slurm-account, --slurm-time-min need --launcher slurm"),
     (["--launcher", "slurm", "--slurm-opt", "qos"], "key=value"),
+    (["--wait-jobs"], "--wait-jobs needs --launcher slurm"),
+    (["--launcher", "local", "--wait-jobs"], "--wait-jobs applies to --launcher slurm only (the local launcher always waits)"),
 ])
 def test_bad_launcher_options_are_one_line(small_setup, args, message):
     result = runner.invoke(app, _eval_args(small_setup) + args)
@@ -94,7 +97,7 @@ def test_local_launcher_runs_the_job_and_resubmits_only_unfinished(small_setup, 
     written = json.loads(files[0].read_text())
     assert written["status"] == "partial" and written["num_images"] == 2
     here = evaluate(MODEL, "single", EngineOptions(checkpoint=small_setup["checkpoint"], data_root=small_setup["data"],
-                                                   device="cpu", limit=2, workers=0, output=tmp_path / "here"))
+                                                   device="cpu", limit=2, workers=0, results=tmp_path / "here"))
     assert written["miou"] == here.miou  # the job computed what an in-process run computes
     assert json.loads((small_setup["out"] / ".submitit" / launch.LAUNCH_RECORD).read_text())[f"{MODEL}__single"]
 
@@ -108,15 +111,15 @@ def test_pending_runs(small_setup, tmp_path):
 
     out = tmp_path / "results"
     evaluate(MODEL, "single", EngineOptions(checkpoint=small_setup["checkpoint"], data_root=small_setup["data"],
-                                            device="cpu", limit=1, workers=0, output=out))
+                                            device="cpu", limit=1, workers=0, results=out))
     runs = [PlannedRun(MODEL, "single")]
-    same = EngineOptions(output=out, limit=1, precision="fp32", resume=True, data_root=small_setup["data"])
+    same = EngineOptions(results=out, limit=1, precision="fp32", resume=True, data_root=small_setup["data"])
     assert launch.pending(runs, same) == []
     assert launch.pending(runs, replace(same, force=True)) == runs  # --force
     assert launch.pending(runs, replace(same, resume=False)) == []  # --no-resume: saved progress only
     assert launch.pending(runs, replace(same, limit=2)) == runs  # another evaluation
     assert launch.pending(runs, replace(same, precision="bf16")) == runs
-    assert launch.pending(runs, replace(same, output=tmp_path / "empty")) == runs
+    assert launch.pending(runs, replace(same, results=tmp_path / "empty")) == runs
     make_lip(tmp_path / "other" / "LIP", n_val=3)
     assert launch.pending(runs, replace(same, data_root=tmp_path / "other")) == runs  # another dataset folder
     assert launch.pending(runs, replace(same, checkpoint=small_setup["checkpoint"])) == []
@@ -146,7 +149,7 @@ def test_slurm_launcher_writes_the_sized_sbatch_script(small_setup, tmp_path, mo
                                       "--slurm-time-min", "30", "--slurm-opt", "qos=high"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "submitted 4242" in result.output and "1 job(s) submitted" in result.output
+    assert "submitted 4242" in result.output and "1 job submitted" in result.output
     scripts = list((small_setup["out"] / ".submitit").rglob("*_submission.sh"))
     assert len(scripts) == 1
     script = scripts[0].read_text()
@@ -176,10 +179,10 @@ def test_a_subset_result_is_judged_as_the_plan_judges_it(small_setup, tmp_path):
 
     out = tmp_path / "results"
     result = evaluate(MODEL, "single", EngineOptions(checkpoint=small_setup["checkpoint"], data_root=small_setup["data"],
-                                                     device="cpu", workers=0, output=out, allow_subset=True))
+                                                     device="cpu", workers=0, results=out, allow_subset=True))
     assert result.partial_reason == "subset"
     runs = [PlannedRun(MODEL, "single")]
-    options = EngineOptions(output=out, precision="fp32", resume=True, allow_subset=True,
+    options = EngineOptions(results=out, precision="fp32", resume=True, allow_subset=True,
                             checkpoint=small_setup["checkpoint"], data_root=small_setup["data"])
     plan = build_plan(load_manifest(), runs, [], "single", detect_device("cpu"), options)
     assert plan.rows[0].result_on_disk

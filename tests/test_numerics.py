@@ -19,10 +19,32 @@ def test_precision_names_and_comparable_subset():
 
 def test_unknown_precision_is_refused_listing_the_known_ones():
     with pytest.raises(ReproError) as caught:
-        check_precision("tf16", "cpu")
+        numerics.Precision.parse("tf16")
     assert caught.value.exit_code == 2
     assert "tf16" in str(caught.value) and "fp32, tf32, tf32-all, bf16, fp16" in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_precision_is_one_typed_value_that_reads_as_its_name():
+    import json
+    import pickle
+
+    precision = numerics.Precision.parse(" TF32-All ")
+    assert precision is numerics.Precision.TF32_ALL
+    assert precision == "tf32-all" and f"{precision}" == str(precision) == "tf32-all"
+    assert json.dumps({"precision": precision}) == '{"precision": "tf32-all"}'
+    assert pickle.loads(pickle.dumps(precision)) is precision  # the launcher pickles EngineOptions
+    assert numerics.parse_precisions("fp32, TF32,fp32") == [numerics.Precision.FP32, numerics.Precision.TF32]
+
+
+def test_engine_options_carry_the_precision_typed_and_check_it_once():
+    from repro.engine.options import EngineOptions
+
+    assert EngineOptions().precision is numerics.Precision.FP32
+    assert EngineOptions(precision="tf32").precision is numerics.Precision.TF32  # a Python caller's string
+    with pytest.raises(ReproError) as caught:
+        EngineOptions(precision="fp8")
+    assert caught.value.exit_code == 2 and "unknown precision 'fp8'" in str(caught.value)
 
 
 @pytest.mark.parametrize("precision", ["tf32", "tf32-all"])

@@ -93,7 +93,7 @@ def test_a_precision_list_runs_each_into_its_own_result(small_setup, monkeypatch
     monkeypatch.setattr(numerics, "tf32_unavailable", lambda device: None)  # this "CPU" has TF32
     before = numerics.switches().saved()
     out = small_setup / "out"
-    result = runner.invoke(app, ["eval", MODEL, "--tta", "single", "--checkpoint", str(small_setup / "filled.pth"),
+    result = runner.invoke(app, ["eval", MODEL, "--protocol", "single", "--checkpoint", str(small_setup / "filled.pth"),
                                  "--data-root", str(small_setup / "data"), "--limit", "2", "--device", "cpu",
                                  "--workers", "0", "--results", str(out), "--precision", "fp32,tf32,tf32-all"])
     assert result.exit_code == 0, result.output
@@ -111,7 +111,7 @@ def test_a_precision_list_runs_each_into_its_own_result(small_setup, monkeypatch
 def test_assume_device_prints_fp32_and_tf32_budgets(home):
     result = runner.invoke(app, ["eval", "mcibi_deeplabv3_r50_ade20k", "--dry-run", "--assume-device", "A100"])
     assert result.exit_code == 0, result.output
-    assert "plan: 2 run(s) on NVIDIA A100-SXM4-80GB" in result.stdout
+    assert "plan: 2 runs on NVIDIA A100-SXM4-80GB" in result.stdout
     line = next(line for line in result.stdout.splitlines() if line.startswith("budget on"))
     assert "fp32 ~" in line and "tf32 ~" in line
     # Issue 25 #5: where each share comes from, as the README says it

@@ -121,8 +121,12 @@ def _load_tool(name):
     return module
 
 
-@pytest.mark.skipif(not (SHARED / "seeds").is_dir(), reason="the seed documents are not in this checkout")
+@pytest.mark.dev  # upstream's documents are upstream's text: they stay in ../shared, not in the project
+@pytest.mark.skipif(not (SHARED / "seeds").is_dir(),
+                    reason="development check: needs ../shared/seeds (upstream's model-zoo documents)")
 def test_make_manifest_regenerates_the_bundled_yaml(tmp_path):
+    """Development check (`pytest -m dev`, beside a ../shared checkout): tools/make_manifest.py
+    rebuilds repro/model_zoo.yaml byte for byte from the documents and upstream's configs."""
     tool = _load_tool("make_manifest")
     out = tmp_path / "zoo.yaml"
     tool.main(str(SHARED / "seeds"), str(SHARED / "reference" / "upstream_protocols.json"), str(out))

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 SKIP = {  # command as written in the README (comment dropped) -> why the walk does not run it
     "repro eval --all": "the main job: every documented number on the full datasets (days of compute)",
-    "repro eval memorynetv2_upernet_resnet101os8_lip --tta flip --limit 50": "slow: a ResNet-101 UperNet on the CPU",
+    "repro eval memorynetv2_upernet_resnet101os8_lip --protocol flip --limit 50": "slow: a ResNet-101 UperNet on the CPU",
 }
 ADE20K_VAL_IMAGES = 2000  # the official count: `repro data check ade20k` accepts nothing less
 

@@ -337,7 +337,7 @@ def test_cli_strict_exit_codes(results_dir):
     strict = invoke("--results", str(results_dir), "--strict")
     assert strict.exit_code == 1
     error = strict.stderr.strip().splitlines()
-    assert len(error) == 1 and error[0].startswith("error: 2 row(s) outside tolerance ±0.10")
+    assert len(error) == 1 and error[0].startswith("error: 2 rows outside tolerance ±0.10")
     assert "mcibi_r50_ade (ms+flip) Δ -0.11" in error[0] and "v2_upernet_lip (ms+flip) Δ -0.22" in error[0]
     assert "Traceback" not in strict.output
     # The report is still printed before the exit.
@@ -352,7 +352,7 @@ def test_cli_names_the_next_step_for_a_failed_row(results_dir):
     result = invoke("--results", str(results_dir))
     assert result.exit_code == 0
     hint = [line for line in result.stderr.splitlines() if "not reproduced" in line]
-    assert hint == ["2 row(s) not reproduced; why: `repro explain mcibi_r50_ade --protocol ms+flip` (and the others)"]
+    assert hint == ["2 rows not reproduced; why: `repro explain mcibi_r50_ade --protocol ms+flip` (and the others)"]
     assert "not reproduced" not in invoke("--results", str(results_dir), "mcibi_r101_ade").stderr
 
 

@@ -20,7 +20,7 @@ runner = CliRunner()
 
 
 def _eval(setup: dict, *extra: str, checkpoint=None) -> list[str]:
-    return ["eval", MODEL, "--tta", "single", "--checkpoint", str(checkpoint or setup["checkpoint"]),
+    return ["eval", MODEL, "--protocol", "single", "--checkpoint", str(checkpoint or setup["checkpoint"]),
             "--data-root", str(setup["data"]), "--device", "cpu", "--workers", "0", *extra]
 
 
@@ -96,8 +96,6 @@ def test_results_is_the_folder_option_and_output_its_hidden_old_name(small_setup
     old = runner.invoke(app, _eval(small_setup, "--limit", "1", "--output", str(tmp_path / "b")))
     assert old.exit_code == 0, old.output
     assert list((tmp_path / "b").glob(f"{MODEL}__single*.json"))
-    both = runner.invoke(app, _eval(small_setup, "--results", str(tmp_path / "a"), "--output", str(tmp_path / "b")))
-    assert both.exit_code == 2 and "--output is the old name of --results" in both.stderr
     shown = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "200"})
     assert "--results" in shown.stdout and "--output" not in shown.stdout
 
@@ -122,7 +120,7 @@ def test_a_second_run_of_the_same_result_is_refused_naming_the_holder(small_setu
         assert second.exit_code == 1
         line = second.stderr.strip().splitlines()[-1]
         assert line.startswith(f"error: {stem} is being evaluated by pid {holder.pid} on ")
-        assert line.endswith("; wait with --wait")
+        assert line.endswith("; wait with --wait-lock")
         assert not list(results.glob("*.json"))
     finally:
         holder.communicate("\n")

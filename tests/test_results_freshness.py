@@ -180,7 +180,7 @@ def test_a_second_run_is_refused_naming_the_holder(tmp_path):
             pass
         assert err.value.exit_code == 1
         assert f"m__single is being evaluated by pid {proc.pid} on {socket.gethostname()} since " in str(err.value)
-        assert str(err.value).endswith("; wait with --wait")
+        assert str(err.value).endswith("; wait with --wait-lock")
         with run_lock(tmp_path, "m__other"):  # another result is not blocked
             pass
     finally:

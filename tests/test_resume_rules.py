@@ -140,7 +140,7 @@ def test_a_full_disk_at_a_progress_save_keeps_the_saved_state_and_the_run_resume
     monkeypatch.setattr(State, "save", save)
     with pytest.raises(ReproError) as err:
         run_job(lip_job(lip), options(tmp_path))
-    assert "cannot save the progress" in str(err.value) and "(1 image(s)) is intact" in str(err.value)
+    assert "cannot save the progress" in str(err.value) and "(1 image) is intact" in str(err.value)
     assert torch.load(progress_path(tmp_path / "results", STEM, Ranks()), weights_only=True)["done"] == 1
     monkeypatch.setattr(State, "save", real)
     data = _counting(lip)

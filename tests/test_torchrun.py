@@ -77,7 +77,7 @@ def _torchrun(setup: dict, nproc: int, output: Path) -> tuple[subprocess.Complet
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
         "-m", "repro", "eval", MODEL,
         "--checkpoint", str(setup["checkpoint"]), "--data-root", str(setup["data_root"]),
-        "--output", str(output), "--device", "cpu", "--workers", "1", "--save-every", "1",
+        "--results", str(output), "--device", "cpu", "--workers", "1", "--save-every", "1",
         "--allow-subset",  # a 5-image LIP: refused without it (the result is partial, never compared)
     ]
     start = time.perf_counter()

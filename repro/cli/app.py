@@ -19,6 +19,11 @@ from repro.errors import ReproError
 # click's UsageError (typer >= 0.29 ships its own copy of click): the base of typer.BadParameter.
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
+# Old option names still accepted as a second name of an option, but not shown in the help:
+# old name -> the name the help shows (filled by repro.cli.options, where the options are declared).
+# A name is hidden only on an option that also has the current one: `report --output FILE` stays.
+HIDDEN_ALIASES: dict[str, str] = {}
+
 
 class _NaturalHelp:
     """Help that reads as usual CLI help on typer >= 0.29, which prints a type after every
@@ -40,6 +45,19 @@ class _NaturalHelp:
         if panels and params[-1].name == "help":  # grouped options: --help closes the last panel
             params[-1].rich_help_panel = panels[-1]  # instead of an "Options" panel of its own
         return params
+
+    def format_help(self, ctx: typer.Context, formatter) -> None:
+        """The help without the hidden aliases (HIDDEN_ALIASES): they stay accepted when parsing."""
+        shown = {}
+        for param in self.params:
+            kept = [name for name in param.opts if HIDDEN_ALIASES.get(name) not in param.opts]
+            if len(kept) < len(param.opts):
+                shown[param], param.opts = param.opts, kept
+        try:
+            return super().format_help(ctx, formatter)
+        finally:
+            for param, names in shown.items():
+                param.opts = names
 
     def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []

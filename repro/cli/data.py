@@ -14,6 +14,7 @@ from repro.cli.layout import aligned_lines
 from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, TableTsvOrJson
 from repro.errors import ReproError
 from repro.paths import DATASET_FOLDERS, dataset_name, looks_like_dataset, parse_dataset_roots, resolve_dataset_root
+from repro.text import counted
 
 DEFAULT_SAMPLE = 20  # repro.datasets.check.DEFAULT_SAMPLE; repro.datasets (numpy, cv2) loads inside the commands
 
@@ -134,19 +135,17 @@ def check(
         for problem in result:
             typer.echo(f"error: {problem}", err=True)
         _say_if_accepted(spec, result.root, allow_subset)
-        typer.echo(f"{spec.title} at {result.root}: {len(result)} problem(s)", err=True)
+        typer.echo(f"{spec.title} at {result.root}: {counted(len(result), 'problem')}", err=True)
         raise typer.Exit(1)
 
-    table = Table(title=f"{spec.title} at {result.root}")
-    table.add_column("split")
-    table.add_column(spec.count_unit, justify="right")
-    table.add_column("official", justify="right")
-    if spec.count_unit == "videos":
-        table.add_column("frames", justify="right")
-    table.add_column("labels read", justify="right")
-    table.add_column("classes seen", justify="right")
-    table.add_column("ignored px", justify="right")
-    table.add_column("status")
+    _print_check_table(spec, result)
+
+
+def _check_rows(spec, result) -> tuple[list[str], list[dict[str, str]]]:
+    """The columns and one row per split of a dataset check that found no problem."""
+    columns = ["split", spec.count_unit, "official", *(["frames"] if spec.count_unit == "videos" else []),
+               "labels read", "classes seen", "ignored px", "status"]
+    rows = []
     for s in result.splits:
         row = [s.split, str(s.count), str(s.expected)]
         if spec.count_unit == "videos":
@@ -157,5 +156,22 @@ def check(
         else:
             row += ["server", "-", "-"]  # test-server split: no public labels
         row.append("ok" if s.count == s.expected else "partial")
-        table.add_row(*row)
+        rows.append(dict(zip(columns, row)))
+    return columns, rows
+
+
+def _print_check_table(spec, result) -> None:
+    """The check's summary: a table on a terminal, plain aligned lines in a pipe or a log."""
+    title = f"{spec.title} at {result.root}"
+    columns, rows = _check_rows(spec, result)
+    numbers = [c for c in columns if c not in ("split", "status")]
+    if not console.is_terminal:
+        console.print("\n".join([title, *aligned_lines(rows, columns, right=numbers)]),
+                      markup=False, highlight=False, soft_wrap=True)
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="right" if column in numbers else "left")
+    for row in rows:
+        table.add_row(*(row[c] for c in columns))
     console.print(table)

@@ -10,18 +10,18 @@ from pathlib import Path
 import typer
 
 from repro.cli.app import app
-from repro.cli.options import TableOrJson
+from repro.cli.layout import output_width
+from repro.cli.options import RESULTS_OPTION, TableOrJson, protocol_option, with_help
 
 
 @app.command("diff")
 def diff(
     a: str = typer.Argument(..., metavar="A", help="A result file (.json), or a model id / alias."),
     b: str = typer.Argument(..., metavar="B", help="A result file (.json), or a model id / alias."),
-    results_dirs: list[Path] = typer.Option(
-        None, "--results",
-        help="Results folder for an id: once for both sides, twice for A then B (default: $REPRO_RESULTS).",
+    results: list[Path] = with_help(
+        RESULTS_OPTION, "Results folder for an id: once for both sides, twice for A then B (default: $REPRO_RESULTS)."
     ),
-    protocol: str = typer.Option(None, "--protocol", help="single, flip or ms+flip, for ids (default: the first with a result)."),
+    protocol: str = protocol_option(documented=False, help="For ids: the results of this protocol (default: the first with a result)."),
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table (plain text) for people, json for scripts."),
     top: int = typer.Option(10, "--top", min=1, help="Rows per table (classes, images)."),
 ) -> None:
@@ -35,7 +35,7 @@ def diff(
     from repro.errors import ReproError
     from repro.explain.explanation import find_result
 
-    folders = list(results_dirs or [])
+    folders = list(results or [])
     if len(folders) > 2:
         raise ReproError("--results is given once (both sides) or twice (A, then B)", exit_code=2)
     folder_a = folders[0] if folders else None
@@ -45,4 +45,4 @@ def diff(
     if path_a.resolve() == path_b.resolve():
         raise ReproError(f"A and B are the same file ({path_a}); give two files, or --results twice", exit_code=2)
     result = api.diff_results(path_a, path_b, top=top)
-    typer.echo(api.to_json(result) if fmt is TableOrJson.json else api.render_text(result), nl=False)
+    typer.echo(api.to_json(result) if fmt is TableOrJson.json else api.render_text(result, output_width()), nl=False)

@@ -11,7 +11,6 @@ import contextlib
 import os
 import shutil
 import signal
-import sys
 from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -21,24 +20,23 @@ import typer
 from rich.console import Console
 
 from repro.cli.app import app
-from repro.cli.layout import terminal_lines
-from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, TableOrJson, in_panel
+from repro.cli.layout import output_width, terminal_lines
+from repro.cli.options import (
+    DATA_ROOT_OPTION, DATASET_ROOT_OPTION, DOCUMENTED, RESULTS_OPTION, TableOrJson, in_panel, protocol_option,
+    with_results_old_name,
+)
 from repro.cli.progress import EvalProgress
 from repro.errors import ReproError
+from repro.numerics import PRECISIONS, Precision
 from repro.paths import dataset_name, dataset_root_overrides, parse_dataset_roots
+from repro.text import counted
 
 if TYPE_CHECKING:  # repro.manifest (pydantic, yaml) loads inside the functions: fast start-up
     from repro.engine.options import EngineOptions
     from repro.manifest import Manifest
+    from repro.planning.launch import LaunchOptions
 
 console = Console(stderr=True)
-
-
-class TTAChoice(str, Enum):
-    single = "single"
-    flip = "flip"
-    ms_flip = "ms+flip"
-    documented = "documented"
 
 
 class LauncherChoice(str, Enum):
@@ -51,16 +49,6 @@ class VariantChoice(str, Enum):
 
     training_era = "training-era"
     upstream_head = "upstream-head"
-
-
-class PrecisionChoice(str, Enum):
-    """repro.numerics.PRECISIONS (--precision takes one or a comma list of them)."""
-
-    fp32 = "fp32"
-    tf32 = "tf32"
-    tf32_all = "tf32-all"
-    bf16 = "bf16"
-    fp16 = "fp16"
 
 
 @dataclass(frozen=True)
@@ -88,7 +76,7 @@ def plan_runs(
     ids: list[str] | None,
     all_models: bool,
     dataset: str | None,
-    tta: str,
+    protocol: str,
     shard: tuple[int, int] | None = None,
 ) -> tuple[list[PlannedRun], list[str]]:
     """Which (model, protocol) pairs to evaluate, in manifest/argument order, and the ids of the
@@ -122,15 +110,16 @@ def plan_runs(
         entries = entries[index - 1 :: count]
     runs, lacking = [], []
     for entry in entries:
-        if tta == "documented":
+        if protocol == DOCUMENTED:
             names = [p for p in PROTOCOL_NAMES if p in entry.protocols]
-        elif tta in entry.protocols:
-            names = [tta]
+        elif protocol in entry.protocols:
+            names = [protocol]
         elif all_models:
             lacking.append(entry.id)
             names = []
         else:
-            raise ReproError(f"{entry.id} has no '{tta}' protocol (it has {', '.join(entry.protocols)}); use --tta documented")
+            raise ReproError(f"{entry.id} has no '{protocol}' protocol (it has {', '.join(entry.protocols)}); "
+                             f"use --protocol {DOCUMENTED}")
         runs.extend(PlannedRun(entry.id, name) for name in names)
     return runs, lacking
 
@@ -176,7 +165,7 @@ def _sigterm_raises():
 # Steps of the command
 
 
-def _make_plan(manifest: Manifest, runs, lacking, tta: str, settings: EngineOptions, everything: bool,
+def _make_plan(manifest: Manifest, runs, lacking, protocol: str, settings: EngineOptions, everything: bool,
                assume: str | None = None):
     from repro.planning.plan import build_plan, detect_device
 
@@ -186,13 +175,14 @@ def _make_plan(manifest: Manifest, runs, lacking, tta: str, settings: EngineOpti
         device = assumed_device(assume)
     else:  # without torch: a bad --device is one error line before anything loads
         device = detect_device(settings.device)
-    return build_plan(manifest, runs, lacking, tta, device, settings, everything=everything)
+    return build_plan(manifest, runs, lacking, protocol, device, settings, everything=everything)
 
 
-def _check_precisions(text: str, device: str, assume: str | None, dry_run: bool, launched: bool = False) -> list[str]:
-    """The --precision names; tf32 / tf32-all are refused (exit 2) before any work where this
-    machine has no TF32 (not checked where the runs happen elsewhere: a dry run for an
-    --assume-device, or jobs of a --launcher, whose engine checks on its own node)."""
+def _check_precisions(text: str, device: str, assume: str | None, dry_run: bool, launched: bool = False) -> list[Precision]:
+    """--precision, parsed once into its Precision values (a comma list runs each); tf32 / tf32-all
+    are refused (exit 2) before any work where this machine has no TF32 (not checked where the runs
+    happen elsewhere: a dry run for an --assume-device, or jobs of a --launcher, whose engine
+    checks on its own node)."""
     from repro.numerics import TF32_BY_PRECISION, check_precision, parse_precisions
 
     if assume and not dry_run:
@@ -221,18 +211,17 @@ class _Request:
     manifest: Manifest
     runs: list[PlannedRun]
     lacking: list[str]
-    tta: str
+    protocol: str
     everything: bool  # --all without a dataset or shard filter
     dataset_roots: dict
     checkpoint: Path | None
     dry_run: bool
     fmt: TableOrJson
     assume_device: str | None
-    launcher: str | None
-    slurm: dict
+    launch: LaunchOptions | None  # --launcher and its options, checked
 
 
-def _each_precision(request: _Request, settings: EngineOptions, precisions: list[str]) -> None:
+def _each_precision(request: _Request, settings: EngineOptions, precisions: list[Precision]) -> None:
     """--precision fp32,tf32: the runs once per precision (each writes its own result files); a
     failed run does not stop the next precision, an interrupt does."""
     if len(precisions) == 1:
@@ -255,27 +244,27 @@ def _evaluate(request: _Request, settings: EngineOptions) -> None:
     """Plan, print the plan, then run what is ready here (or hand it to a launcher) and sum up."""
     show = _is_rank_zero()
     with dataset_root_overrides(request.dataset_roots), _sigterm_raises():
-        plan = _make_plan(request.manifest, request.runs, request.lacking, request.tta, settings,
+        plan = _make_plan(request.manifest, request.runs, request.lacking, request.protocol, settings,
                           request.everything, request.assume_device)
         if show and (request.dry_run or _worth_a_plan(plan, request.runs)):
             _print_plan(plan, request.fmt if request.dry_run else TableOrJson.table, budget=bool(request.assume_device))
         if request.dry_run:
             return
         ready = _ready_runs(plan, request.runs)
-        if request.launcher is not None:  # jobs instead of evaluating here (repro/launch.py)
+        if request.launch is not None:  # jobs instead of evaluating here (repro/planning/launch.py)
             from repro.planning.launch import launch_from_cli
 
-            failed = launch_from_cli(ready, request.launcher, settings, request.slurm,
-                                     dataset_roots=request.dataset_roots, plan_rows=plan.rows, say=_say)
+            failed = launch_from_cli(ready, request.launch, settings, dataset_roots=request.dataset_roots,
+                                     plan_rows=plan.rows, say=_say)
             raise typer.Exit(1 if failed else 0)
         _hash_ahead(ready[0].model_id, request.checkpoint)  # while torch imports (the plan needs none)
         kept = _kept_runs(plan, ready, settings, request.manifest)
         for path, _ in kept.values() if show else ():
-            _say(f"kept: {Path(path).resolve()}")
+            _say(f"kept: {path}")
         todo = [run for run in ready if run not in kept]
         if show and _worth_a_plan(plan, request.runs):
             _warn_if_slow(plan, todo)
-        with _removed_if_unused(settings.output):
+        with _removed_if_unused(settings.results_folder):
             ran, failed = _run_all(todo, settings, show)
     if show and ran:  # a rerun of finished runs prints its "kept" lines only
         done = {run: (run, result, note) for run, result, note in ran}
@@ -312,16 +301,9 @@ def _removed_if_unused(folder: Path):
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _check_output(output: Path) -> None:
-    if output.exists() and not output.is_dir():
-        raise ReproError(f"--results {output} is a file, not a folder")
-
-
-def _results_option(results: Path | None, output: Path | None) -> Path | None:
-    """--results, or its old name --output (hidden, still accepted)."""
-    if results is not None and output is not None and results != output:
-        raise ReproError("--output is the old name of --results: give one of them", exit_code=2)
-    return results if results is not None else output
+def _check_results_folder(results: Path) -> None:
+    if results.exists() and not results.is_dir():
+        raise ReproError(f"--results {results} is a file, not a folder")
 
 
 def _print_plan(plan, fmt: TableOrJson = TableOrJson.table, budget: bool = False) -> None:
@@ -344,7 +326,7 @@ def _plan_json(plan, budget: dict | None = None) -> str:
 
     rows = [{**asdict(row), "ready": row.ready} for row in plan.rows]
     datasets = [{**asdict(info), "subset": info.subset} for info in plan.datasets.values()]
-    data = {"device": {**asdict(plan.device), "label": plan.device.label}, "tta": plan.tta,
+    data = {"device": {**asdict(plan.device), "label": plan.device.label}, "protocol": plan.protocol,
             "estimated_seconds": plan.seconds(every=True), "runs": rows, "datasets": datasets,
             "fetch_command": plan.fetch_command()}
     if budget is not None:
@@ -359,7 +341,7 @@ def _ready_runs(plan, runs: list[PlannedRun]) -> list[PlannedRun]:
     if keep:
         return keep
     if not runs:
-        raise ReproError(f"nothing to evaluate: no selected row has a '{plan.tta}' protocol")
+        raise ReproError(f"nothing to evaluate: no selected row has a '{plan.protocol}' protocol")
     blocked = [row for row in plan.rows if row.protocol is not None]
     if len(blocked) == 1:
         raise ReproError(blocked[0].blocked[0])
@@ -398,7 +380,7 @@ def _warn_if_slow(plan, ready: list[PlannedRun]) -> None:
     seconds = plan.seconds()
     on_gpu = seconds * plan.device.flops_per_second() / DeviceInfo("cuda", "A100").flops_per_second() if seconds else None
     _say(
-        f"note: evaluating on the CPU is slow: {format_duration(seconds)} for {len(ready)} run(s) "
+        f"note: evaluating on the CPU is slow: {format_duration(seconds)} for {counted(len(ready), 'run')} "
         f"(estimate; about {format_duration(on_gpu)} on an A100 GPU)"
     )
 
@@ -430,13 +412,13 @@ def _interrupted(label: str, show: bool, code: int) -> None:
     raise typer.Exit(code)
 
 
-def _report_run(label: str, result, output: Path, started: float) -> None:
+def _report_run(label: str, result, results: Path, started: float) -> None:
     """The outcome of one run and the full path of its result file ("kept" when the engine found
     this very evaluation finished: nothing was written)."""
     from repro.manifest import load_manifest
     from repro.results.files import filename_of
 
-    path = (Path(output) / filename_of(result, load_manifest().get(result.model_id).default_variant)).resolve()
+    path = results / filename_of(result, load_manifest().get(result.model_id).default_variant)
     if result.finished.timestamp() < started:
         _say(f"kept: {path}")
         return
@@ -508,32 +490,26 @@ def _run_all(ready: list[PlannedRun], settings: EngineOptions, show: bool) -> tu
             continue
         rows.append((run, result, ""))
         if show:
-            _report_run(label, result, settings.output, started)
+            _report_run(label, result, settings.results_folder, started)
     return rows, failed
 
 
 def _print_summary(rows: list[tuple], manifest: Manifest, plan, settings: EngineOptions) -> None:
-    from repro.cli.summary import output_width, render_summary
+    from repro.cli.summary import render_summary
 
-    for line in render_summary(rows, manifest, output_width(sys.stdout)):  # fits 80 columns, numbers whole
+    for line in render_summary(rows, manifest, output_width()):  # fits 80 columns, numbers whole
         typer.echo(line)
-    typer.echo(f"results: {Path(settings.output).resolve()}")
+    typer.echo(f"results: {settings.results_folder}")
     waiting = [row for row in plan.rows if row.protocol is not None and not row.ready]
     if waiting:
         command = plan.fetch_command()
         hint = f"; fetch the missing files with: {command}" if command else " (see the plan above)"
-        typer.echo(f"not run: {len(waiting)} run(s){hint}")
+        typer.echo(f"not run: {counted(len(waiting), 'run')}{hint}")
 
 
-def _check_format_and_launcher(fmt: TableOrJson, dry_run: bool, launcher: LauncherChoice | None,
-                               slurm: dict) -> None:
-    """Usage errors of --format and the cluster options, before the manifest is read."""
+def _check_format(fmt: TableOrJson, dry_run: bool) -> None:
     if fmt is TableOrJson.json and not dry_run:
         raise ReproError("--format json prints the plan: add --dry-run", exit_code=2)
-    if launcher is not None or any(slurm[k] for k in ("partition", "account", "extra", "time_min")):
-        from repro.planning.launch import check_cli_options
-
-        check_cli_options(launcher.value if launcher else None, slurm)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -545,7 +521,7 @@ def eval_command(
     ids: list[str] = typer.Argument(None, help="Model ids or aliases (see 'repro list')."),
     all_models: bool = typer.Option(False, "--all", help="Evaluate every model of the manifest.", rich_help_panel="What to run"),
     dataset: str = typer.Option(None, "--dataset", help="With --all: only the models of this dataset.", rich_help_panel="What to run"),
-    tta: TTAChoice = typer.Option(TTAChoice.documented, "--tta", help="Protocol to run; 'documented': every protocol of the row.", rich_help_panel="What to run"),
+    protocol: str = in_panel(protocol_option(documented=True, help="Protocol to run; 'documented': every protocol of the row."), "What to run"),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Checkpoint file instead of the cached download (one model only).", rich_help_panel="Data"),
     data_root: Path = in_panel(DATA_ROOT_OPTION, "Data"),
     dataset_roots: list[str] = in_panel(DATASET_ROOT_OPTION, "Data"),
@@ -555,10 +531,9 @@ def eval_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan (runs, images, passes, time, what is missing) and exit.", rich_help_panel="What to run"),
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="With --dry-run: the plan as a table or as json.", rich_help_panel="What to run"),
     variant: VariantChoice = typer.Option(None, "--variant", help="Forward to run (default: the row's): training-era (as the checkpoint was trained) or upstream-head (upstream's code now).", rich_help_panel="What to run"),
-    precision: str = typer.Option("fp32", "--precision", metavar="[fp32|tf32|tf32-all|bf16|fp16]", help="fp32 as upstream tests (TF32 off); tf32: TF32 convolutions, tf32-all: and matmuls (Ampere+ GPUs; comparable, recorded); bf16/fp16: not comparable. A comma list (fp32,tf32) runs each.", rich_help_panel="Engine"),
+    precision: str = typer.Option("fp32", "--precision", metavar=f"[{'|'.join(PRECISIONS)}]", help="fp32 as upstream tests (TF32 off); tf32: TF32 convolutions, tf32-all: and matmuls (Ampere+ GPUs; comparable, recorded); bf16/fp16: not comparable. A comma list (fp32,tf32) runs each.", rich_help_panel="Engine"),
     assume_device: str = typer.Option(None, "--assume-device", metavar="NAME", help="With --dry-run: times for a100, h100, h200, l40s, v100 or cpu instead of this machine, in fp32 and TF32.", rich_help_panel="What to run"),
-    results: Path = typer.Option(None, "--results", help="Folder of the result files (default: $REPRO_RESULTS, else <cache>/results).", rich_help_panel="Output"),
-    output: Path = typer.Option(None, "--output", hidden=True, help="Old name of --results."),
+    results: Path = in_panel(with_results_old_name(RESULTS_OPTION), "Output"),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="--no-resume: start interrupted runs over, discarding their saved progress (finished results are kept unless --force).", rich_help_panel="Output"),
     force: bool = typer.Option(False, "--force", help="Redo finished evaluations: their result is replaced, a complete one kept beside it, renamed.", rich_help_panel="Output"),
     shard: str = typer.Option(None, "--shard", help="I/N: only the I-th of N interleaved shares of the models.", rich_help_panel="Cluster"),
@@ -576,37 +551,41 @@ def eval_command(
     slurm_time_min: int = typer.Option(None, "--slurm-time-min", min=1, help="Minutes per job (default: from the cost estimate).", rich_help_panel="Cluster"),
     slurm_account: str = typer.Option(None, "--slurm-account", help="SLURM account to charge.", rich_help_panel="Cluster"),
     slurm_opts: list[str] = typer.Option(None, "--slurm-opt", help="Extra sbatch option KEY=VALUE, e.g. qos=high (repeatable).", rich_help_panel="Cluster"),
-    wait: bool = typer.Option(False, "--wait", help="Wait instead of stopping when another process evaluates the same result (its lock); with --launcher slurm, wait for the jobs and print their results.", rich_help_panel="Cluster"),
+    wait_lock: bool = typer.Option(False, "--wait-lock", help="Another process evaluates the same result (holds its lock): wait for it instead of stopping.", rich_help_panel="Cluster"),
+    wait_jobs: bool = typer.Option(False, "--wait-jobs", help="With --launcher slurm: wait for the jobs and print their results (the local launcher always waits).", rich_help_panel="Cluster"),
+    wait_both: bool = typer.Option(False, "--wait", hidden=True, help="Old flag: --wait-lock, and with --launcher slurm also --wait-jobs."),
 ) -> None:
     """Evaluate models with the exact test protocol of their manifest row and write one result per protocol.
 
-    A plan comes first (images, forward passes per image, what is missing, an estimated time); \
---dry-run prints only the plan.
+    A plan comes first when there are several runs or one estimated to take 5 minutes or more \
+(images, forward passes per image, what is missing, an estimated time); --dry-run prints only the plan.
+
+    Times are estimates: forward FLOPs per architecture (counted at 512x512) scaled by each \
+protocol's pixels, over an assumed device speed (a share of the GPU's peak, or per CPU thread).
     """
     from repro.manifest import load_manifest
-    from repro.paths import results_dir
+    from repro.planning.launch import launch_options
 
     overrides = parse_dataset_roots(dataset_roots)  # checked before any work
     precisions = _check_precisions(precision, device, assume_device, dry_run, launcher is not None)
-    slurm = dict(partition=slurm_partition, max_gpus=slurm_gpus, time_min=slurm_time_min, account=slurm_account,
-                 extra=slurm_opts, wait=wait)
-    _check_format_and_launcher(fmt, dry_run, launcher, slurm)
+    _check_format(fmt, dry_run)
+    launch = launch_options(launcher.value if launcher else None, partition=slurm_partition, max_gpus=slurm_gpus,
+                            time_min=slurm_time_min, account=slurm_account, extra=slurm_opts,
+                            wait_jobs=wait_jobs or (wait_both and launcher is LauncherChoice.slurm))
     manifest = load_manifest()
-    runs, lacking = plan_runs(manifest, ids, all_models, dataset, tta.value, parse_shard(shard))
+    runs, lacking = plan_runs(manifest, ids, all_models, dataset, protocol, parse_shard(shard))
     if checkpoint is not None and len({r.model_id for r in runs}) > 1:
         raise ReproError("--checkpoint applies to one model; name a single id")
     from repro.engine.options import EngineOptions
 
     settings = EngineOptions(
         checkpoint=checkpoint, data_root=data_root, variant=variant.value if variant else None, device=device,
-        precision=precisions[0], limit=limit, output=results_dir(_results_option(results, output)),
-        resume=resume and not force, force=force, wait_lock=wait, max_batch=max_batch, workers=workers, save_every=save_every,
+        precision=precisions[0], limit=limit, results=results, resume=resume and not force, force=force,
+        wait_lock=wait_lock or wait_both, max_batch=max_batch, workers=workers, save_every=save_every,
         save_every_seconds=save_every_min * 60, resize_on_cpu=cpu_resize, allow_subset=allow_subset,
         save_predictions=save_predictions, paint=paint,
     )
-    if paint and save_predictions is None:
-        raise ReproError("--paint needs --save-predictions DIR", exit_code=2)
-    _check_output(settings.output)
-    request = _Request(manifest, runs, lacking, tta.value, all_models and not dataset and not shard, overrides,
-                       checkpoint, dry_run, fmt, assume_device, launcher.value if launcher else None, slurm)
+    _check_results_folder(settings.results_folder)
+    request = _Request(manifest, runs, lacking, protocol, all_models and not dataset and not shard, overrides,
+                       checkpoint, dry_run, fmt, assume_device, launch)
     _each_precision(request, settings, precisions)

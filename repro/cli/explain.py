@@ -10,16 +10,15 @@ from pathlib import Path
 import typer
 
 from repro.cli.app import app
-from repro.cli.options import TableOrJson
+from repro.cli.layout import output_width
+from repro.cli.options import RESULTS_OPTION, TableOrJson, protocol_option
 
 
 @app.command("explain")
 def explain(
     target: str = typer.Argument(..., metavar="ID", help="Model id or alias, or a result file (.json)."),
-    protocol: str = typer.Option(None, "--protocol", help="single, flip or ms+flip (default: the first with a result)."),
-    results_dir: Path = typer.Option(
-        None, "--results", help="Folder of result files (default: $REPRO_RESULTS, else <cache>/results)."
-    ),
+    protocol: str = protocol_option(documented=False, help="The result of this protocol (default: the first with a result)."),
+    results: Path = RESULTS_OPTION,
     output: Path = typer.Option(
         None, "--output", "-o", help="Draw pictures here (worst images, confusion heatmap, per-class IoU; PNG) and index.html."
     ),
@@ -40,7 +39,7 @@ def explain(
     from repro.manifest import load_manifest
 
     manifest = load_manifest(manifest_path)
-    path = api.find_result(target, protocol, results_dir, manifest)
+    path = api.find_result(target, protocol, results, manifest)
     explanation = api.explain_result(path, manifest=manifest, top=top)
     if fmt is TableOrJson.json:
         typer.echo(api.to_json(explanation), nl=False)
@@ -68,10 +67,5 @@ def _say_drawn(drawn, output: Path) -> None:
 
 
 def _width() -> int:
-    """80 in a pipe; the terminal's width (at most 100) on a terminal."""
-    import shutil
-    import sys
-
-    if not sys.stdout.isatty():
-        return 80
-    return max(60, min(100, shutil.get_terminal_size((80, 24)).columns))
+    """The width explain's text wraps to: the output's, at least 60 and at most 100 columns."""
+    return max(60, output_width(most=100))

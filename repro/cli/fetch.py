@@ -11,6 +11,7 @@ import typer
 from repro.cli.app import app
 from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION
 from repro.errors import FetchError, ReproError
+from repro.text import counted
 
 
 class SourceChoice(str, Enum):
@@ -82,7 +83,7 @@ def fetch(
         from repro.fetch import pin_manifest
 
         pins = pin_manifest(pin)
-        typer.echo(f"wrote {pin} with {len(pins)} sha256 digest(s)")
+        typer.echo(f"wrote {pin} with {counted(len(pins), 'sha256 digest')}")
         return
     ids, datasets, sources = ids or [], dataset or [], [str(p) for p in from_ or []]
     if manual:
@@ -191,4 +192,4 @@ def _run_items(items: list[tuple[str, Callable[[], Path]]]) -> None:
         typer.echo("interrupted; run the same command to resume", err=True)
         raise typer.Exit(130) from None
     if failures:
-        raise FetchError(f"{len(failures)} of {len(items)} item(s) failed: {', '.join(failures)}")
+        raise FetchError(f"{len(failures)} of {counted(len(items), 'item')} failed: {', '.join(failures)}")

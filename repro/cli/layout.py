@@ -1,9 +1,28 @@
-"""Plain text layout shared by the commands: aligned columns that never cut a value."""
+"""Plain text layout shared by the commands: the width to fit, aligned columns that never cut a
+value, lines wrapped between words."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import sys
 import textwrap
 from collections.abc import Iterable, Sequence
+from typing import Any
+
+PIPE_WIDTH = 80  # a pipe or a log without $COLUMNS: what an 80-column terminal shows
+
+
+def output_width(stream: Any = None, *, most: int | None = None) -> int:
+    """The columns a command's text fits (default stream: stdout): the terminal's width; in a
+    pipe $COLUMNS when set, else 80. `most` caps it (prose reads badly in very long lines)."""
+    stream = sys.stdout if stream is None else stream
+    if hasattr(stream, "isatty") and stream.isatty():
+        width = shutil.get_terminal_size((PIPE_WIDTH, 24)).columns
+    else:
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else PIPE_WIDTH
+    return width if most is None else min(width, most)
 
 
 def aligned_lines(rows: Sequence[dict[str, str]], columns: Sequence[str], right: Iterable[str] = ()) -> list[str]:

@@ -11,6 +11,8 @@ from pathlib import Path
 import typer
 
 from repro.cli.app import app
+from repro.cli.options import RESULTS_OPTION, with_help
+from repro.text import counted
 
 DEFAULT_TOLERANCE = 0.1  # repro.results.comparison.DEFAULT_TOLERANCE, repeated to keep the command module light
 
@@ -23,17 +25,17 @@ class ReportFormat(str, Enum):
     html = "html"
 
 
-def _results_source(results_dir: Path | None) -> tuple[Path | list, str | None]:
+def _results_source(results: Path | None) -> tuple[Path | list, str | None]:
     """(the folder to read, or [] when the default folder does not exist yet; the line that says so).
 
     A --results folder that does not exist is an error (a typo, most likely); the default one
     not existing only means that nothing was evaluated yet.
     """
-    from repro.paths import results_dir as default_results_dir
+    from repro.paths import results_dir
 
-    if results_dir is not None:
-        return results_dir, None
-    folder = default_results_dir()
+    folder = results_dir(results)
+    if results is not None:
+        return folder, None
     if not folder.exists():
         return [], f"no results yet: {folder} does not exist (run `repro eval`, or pass --results DIR)"
     return folder, None
@@ -57,7 +59,7 @@ def _say_aside(report, fmt_name: str, output: Path | None, strict: bool = False)
     failed = reporting.failed_rows(report)
     if len(failed) and not strict:  # the next step for a number that does not reproduce (--strict ends on its error line)
         first = failed[0]
-        typer.echo(f"{len(failed)} row(s) not reproduced; why: `repro explain {first['model_id']} "
+        typer.echo(f"{counted(len(failed), 'row')} not reproduced; why: `repro explain {first['model_id']} "
                    f"--protocol {first['protocol']}`" + (" (and the others)" if len(failed) > 1 else ""), err=True)
 
 
@@ -89,10 +91,8 @@ def report(
     ids: list[str] = typer.Argument(
         None, metavar="ID", help="Only these models (ids or aliases); adds their per-class IoU."
     ),
-    results_dir: Path = typer.Option(
-        None,
-        "--results",
-        help="Folder of result files written by 'repro eval' (default: $REPRO_RESULTS, else <cache>/results).",
+    results: Path = with_help(
+        RESULTS_OPTION, "Folder of result files written by 'repro eval' (default: $REPRO_RESULTS, else <cache>/results)."
     ),
     fmt: ReportFormat = typer.Option(
         None, "--format", help="table (markdown, also 'md'), csv, json or html (default: from --output's extension, else table)."
@@ -128,7 +128,7 @@ def report(
     if plot is not None:
         rendering.check_plot_format(plot)  # a bad extension fails before anything is read or written
     manifest = load_manifest(manifest_path)
-    source, missing = _results_source(results_dir)
+    source, missing = _results_source(results)
     table = reporting.build_report(manifest, source, tolerance=tolerance, ids=ids or None, measured_only=measured_only)
     nothing = missing or reporting.no_results_line(table, source)
     if nothing:  # one line on stderr; the table still lists every row (not run), unless --measured-only

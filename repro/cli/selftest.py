@@ -7,16 +7,15 @@ from pathlib import Path
 import typer
 
 from repro.cli.app import app
-from repro.cli.options import TableOrJson
-from repro.errors import ReproError
+from repro.cli.options import RESULTS_OPTION, TableOrJson, with_help, with_results_old_name
 
 
 @app.command("selftest")
 def selftest_command(
     device: str = typer.Option(None, "--device", help="cpu, cuda or cuda:N (default: the GPU if there is one, else cpu)."),
     quick: bool = typer.Option(False, "--quick", help="Three architecture families instead of all eleven."),
-    results: Path = typer.Option(None, "--results", help="Keep the pipeline's result files and report.md in this folder."),
-    output: Path = typer.Option(None, "--output", hidden=True, help="Old name of --results."),
+    results: Path = with_help(with_results_old_name(RESULTS_OPTION),
+                              "Keep the pipeline's result files and report.md in this folder."),
     record: bool = typer.Option(True, "--record/--no-record", help="Save the outcome in the cache for results to cite."),
     fmt: TableOrJson = typer.Option(TableOrJson.table, "--format", help="table (plain lines) for people; json (the recorded report) for scripts, the lines then go to stderr."),
 ) -> None:
@@ -31,9 +30,7 @@ def selftest_command(
     def say(line: str) -> None:  # plain lines that fit 80 columns; on stderr when stdout carries the JSON
         typer.echo(line, err=as_json)
 
-    if results is not None and output is not None and results != output:
-        raise ReproError("--output is the old name of --results: give one of them")
-    report = selftest.run_selftest(device, quick, say=say, output=results or output)
+    report = selftest.run_selftest(device, quick, say=say, results=results)
     env = report.environment
     failed = [check for check in report.checks if not check.passed]
     verdict = "passed" if report.passed else f"FAILED ({len(failed)} of {len(report.checks)} checks)"

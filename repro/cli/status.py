@@ -10,7 +10,8 @@ from pathlib import Path
 import typer
 
 from repro.cli.app import app
-from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, TableOrJson
+from repro.cli.layout import output_width
+from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, RESULTS_OPTION, TableOrJson
 
 
 @app.command("status")
@@ -20,9 +21,7 @@ def status(
     verify: bool = typer.Option(
         False, "--verify", help="Re-hash the cached checkpoints (slow for large files) instead of trusting fetch's record."
     ),
-    results_dir: Path = typer.Option(
-        None, "--results", help="Folder of result files (default: $REPRO_RESULTS, else <cache>/results)."
-    ),
+    results: Path = RESULTS_OPTION,
     data_root: Path = DATA_ROOT_OPTION,
     dataset_roots: list[str] = DATASET_ROOT_OPTION,
     manifest_path: Path = typer.Option(
@@ -39,10 +38,10 @@ def status(
 
     with dataset_root_overrides(parse_dataset_roots(dataset_roots)):
         report = status_api.model_statuses(
-            ids or None, manifest=load_manifest(manifest_path), results_dir=results_dir, data_root=data_root,
+            ids or None, manifest=load_manifest(manifest_path), results_dir=results, data_root=data_root,
             verify=verify,
         )
     if fmt is TableOrJson.json:
         typer.echo(status_api.render_json(report), nl=False)
     else:
-        typer.echo(status_api.render_table(report, width=status_api.output_width()), nl=False)
+        typer.echo(status_api.render_table(report, width=output_width()), nl=False)

@@ -8,8 +8,6 @@ mark come from `repro.results.comparison`, the rule `repro report` uses.
 
 from __future__ import annotations
 
-import os
-import shutil
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -21,14 +19,6 @@ from repro.results.current import partial_note
 
 NUMBERS = ("mIoU", "documented", "Δ", "images", "speed")
 DROPPED_LAST = ("speed", "images")  # numbers that may go (never be cut) at a very narrow width
-
-
-def output_width(stream: Any) -> int:
-    """The terminal's width, or in a pipe $COLUMNS when set, else 80."""
-    if hasattr(stream, "isatty") and stream.isatty():
-        return shutil.get_terminal_size((80, 24)).columns
-    columns = os.environ.get("COLUMNS", "")
-    return int(columns) if columns.isdigit() and int(columns) > 0 else 80
 
 
 def speed_text(result: Any) -> str:

@@ -1,9 +1,9 @@
 """`repro list` and `repro info`: what the manifest knows.
 
-Output rules: on a terminal, `list` shows the columns that fit the width (lower-priority columns
-are dropped, never squeezed: a documented number is never cut and a row never wraps); in a pipe it
-prints a plain aligned table of every column (or TSV / JSON with --format). `info` prints URLs
-whole, on lines of their own, so that they can be copied at any width.
+Output rules: `list` shows the columns that fit the width (lower-priority columns are dropped,
+never squeezed: a documented number is never cut and a row never wraps), as a table on a terminal
+and as plain aligned text in a pipe (80 columns, or $COLUMNS; every column: --format tsv or json).
+`info` prints URLs whole, on lines of their own, so that they can be copied at any width.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ import difflib
 import json
 import textwrap
 from enum import Enum
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import typer
 
 from repro.cli.app import app
-from repro.cli.layout import print_trimmed
-from repro.cli.options import TableTsvOrJson
+from repro.cli.layout import output_width, print_trimmed
+from repro.cli.options import PROTOCOLS, TableTsvOrJson
+from repro.text import counted
 from repro.errors import ReproError
 
 if TYPE_CHECKING:  # repro.manifest (pydantic, yaml) loads inside the commands: fast --version
@@ -26,7 +28,6 @@ if TYPE_CHECKING:  # repro.manifest (pydantic, yaml) loads inside the commands: 
 
     from repro.manifest import ModelEntry
 
-PROTOCOLS = ("single", "flip", "ms+flip")  # repro.manifest.PROTOCOL_NAMES
 UNKNOWN = "—"  # a value the manifest does not have; never "None"
 METHOD_NAMES = {"mcibi": "mcibi", "memorynetv2": "memorynetv2", "mcibi++": "memorynetv2", "mcibiplusplus": "memorynetv2"}
 # Columns of `repro list` after the id and the documented numbers, most useful first: at a narrow
@@ -109,25 +110,27 @@ def _rich_table(rows: list[dict[str, str]], columns: list[str], title: str):
     return table
 
 
-def fitting_columns(console: Console, rows: list[dict[str, str]], title: str) -> list[str] | None:
-    """The id, the numbers, and as many optional columns (in priority order) as fit the width, in
-    display order; None when not even the id and the numbers fit."""
+def fitting_columns(fits: Callable[[list[str]], bool]) -> list[str] | None:
+    """The id, the numbers, and as many optional columns (in priority order) as `fits` accepts,
+    in display order; None when not even the id and the numbers fit."""
+    def ordered(names: set[str]) -> list[str]:
+        return [c for c in DISPLAY_ORDER if c in names]
+
+    chosen = {"id", *PROTOCOLS}
+    if not fits(ordered(chosen)):
+        return None
+    for optional in OPTIONAL_COLUMNS:
+        if not fits(ordered(chosen | {optional})):
+            break
+        chosen.add(optional)
+    return ordered(chosen)
+
+
+def _fits_the_console(console: Console, rows: list[dict[str, str]], title: str) -> Callable[[list[str]], bool]:
     from rich.measure import Measurement
 
     unbounded = console.options.update_width(10_000)  # the table's natural width, not one fitted to the console
-
-    def fits(names: set[str]) -> bool:
-        table = _rich_table(rows, [c for c in DISPLAY_ORDER if c in names], title)
-        return Measurement.get(console, unbounded, table).maximum <= console.width
-
-    chosen = {"id", *PROTOCOLS}
-    if not fits(chosen):
-        return None
-    for optional in OPTIONAL_COLUMNS:
-        if not fits(chosen | {optional}):
-            break
-        chosen.add(optional)
-    return [c for c in DISPLAY_ORDER if c in chosen]
+    return lambda columns: Measurement.get(console, unbounded, _rich_table(rows, columns, title)).maximum <= console.width
 
 
 def plain_table(rows: list[dict[str, str]], columns: list[str]) -> str:
@@ -142,17 +145,19 @@ def plain_table(rows: list[dict[str, str]], columns: list[str]) -> str:
 
 
 def print_list(console: Console, entries: list[ModelEntry]) -> None:
-    """The `list` table on `console`: fitted rich table on a terminal, plain aligned text otherwise."""
-    title = f"{len(entries)} models"
+    """The `list` table on `console`: a rich table on a terminal, plain aligned text in a pipe or
+    a log (no box), each with the columns that fit (the terminal's width; 80 or $COLUMNS in a pipe)."""
+    title = counted(len(entries), "model")
     rows = [_list_cells(e) for e in entries]
-    if not console.is_terminal:  # a pipe or a log: every column, plain and uncut
-        columns = list(DISPLAY_ORDER)
+    if not console.is_terminal:  # a pipe or a log: plain and uncut
+        width = output_width(console.file)
+        columns = fitting_columns(lambda names: max(map(len, plain_table(rows, names).splitlines())) <= width)
     else:
-        columns = fitting_columns(console, rows, title)
+        columns = fitting_columns(_fits_the_console(console, rows, title))
         if columns is not None:
             console.print(_rich_table(rows, columns, title))
             return
-        columns = ["id", *PROTOCOLS]  # too narrow for the table's spacing: the essentials, uncut
+    columns = columns or ["id", *PROTOCOLS]  # too narrow even for these: the essentials, uncut
     console.print(title, markup=False, highlight=False)
     console.print(plain_table(rows, columns), markup=False, highlight=False, soft_wrap=True)
 
@@ -307,8 +312,12 @@ def info(
 
     entry = load_manifest().get(model_id)
     if fmt is InfoFormat.json:
-        data = entry.model_dump(mode="json")
-        data.update(document_title=entry.document_title, default_variant=entry.default_variant)
+        data = {}
+        for key, value in entry.model_dump(mode="json").items():  # the title beside the document's file name
+            data[key] = value
+            if key == "document":
+                data["document_title"] = entry.document_title
+        data["default_variant"] = entry.default_variant
         typer.echo(json.dumps(data, indent=2))
         return
     print_info(Console(), entry)

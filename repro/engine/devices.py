@@ -20,6 +20,7 @@ import torch.distributed as dist
 
 from repro.engine.options import parse_device
 from repro.errors import ReproError
+from repro.text import counted
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> a torch device (under torchrun 'cuda' = cuda:LOCAL_RANK)."""
@@ -32,7 +33,7 @@ def resolve_device(device: str, local_rank: int = 0) -> torch.device:
         raise ReproError(f"device '{device}' was requested but CUDA is not available here; use --device cpu")
     index = local_rank if index is None else index
     if not 0 <= index < torch.cuda.device_count():
-        raise ReproError(f"device '{device}' does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+        raise ReproError(f"device '{device}' does not exist: this machine has {counted(torch.cuda.device_count(), 'GPU')}")
     return torch.device("cuda", index)
 
 

@@ -85,7 +85,7 @@ def run_lock(
     except Timeout:
         holder = describe_holder(_holder_of_a_held_lock(record))
         if not wait:
-            raise ReproError(f"{stem} is being evaluated by {holder}; wait with --wait") from None
+            raise ReproError(f"{stem} is being evaluated by {holder}; wait with --wait-lock") from None
         say(f"{stem} is being evaluated by {holder}; waiting for it to finish")
         lock.acquire(poll_interval=POLL_SECONDS)
     try:

@@ -19,6 +19,7 @@ from repro.errors import DatasetError, ReproError
 from repro.inference.flops import FlopObserver, count_flops
 from repro.inference.predictor import Predictor
 from repro.manifest import field_of
+from repro.text import counted
 
 ProgressCallback = Callable[[int, int], None]  # (images done on this rank, images of this rank)
 PhaseCallback = Callable[[str], None]  # "building model", "loading checkpoint", "evaluating"
@@ -57,7 +58,7 @@ def evaluate_share(job: EvalJob, options: EngineOptions, device: torch.device, s
         if isinstance(err, OSError):  # a full disk, a folder gone read-only: one line, then resume
             where = f" ({err.filename})" if err.filename else ""
             raise ReproError(f"{job.model_id} [{job.protocol_name}]: {err.strerror or err}{where}; the progress of "
-                             f"{session.saved_done} image(s) is saved: fix that and run the same command to resume") from None
+                             f"{counted(session.saved_done, 'image')} is saved: fix that and run the same command to resume") from None
         raise
     del predictor, model
     if device.type == "cuda":

@@ -1,5 +1,7 @@
 """`EngineOptions`: the one typed object that carries how to evaluate from the CLI to the engine,
-the plan and the launcher (each default is written here once). Light at import: no torch."""
+the plan and the launcher (each default is written here once). It checks itself when it is made
+(a precision name, --paint without --save-predictions, a non-positive limit or save interval: one
+line, exit 2). Light at import: no torch."""
 
 from __future__ import annotations
 
@@ -8,20 +10,27 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from repro.errors import ReproError
+from repro.numerics import Precision
+from repro.paths import results_dir
 
 
 @dataclass(frozen=True)
 class EngineOptions:
     """How to run one or many evaluations. `checkpoint`, `data_root` and `variant` pick the job
-    (`build_job`); the rest drive the engine. Picklable (the launcher sends it to its jobs)."""
+    (`build_job`); the rest drive the engine. Picklable (the launcher sends it to its jobs).
+
+    `precision` becomes a `Precision` whatever was passed; `results` is --results as given and
+    `results_folder` the folder it names (None: $REPRO_RESULTS, else <cache>/results, looked up
+    when used, so that a default object made at import time follows the environment of the run).
+    """
 
     checkpoint: str | os.PathLike | None = None  # None: the verified cached download
     data_root: str | os.PathLike | None = None  # None: repro.paths' resolution
     variant: str | None = None  # None: each row's default forward
     device: str = "auto"
-    precision: str = "fp32"
+    precision: Precision = Precision.FP32
     limit: int | None = None
-    output: str | os.PathLike | None = None  # None: repro.paths.results_dir()
+    results: str | os.PathLike | None = None  # --results; the folder: results_folder
     resume: bool = True
     force: bool = False  # replace a finished result of other conditions (the old file is kept, renamed)
     wait_lock: bool = False  # another process runs the same evaluation: wait for it instead of failing
@@ -34,6 +43,21 @@ class EngineOptions:
     save_predictions: str | os.PathLike | None = None  # folder for one label PNG per image
     paint: bool = False  # with save_predictions: also a PNG in the dataset's colours
 
+    def __post_init__(self) -> None:
+        set_field = object.__setattr__  # frozen: the checked, typed values replace what was passed
+        set_field(self, "precision", Precision.parse(self.precision))
+        if self.limit is not None and self.limit <= 0:
+            raise ReproError("--limit must be a positive number of images", exit_code=2)
+        if self.save_every <= 0 or self.save_every_seconds <= 0:
+            raise ReproError("the progress-save interval must be positive", exit_code=2)
+        if self.paint and self.save_predictions is None:
+            raise ReproError("--paint needs --save-predictions DIR", exit_code=2)
+
+    @property
+    def results_folder(self) -> Path:
+        """The folder of the result files, absolute (repro.paths.results_dir: the one rule)."""
+        return results_dir(self.results)
+
     def for_run(self, model_id: str, protocol: str, runs: int) -> EngineOptions:
         """The options of one run of a command of `runs`: --save-predictions DIR gets a subfolder
         per run when there are several (their PNGs would share names)."""
@@ -42,11 +66,12 @@ class EngineOptions:
         return replace(self, save_predictions=Path(self.save_predictions) / f"{model_id}__{protocol}")
 
     def absolute(self) -> EngineOptions:
-        """Paths as another process must see them (it may start in another folder)."""
+        """Paths as another process must see them (it may start in another folder, or on another
+        node with another environment: the results folder is named, not left to its default)."""
         fixed = {key: str(Path(value).expanduser().resolve())
-                 for key in ("checkpoint", "data_root", "output", "save_predictions")
+                 for key in ("checkpoint", "data_root", "save_predictions")
                  if (value := getattr(self, key)) is not None}
-        return replace(self, **fixed)
+        return replace(self, results=str(self.results_folder), **fixed)
 
 
 DEVICE_HELP = "use auto, cpu, cuda or cuda:N"

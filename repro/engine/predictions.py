@@ -25,6 +25,7 @@ from repro.engine.options import EngineOptions
 from repro.engine.sinks import Finished, Sample
 from repro.errors import ReproError
 from repro.fileio import atomic_path, atomic_write_text
+from repro.text import counted
 
 OWNER_FILE = ".repro-predictions.json"
 PAINT_DIR = "paint"
@@ -133,7 +134,7 @@ class PredictionSink:
         wanted = [self.path_for(i) for i in ids] + ([self.path_for(i, True) for i in ids] if self.painted else [])
         missing = [path for path in wanted if not path.is_file()]
         if missing:
-            raise ValueError(f"{len(missing)} saved prediction PNG(s) of counted images are gone, e.g. {missing[0]}")
+            raise ValueError(f"{counted(len(missing), 'saved prediction PNG')} of counted images gone, e.g. {missing[0]}")
         self.ids = list(ids)
 
     def merge(self, collective: Collective) -> None:

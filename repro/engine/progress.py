@@ -33,6 +33,7 @@ from repro.engine.devices import Ranks
 from repro.errors import ReproError
 from repro.fileio import atomic_path
 from repro.perf import process_peak_rss_bytes
+from repro.text import counted
 
 PROGRESS_DIR = ".progress"
 STATE_VERSION = 3  # 3: conditions and per-sink settings kept (2: sink states; 1: the matrix alone)
@@ -239,7 +240,7 @@ class Session:
         except OSError as err:
             raise ProgressNotSaved(
                 f"cannot save the progress to {self.state_file}: {err.strerror or err}; the progress saved before "
-                f"({self.saved_done} image(s)) is intact: fix that and run the same command to resume"
+                f"({counted(self.saved_done, 'image')}) is intact: fix that and run the same command to resume"
             ) from None
         self.saved_done = self.state.done
         self.last_save, self.since_save = time.perf_counter(), 0

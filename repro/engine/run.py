@@ -7,7 +7,6 @@ manifest row, a protocol and one EngineOptions."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from repro.fileio import write_beside
 from repro.numerics import arithmetic, check_precision
 from repro.results.files import EvalResult, publish_result
 from repro.results.freshness import result_on_disk
+from repro.text import counted
 
 LogCallback = Callable[[str], None]
 
@@ -40,7 +40,7 @@ class Run:
     options: EngineOptions
     ranks: Ranks
     device: torch.device
-    output: Path
+    results: Path  # the results folder
     extent: Extent
     result_file: Path
     fingerprint: str | None  # of the dataset files
@@ -64,7 +64,7 @@ def run_job(job: EvalJob, options: EngineOptions = EngineOptions(), *, progress:
             missing = kept_predictions_missing(on_disk.result, options, run.result_file)
             if not missing:
                 return _kept(run, on_disk.result, say)
-            say(f"the saved predictions of the finished result are out of step ({missing} PNG(s) missing, "
+            say(f"the saved predictions of the finished result are out of step ({counted(missing, 'PNG')} missing, "
                 "overwritten or left over); evaluating again")
         refused = on_disk.refusal(options.force)
         if refused:
@@ -81,16 +81,15 @@ def _kept(run: Run, kept: EvalResult, say: LogCallback) -> EvalResult:
 
 
 def prepare_run(job: EvalJob, options: EngineOptions) -> Run:
-    _check_options(options)
     ranks = setup_distributed(options.device)
     device = resolve_device(options.device, ranks.local_rank)
     check_precision(options.precision, device)
-    output = _prepare_output(options.output)
+    results = _prepare_results_folder(options.results_folder)
     total = len(job.dataset)
     if total == 0:
         raise DatasetError(f"the {job.dataset_name} {job.split} split under {job.data_root} has no images")
     extent = Extent(total, min(total, options.limit) if options.limit else total, _is_subset(job, options, total))
-    return Run(job, options, ranks, device, output, extent, result_path(job, options, output, extent),
+    return Run(job, options, ranks, device, results, extent, result_path(job, options, results, extent),
                dataset_fingerprint(job.dataset, job.data_root))
 
 
@@ -105,12 +104,12 @@ def _lock(run: Run, say: LogCallback):
         return contextlib.nullcontext()
     from repro.engine.lock import run_lock
 
-    return run_lock(run.output, run.result_file.stem, wait=run.options.wait_lock, note=say)
+    return run_lock(run.results, run.result_file.stem, wait=run.options.wait_lock, note=say)
 
 
 def _evaluate(run: Run, progress: ProgressCallback | None, say: LogCallback, phase: PhaseCallback | None) -> EvalResult:
     job, ranks, share = run.job, run.ranks, run.share
-    state_file = progress_path(run.output, run.result_file.stem, ranks)
+    state_file = progress_path(run.results, run.result_file.stem, ranks)
     now = run_conditions(job, run.options, ranks, [job.dataset.ids[i] for i in share], run.device, run.fingerprint)
     collective = Collective(ranks)
     state, sinks = _resume(run, now, state_file, collective, say)
@@ -155,7 +154,7 @@ def make_sinks(run: Run, collective: Collective, fresh: bool) -> list[Any]:
     job = run.job
     sinks: list[Any] = [MetricSink(job.class_names, run.device, labelled=not job.server)]
     if job.server:
-        sinks.append(SubmissionSink(run.output, run.result_file.stem, collective, fresh))
+        sinks.append(SubmissionSink(run.results, run.result_file.stem, collective, fresh))
     if run.options.save_predictions is not None:
         from repro.engine.predictions import PredictionSink
 
@@ -173,12 +172,12 @@ def _restore(sinks: list[Any], state: State) -> str | None:
         saved = state.sinks.get(sink.name)
         words = _SINK_WORDS.get(sink.name, sink.name)
         if not isinstance(saved, dict) or "state" not in saved:
-            return f"{words} was not part of the interrupted run (its {state.done} counted image(s) would lack it)"
+            return f"{words} was not part of the interrupted run (its {counted(state.done, 'counted image')} would lack it)"
         if saved.get("settings") != sink.settings():
             return f"{words} had other settings then ({saved.get('settings')})"
         ids = saved["state"].get("ids") if isinstance(saved["state"], dict) else None
         if not isinstance(ids, list) or len(ids) != state.done:  # every sink holds exactly the counted images
-            return f"{words} holds {len(ids) if isinstance(ids, list) else 'no'} image(s), the counter {state.done}"
+            return f"{words} holds {counted(len(ids) if isinstance(ids, list) else 0, 'image')}, the counter {state.done}"
     try:
         for sink in sinks:
             sink.restore(state.sinks[sink.name]["state"])
@@ -218,21 +217,9 @@ def _merge_and_record(run: Run, session: Session, collective: Collective) -> Eva
     return result
 
 
-def _check_options(options: EngineOptions) -> None:
-    if options.limit is not None and options.limit <= 0:
-        raise ReproError("--limit must be a positive number of images")
-    if options.save_every <= 0 or options.save_every_seconds <= 0:
-        raise ReproError("the progress-save interval must be positive")
-    if options.paint and options.save_predictions is None:
-        raise ReproError("--paint needs --save-predictions DIR")
-
-
-def _prepare_output(output: str | os.PathLike | None) -> Path:
+def _prepare_results_folder(folder: Path) -> Path:
     """The results folder, created and written to now: fail before hours of work, not at the
     first save."""
-    from repro.paths import results_dir
-
-    folder = results_dir(output)
     if folder.exists() and not folder.is_dir():
         raise ReproError(f"--results {folder} is a file, not a folder")
     try:
@@ -271,8 +258,8 @@ def evaluate(model_id: str, protocol_name: str, options: EngineOptions | None = 
              phase: PhaseCallback | None = None) -> EvalResult:
     """Evaluate one manifest row under one protocol ('single', 'flip' or 'ms+flip').
 
-    Writes `<output>/<result file>` and its evidence sidecar (output None:
-    repro.paths.results_dir()) and returns the result; resumes an interrupted run (unless
+    Writes `<results folder>/<result file>` and its evidence sidecar (`options.results_folder`)
+    and returns the result; resumes an interrupted run (unless
     `options.resume` is False) and returns a finished identical one without redoing it (unless
     `options.force`, which also replaces a complete result of other conditions, archived). A dataset folder
     smaller than the official split is refused unless `allow_subset` (or `limit`); its result is

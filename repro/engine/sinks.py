@@ -33,6 +33,7 @@ import torch
 
 from repro.engine.devices import Collective
 from repro.metrics import ConfusionMatrix, image_confusion
+from repro.text import counted
 
 SUBMISSION_DIR = "submissions"
 
@@ -209,7 +210,7 @@ class SubmissionSink:
         ids = _saved_ids(state)
         missing = [i for i in ids if not self.writer.path_for(i).is_file()]
         if missing:
-            raise ValueError(f"{len(missing)} submission PNG(s) of counted images are gone, e.g. {missing[0]}")
+            raise ValueError(f"{counted(len(missing), 'submission PNG')} of counted images gone, e.g. {missing[0]}")
         self.ids = ids
 
     def merge(self, collective: Collective) -> None:

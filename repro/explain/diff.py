@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from repro.errors import ReproError
 from repro.results.evidence import Evidence
 from repro.explain.explanation import class_names_of, load_evidence
 from repro.results.files import EvalResult, read_result
+from repro.text import counted
 
 
 @dataclass
@@ -213,6 +215,22 @@ def _table(rows: list[list[str]], align: str) -> list[str]:
             for row in rows]
 
 
+def _wrapped_table(rows: list[list[str]], value_width: int) -> list[str]:
+    """Like `_table` (left-aligned), but the value columns (all but the first) wrap at
+    `value_width` instead of being cut: a differing value is shown whole, however long."""
+    pieces = [[cell] if i == 0 else textwrap.wrap(cell, value_width, break_on_hyphens=False) or [""]
+              for row in rows for i, cell in enumerate(row)]
+    columns = len(rows[0])
+    widths = [max(len(line) for cell in pieces[i::columns] for line in cell) for i in range(columns)]
+    lines = []
+    for r in range(len(rows)):
+        cells = pieces[r * columns:(r + 1) * columns]
+        for k in range(max(map(len, cells))):
+            parts = [(cell[k] if k < len(cell) else "").ljust(w) for cell, w in zip(cells, widths)]
+            lines.append(("  " + "  ".join(parts)).rstrip())
+    return lines
+
+
 def _class_change(c: ClassDelta) -> str:
     if c.delta is not None:
         return _fmt(c.delta, True)
@@ -224,12 +242,13 @@ def render_text(d: Diff, width: int = 80) -> str:
     lines = [f"{ra.model_id} [{ra.protocol}]", f"  A: {d.a.path}", f"  B: {d.b.path}"]
     lines.append(f"  mIoU A {_fmt(ra.miou)}, B {_fmt(rb.miou)}, Δ (B - A) {_fmt(d.delta_miou, True)}")
     if d.agreement is not None:
-        lines.append(f"  pixels predicted alike: {100 * d.agreement:.3f}% over {d.agreement_images} images")
+        lines.append(f"  pixels predicted alike: {100 * d.agreement:.3f}% over {counted(d.agreement_images, 'image')}")
     lines += [f"  {note}" for note in d.notes]
-    value_width = max(12, (width - 24) // 2)
     if d.conditions:
-        rows = [["what differs", "A", "B"]] + [[w, _clip(x, value_width), _clip(y, value_width)] for w, x, y in d.conditions]
-        lines += ["", "Conditions", *_table(rows, "lll")]
+        rows = [["what differs", "A", "B"]] + [list(condition) for condition in d.conditions]
+        what_width = max(len(row[0]) for row in rows)
+        value_width = max(12, (width - what_width - 6) // 2)  # 2 + what + 2 + A + 2 + B fit `width`
+        lines += ["", "Conditions", *_wrapped_table(rows, value_width)]
     else:
         lines += ["", "Conditions: the same in everything recorded"]
     if d.classes:

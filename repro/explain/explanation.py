@@ -26,6 +26,7 @@ from repro.manifest import PROTOCOL_NAMES as PROTOCOL_ORDER
 from repro.manifest import ordered_protocols
 from repro.results.current import partial_note
 from repro.results.files import EvalResult, read_result
+from repro.text import counted
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Explanation:
     @property
     def title(self) -> str:
         r = self.result
-        return f"{r.model_id} [{r.protocol}] {r.dataset} {r.split}, {r.num_images} images"
+        return f"{r.model_id} [{r.protocol}] {r.dataset} {r.split}, {counted(r.num_images, 'image')}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -127,7 +128,7 @@ def find_result(target: str | os.PathLike, protocol: str | None = None, results_
         shown = protocol or next(iter(entry.documented), "single")
         others = f" (results exist for {', '.join(protocols)})" if protocols else ""
         raise ReproError(f"no result for {entry.id} [{shown}] in {folder}{others}; "
-                         f"run `repro eval {entry.id} --tta {shown}` first")
+                         f"run `repro eval {entry.id} --protocol {shown}` first")
     picked, _ = choose_result([r for _, r in mine], default_variant(entry), preferred_precision(entry, protocol))
     return next(p for p, r in mine if r is picked)
 
@@ -156,7 +157,7 @@ def eval_command(result: EvalResult) -> str:
     """The command that re-runs a result and records its evidence."""
     variant = f" --variant {result.variant}" if result.variant != "upstream-head" else ""
     precision = f" --precision {result.precision}" if result.precision != "fp32" else ""
-    return f"repro eval {result.model_id} --tta {result.protocol}{variant}{precision} --force"
+    return f"repro eval {result.model_id} --protocol {result.protocol}{variant}{precision} --force"
 
 
 def load_evidence(path: Path, result: EvalResult) -> tuple[Evidence | None, str | None]:

@@ -121,7 +121,7 @@ class PredictionSource:
             return source
         source.problem = (
             f"no image pictures: the run saved no predictions and {problem}; "
-            f"`repro eval {result.model_id} --tta {result.protocol} --save-predictions DIR --force` records them"
+            f"`repro eval {result.model_id} --protocol {result.protocol} --save-predictions DIR --force` records them"
         )
         return source
 

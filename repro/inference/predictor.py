@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from repro.inference.geometry import TTASettings, Window, slide_windows
-from repro.numerics import AUTOCAST, PRECISIONS  # tf32 variants run fp32 here; the engine sets TF32
+from repro.numerics import AUTOCAST, Precision  # tf32 variants run fp32 here; the engine sets TF32
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -90,12 +90,10 @@ class Predictor:
         device: str | torch.device | None = None,
         *,
         max_batch: int = 4,
-        precision: str = "fp32",
+        precision: Precision | str = Precision.FP32,
         resize_on_cpu: bool = False,
         channels_last: bool | None = None,
     ):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
         self.model = model
         self.settings = TTASettings.from_protocol(protocol)
         self.num_classes = int(num_classes)
@@ -108,7 +106,7 @@ class Predictor:
             device = next(model.parameters()).device
         self.device = torch.device(device)
         self.max_batch = max(1, int(max_batch))
-        self.precision = precision
+        self.precision = Precision(precision)  # a name that is not a precision: ValueError
         self.resize_on_cpu = resize_on_cpu
         self.oom_retries = 0  # how often the batch had to be halved (for the record)
         # oneDNN's convolutions run ~10% faster on NHWC tensors on the CPU (rounding differs as

@@ -16,6 +16,7 @@ from typing import Any
 from repro.errors import ReproError
 from repro.perf import FP32_ACHIEVED_SHARE, TF32_ACHIEVED_SHARE, achieved_share, device_peak_flops
 from repro.planning.plan import CPU_GFLOPS_PER_THREAD, CPU_SPEED_SOURCE, DeviceInfo, Plan, format_duration
+from repro.text import counted
 
 # --assume-device NAME -> the name torch.cuda.get_device_name() gives such a GPU (None: a CPU)
 ASSUMED_DEVICES: dict[str, str | None] = {
@@ -95,7 +96,7 @@ def budget_lines(plan: Plan) -> list[str]:
     """What the plan's runs would take on the plan's (assumed) device, in fp32 and in TF32."""
     device, budget = plan.device, plan_budget(plan)
     times = ", ".join(f"{p} {format_duration(s) if s is not None else 'n/a'}" for p, s in budget.seconds.items())
-    lines = [f"budget on an assumed {device.label}: {times}, {budget.runs} run(s)"]
+    lines = [f"budget on an assumed {device.label}: {times}, {counted(budget.runs, 'run')}"]
     for name in BUDGET_PRECISIONS:
         speed = _speed_text(device, name)
         lines.append(f"  {name}: " + (speed if speed.startswith("n/a") else f"the FLOP table at {speed}"))

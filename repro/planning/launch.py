@@ -23,8 +23,7 @@ from typing import Any
 
 from repro.engine.options import EngineOptions
 from repro.errors import ReproError
-from repro.paths import results_dir
-from repro.planning.plan import is_finished  # noqa: F401  (also part of this module's API, as before)
+from repro.text import counted
 
 LAUNCHERS = ("local", "slurm")
 TARGET_JOB_SECONDS = 2 * 3600  # add GPUs to a job until its estimate fits in this
@@ -37,13 +36,13 @@ LAUNCH_RECORD = "launched.json"  # under the log folder: job id per (model, prot
 @dataclass(frozen=True)
 class LaunchOptions:
     launcher: str = "local"  # "local" (submitit's LocalExecutor) or "slurm"
-    folder: Path | None = None  # submitit's logs and pickles (default: <output>/.submitit)
+    folder: Path | None = None  # submitit's logs and pickles (default: <results>/.submitit)
     partition: str | None = None
     max_gpus: int = 1  # GPUs per job at most; the estimate decides how many below that
     time_min: int | None = None  # job time limit; None = from the estimate
     account: str | None = None
     extra: dict[str, str] = field(default_factory=dict)  # --slurm-opt key=value (sbatch options)
-    wait: bool = False  # block until every job ends (always for the local launcher)
+    wait_jobs: bool = False  # block until every job ends (always for the local launcher)
 
 
 @dataclass(frozen=True)
@@ -211,7 +210,7 @@ def submit(
     rows = {(row.model_id, row.protocol): row for row in plan_rows}
     engine_options = engine_options.absolute()  # as the job must see them (it may start elsewhere)
     roots = {name: str(Path(path).expanduser().resolve()) for name, path in (dataset_roots or {}).items()}
-    folder = Path(options.folder or results_dir(engine_options.output) / ".submitit").resolve()
+    folder = Path(options.folder or engine_options.results_folder / ".submitit").resolve()
     runs = list(runs)
     todo = pending(runs, engine_options)
     if len(todo) < len(runs):
@@ -271,33 +270,37 @@ def wait(submitted: list[tuple[JobPlan, Any]], *, say: Callable[[str], None] = p
     return failed
 
 
-def check_cli_options(launcher: str | None, slurm: dict[str, Any]) -> None:
-    """Before any work: --slurm-* options only with --launcher slurm; --slurm-opt well formed."""
-    given = [k for k in ("partition", "account", "extra", "time_min") if slurm.get(k)]
-    if given and launcher is None:
-        raise ReproError("--slurm-* options need --launcher slurm")
+def launch_options(launcher: str | None, *, partition: str | None = None, max_gpus: int = 1,
+                   time_min: int | None = None, account: str | None = None, extra: Sequence[str] | None = None,
+                   wait_jobs: bool = False) -> LaunchOptions | None:
+    """`repro eval`'s cluster options, checked once before any work (None without --launcher):
+    --slurm-* and --wait-jobs only with --launcher slurm, --slurm-opt KEY=VALUE well formed."""
+    given = [name for name, value in (("--slurm-partition", partition), ("--slurm-account", account),
+                                      ("--slurm-opt", extra), ("--slurm-time-min", time_min),
+                                      ("--wait-jobs", wait_jobs)) if value]
     if given and launcher != "slurm":
-        raise ReproError("--slurm-* options apply to --launcher slurm only")
-    parse_slurm_opts(slurm.get("extra"))
+        names, plural = ", ".join(given), len(given) > 1
+        rule = (("need" if plural else "needs") + " --launcher slurm" if launcher is None
+                else ("apply" if plural else "applies") + " to --launcher slurm only")
+        why = " (the local launcher always waits)" if "--wait-jobs" in given and launcher == "local" else ""
+        raise ReproError(f"{names} {rule}{why}")
+    if launcher is None:
+        return None
+    return LaunchOptions(launcher=launcher, partition=partition, max_gpus=max_gpus, time_min=time_min, account=account,
+                         extra=parse_slurm_opts(extra), wait_jobs=wait_jobs or launcher == "local")
 
 
 def launch_from_cli(
-    runs: Sequence[Any], launcher: str, engine_options: EngineOptions, slurm: dict[str, Any], *,
+    runs: Sequence[Any], options: LaunchOptions, engine_options: EngineOptions, *,
     dataset_roots: dict[str, Any] | None = None, plan_rows: Sequence[Any] = (), say: Callable[[str], None] = print,
 ) -> int:
-    """`repro eval --launcher ...`: submit, then (local launcher, or --wait) wait; returns failures."""
-    check_cli_options(launcher, slurm)
-    options = LaunchOptions(
-        launcher=launcher, partition=slurm.get("partition"), max_gpus=int(slurm.get("max_gpus") or 1),
-        time_min=slurm.get("time_min"), account=slurm.get("account"), extra=parse_slurm_opts(slurm.get("extra")),
-        wait=bool(slurm.get("wait")) or launcher == "local",
-    )
+    """`repro eval --launcher ...`: submit, then (local launcher, or --wait-jobs) wait; returns failures."""
     submitted = submit(runs, engine_options, options, dataset_roots=dataset_roots, plan_rows=plan_rows, say=say)
     if not submitted:
         say("nothing to submit")
         return 0
-    if not options.wait:
-        say(f"{len(submitted)} job(s) submitted; logs in {submitted[0][1].paths.folder.parent}; "
+    if not options.wait_jobs:
+        say(f"{counted(len(submitted), 'job')} submitted; logs in {submitted[0][1].paths.folder.parent}; "
             f"rerun the same command to resubmit unfinished ones")
         return 0
     return wait(submitted, say=say)

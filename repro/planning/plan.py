@@ -19,10 +19,14 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from repro.errors import ReproError
 from repro.perf import achieved_flops
+from repro.text import counted
+
+if TYPE_CHECKING:
+    from repro.engine.options import EngineOptions
 
 REFERENCE_PIXELS = 512 * 512
 LONG_RUN_SECONDS = 300.0  # a single run estimated shorter prints no plan (and no CPU warning)
@@ -143,7 +147,7 @@ def detect_device(device: str = "auto") -> DeviceInfo:
     if not gpus:
         raise ReproError(f"device '{device}' was requested but CUDA is not available here; use --device cpu")
     if (index or 0) >= len(gpus):
-        raise ReproError(f"device '{device}' does not exist: this machine has {len(gpus)} GPU(s)")
+        raise ReproError(f"device '{device}' does not exist: this machine has {counted(len(gpus), 'GPU')}")
     return DeviceInfo("cuda", gpus[index or 0])
 
 
@@ -325,7 +329,7 @@ def _checkpoint_problem(model_id: str, checkpoint: Any) -> str | None:
 class Plan:
     rows: list[PlanRow]
     device: DeviceInfo
-    tta: str
+    protocol: str  # as asked (--protocol): a protocol name or 'documented'
     datasets: dict[tuple[str, str], DatasetInfo]
     to_fetch: list[str]  # model ids whose checkpoint or dataset is not there (in plan order)
     fetch_all: bool = False  # every model of the zoo needs something: `repro fetch --all`
@@ -351,15 +355,15 @@ class Plan:
 
 
 def build_plan(
-    manifest: Any, runs: Sequence[Any], lacking: Sequence[str], tta: str, device: DeviceInfo,
-    options: Any = None, *, everything: bool = False,
+    manifest: Any, runs: Sequence[Any], lacking: Sequence[str], protocol: str, device: DeviceInfo,
+    options: EngineOptions | None = None, *, everything: bool = False, results_on_disk: bool = True,
 ) -> Plan:
-    """The plan of `runs` (objects with model_id, protocol) and of the rows `lacking` the protocol,
-    run with `options` (repro.engine.options.EngineOptions; None: the defaults; `output` None: no
-    look at the results on disk).
+    """The plan of `runs` (objects with model_id, protocol) and of the rows `lacking` the protocol
+    asked for, run with `options` (None: the defaults).
 
     `everything`: the runs are the whole zoo (--all, no filter), so missing files are fetched
-    with `repro fetch --all` rather than a list of ids.
+    with `repro fetch --all` rather than a list of ids. `results_on_disk` False: no look at the
+    results folder (a budget of every run, whatever was measured).
     """
     from repro.engine.options import EngineOptions
 
@@ -378,7 +382,7 @@ def build_plan(
             checkpoints[entry.id] = _checkpoint_problem(entry.id, checkpoint)
         row = _plan_row(entry, run.protocol, datasets[key], checkpoints[entry.id], limit, options.allow_subset)
         row.estimate(entry.upstream_config, device, options.precision)
-        if options.output is not None:
+        if results_on_disk:
             _mark_result_on_disk(row, options, datasets[key], options.force)
         rows.append(row)
     for model_id in lacking:
@@ -388,7 +392,7 @@ def build_plan(
         order = {entry.id: number for number, entry in enumerate(manifest.entries)}
         rows.sort(key=lambda row: order.get(row.model_id, len(order)))
     to_fetch = list(dict.fromkeys(row.model_id for row in rows if row.missing))
-    return Plan(rows, device, tta, datasets, to_fetch, fetch_all=everything and len(to_fetch) > 1,
+    return Plan(rows, device, protocol, datasets, to_fetch, fetch_all=everything and len(to_fetch) > 1,
                 data_root=str(data_root) if data_root else None)
 
 
@@ -428,12 +432,12 @@ def _plan_row(entry: Any, protocol_name: str, data: DatasetInfo, checkpoint_prob
 
 def render_plan(plan: Plan) -> list[str]:
     runs = sum(1 for row in plan.rows if row.protocol is not None)
-    lines = [f"plan: {runs} run(s) on {plan.device.label}; times are estimates (see `repro eval --help`)"]
+    lines = [f"plan: {counted(runs, 'run')} on {plan.device.label}; times are estimates (see `repro eval --help`)"]
     lines += [_dataset_line(info) for info in plan.datasets.values()]
     current = None
     for row in plan.rows:
         if row.protocol is None:
-            lines.append(f"{row.model_id}  [no '{plan.tta}' protocol; it has {', '.join(row.has_protocols)}]")
+            lines.append(f"{row.model_id}  [no '{plan.protocol}' protocol; it has {', '.join(row.has_protocols)}]")
             continue
         if row.model_id != current:
             current = row.model_id
@@ -450,8 +454,8 @@ def _dataset_line(info: DatasetInfo) -> str:
     if info.problem:
         return f"{head} {info.problem}"
     subset = f" (a subset of the official {info.official})" if info.subset else ""
-    videos = f" in {info.count} videos" if info.unit == "videos" else ""
-    return f"{head} {info.images} images{videos}{subset} at {info.root}"
+    videos = f" in {counted(info.count, 'video')}" if info.unit == "videos" else ""
+    return f"{head} {counted(info.images, 'image')}{videos}{subset} at {info.root}"
 
 
 def _row_line(row: PlanRow) -> str:
@@ -476,14 +480,14 @@ def _footer(plan: Plan) -> list[str]:
     runs = [row for row in plan.rows if row.protocol is not None]
     lacking = sum(1 for row in plan.rows if row.protocol is None)
     ready = plan.ready
-    lines = [f"ready: {len(ready)} of {len(runs)} run(s); estimated time: {format_duration(plan.seconds())}"
+    lines = [f"ready: {len(ready)} of {counted(len(runs), 'run')}; estimated time: {format_duration(plan.seconds())}"
              f" for the ready ones, {format_duration(plan.seconds(every=True))} for all"]
     if lacking:
-        lines.append(f"{lacking} row(s) have no '{plan.tta}' protocol; `--tta documented` measures what each row documents")
+        lines.append(f"{counted(lacking, 'row')} {'has' if lacking == 1 else 'have'} no '{plan.protocol}' protocol; `--protocol documented` measures what each row documents")
     command = plan.fetch_command()
     if command:
         waiting = sum(1 for row in runs if row.missing)
-        lines.append(f"{waiting} run(s) wait for files; fetch them with: {command}")
+        lines.append(f"{counted(waiting, 'run')} {'waits' if waiting == 1 else 'wait'} for files; fetch them with: {command}")
     return lines
 
 
@@ -492,20 +496,7 @@ def _footer(plan: Plan) -> list[str]:
 # the CLI's "kept" (cheap: no hashing; exact: the checkpoint's sha256, as the engine checks)
 
 
-def _option(options: Any, name: str, default: Any = None) -> Any:
-    """A setting of the run from an options object or a dict of eval keyword arguments."""
-    from repro.manifest import field_of
-
-    return field_of(options, name, default)
-
-
-def results_folder(options: Any) -> Path:
-    from repro.paths import results_dir
-
-    return results_dir(_option(options, "output") or _option(options, "results"))
-
-
-def planned_result(entry: Any, protocol: str, options: Any, data: DatasetInfo | None = None, *,
+def planned_result(entry: Any, protocol: str, options: EngineOptions, data: DatasetInfo | None = None, *,
                    exact: bool = False) -> tuple[Path, Any]:
     """(the file a run of `options` writes, the RunConditions it runs under). `data`: the dataset
     as the plan saw it (looked at now when None). exact: with the checkpoint's sha256 (hashed once
@@ -514,11 +505,9 @@ def planned_result(entry: Any, protocol: str, options: Any, data: DatasetInfo | 
     from repro.results.files import run_result_name
     from repro.results.freshness import RunConditions
 
-    data = data or inspect_dataset(entry.dataset, entry.eval_split, _option(options, "data_root"))
-    variant = _option(options, "variant") or entry.default_variant
-    precision = _option(options, "precision") or "fp32"
-    limit = _option(options, "limit")
-    asked = _option(options, "checkpoint")
+    data = data or inspect_dataset(entry.dataset, entry.eval_split, options.data_root)
+    variant = options.variant or entry.default_variant
+    precision, limit, asked = options.precision, options.limit, options.checkpoint
     try:
         checkpoint = resolve_checkpoint(entry.id, asked)
     except ReproError:  # not there: an asked-for path still tells results apart, the cache does not
@@ -536,10 +525,10 @@ def planned_result(entry: Any, protocol: str, options: Any, data: DatasetInfo | 
     )
     name = run_result_name(entry.id, protocol, variant=variant, default_variant=entry.default_variant,
                            precision=precision, limit=limit, subset=data.subset, folder_images=data.images)
-    return results_folder(options) / name, conditions
+    return options.results_folder / name, conditions
 
 
-def finished_result(model_id: str, protocol: str, options: Any, data: DatasetInfo | None = None, *,
+def finished_result(model_id: str, protocol: str, options: EngineOptions, data: DatasetInfo | None = None, *,
                     exact: bool = False) -> tuple[Path, Any, list[str]]:
     """(the result file of this run, its result or None, what differs from this run: empty when
     the result is finished), by the engine's rule (repro.results.freshness.result_on_disk)."""
@@ -551,7 +540,7 @@ def finished_result(model_id: str, protocol: str, options: Any, data: DatasetInf
     return path, on_disk.result, on_disk.differences
 
 
-def _mark_result_on_disk(row: PlanRow, options: Any, data: DatasetInfo, force: bool) -> None:
+def _mark_result_on_disk(row: PlanRow, options: EngineOptions, data: DatasetInfo, force: bool) -> None:
     """Kept (the same evaluation is on disk), or blocked: a complete result of other conditions
     is replaced only with --force (and then kept beside, renamed)."""
     path, result, differences = finished_result(row.model_id, row.protocol, options, data)
@@ -568,21 +557,20 @@ def _mark_result_on_disk(row: PlanRow, options: Any, data: DatasetInfo, force: b
         row.blocked.append(refused)
 
 
-def is_finished(model_id: str, protocol: str, options: Any, data: DatasetInfo | None = None) -> bool:
-    """A result of this very evaluation is on disk (cheap level: no checkpoint hashing).
-    `options`: eval keyword arguments or an options object (output, limit, precision, variant,
-    data_root, checkpoint); `data`: the dataset as the plan saw it (looked at now when None)."""
+def is_finished(model_id: str, protocol: str, options: EngineOptions, data: DatasetInfo | None = None) -> bool:
+    """A result of this very evaluation is on disk (cheap level: no checkpoint hashing). `data`:
+    the dataset as the plan saw it (looked at now when None)."""
     _, result, differences = finished_result(model_id, protocol, options, data)
     return result is not None and not differences
 
 
-def unfinished(runs: Sequence[Any], options: Any) -> list[Any]:
+def unfinished(runs: Sequence[Any], options: EngineOptions) -> list[Any]:
     """The runs (objects with model_id and protocol) without a finished result on disk, judged
     as the plan judges them (each dataset looked at once); all of them with `force`."""
     from repro.manifest import load_manifest
 
     runs = list(runs)
-    if _option(options, "force", False):
+    if options.force:
         return runs
     manifest, seen = load_manifest(), {}
     todo = []
@@ -590,7 +578,7 @@ def unfinished(runs: Sequence[Any], options: Any) -> list[Any]:
         entry = manifest.get(run.model_id)
         key = (entry.dataset, entry.eval_split)
         if key not in seen:
-            seen[key] = inspect_dataset(entry.dataset, entry.eval_split, _option(options, "data_root"))
+            seen[key] = inspect_dataset(entry.dataset, entry.eval_split, options.data_root)
         if not is_finished(run.model_id, run.protocol, options, seen[key]):
             todo.append(run)
     return todo

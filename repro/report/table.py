@@ -41,6 +41,7 @@ from repro.results.files import EvalResult
 from repro.manifest import ordered_protocols
 from repro.results.current import choose_result, default_variant, partial_note, result_variant
 from repro.results.files import read_results_tolerant
+from repro.text import counted
 
 if TYPE_CHECKING:  # only for type hints
     import pandas as pd
@@ -545,7 +546,7 @@ def summary_line(report: Report) -> str:
     """E.g. `Summary: 12 rows: 3 reproduced ✓, 1 failed ✗, 6 not run —, 2 without a documented value.`
     (statuses no row has are left out, but for the first three)."""
     parts = _counted(summary_counts(report), ALWAYS_COUNTED)
-    line = f"Summary: {len(all_rows(report))} rows: " + ", ".join(parts) + "."
+    line = f"Summary: {counted(len(all_rows(report)), 'row')}: " + ", ".join(parts) + "."
     if report.unmatched_results:
         line += f" Ignored results of models not in the manifest: {', '.join(report.unmatched_results)}."
     return line
@@ -600,5 +601,5 @@ def strict_failure(report: Report) -> ReproError | None:
     listed = [f"{r['model_id']} ({r['protocol']}) Δ {r['delta'] + 0.0:+.2f}" for r in failed[:5]]
     more = f", and {len(failed) - 5} more" if len(failed) > 5 else ""
     return ReproError(
-        f"{len(failed)} row(s) outside tolerance ±{tolerance_of(report):.2f}: " + ", ".join(listed) + more
+        f"{counted(len(failed), 'row')} outside tolerance ±{tolerance_of(report):.2f}: " + ", ".join(listed) + more
     )

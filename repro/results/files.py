@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from repro.errors import ReproError
 from repro.fileio import atomic_write_text, file_sha256, write_beside
+from repro.text import plural
 
 if TYPE_CHECKING:  # pandas loads in results_frame only: `repro status` reads results without it
     import pandas as pd
@@ -235,7 +236,7 @@ def _why_not_a_result(err: ValidationError) -> str:
         return f"not valid JSON, truncated or damaged: {detail}"
     where = ".".join(str(part) for part in first["loc"]) or "the whole file"
     more = err.error_count() - 1
-    return f"{where}: {first['msg']}" + (f"; {more} more problem(s)" if more else "")
+    return f"{where}: {first['msg']}" + (f"; {more} more {plural(more, 'problem')}" if more else "")
 
 
 def load_results(results_dir: str | os.PathLike) -> list[EvalResult]:
@@ -272,7 +273,7 @@ def read_results_tolerant(folder: Path, *, verify_evidence: bool = False) -> tup
             continue
         problem = sidecar_problem(path, result, verify=verify_evidence)
         if problem:
-            notes.append(f"{path}: not used: {problem}; `repro eval {result.model_id} --tta {result.protocol} "
+            notes.append(f"{path}: not used: {problem}; `repro eval {result.model_id} --protocol {result.protocol} "
                          "--force` measures it again")
             continue
         found.append((path, result))

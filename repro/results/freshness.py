@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.results.files import EvalResult
+from repro.text import counted
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def _data_differences(was: RunConditions, now: RunConditions, result: EvalResult
     if was.limit != now.limit and not (_covers_all(was.limit, images) and _covers_all(now.limit, images)):
         differences.append(f"--limit {was.limit or 'none'}, not {now.limit or 'none'}")
     if now.folder_images is not None and was.folder_images != now.folder_images:
-        differences.append(f"{was.folder_images} images in the folder then, {now.folder_images} now")
+        differences.append(f"{counted(was.folder_images, 'image')} in the folder then, {now.folder_images} now")
     if now.dataset_fingerprint and was.dataset_fingerprint and was.dataset_fingerprint != now.dataset_fingerprint:
         differences.append("the dataset files differ (fingerprint)")
     return differences
