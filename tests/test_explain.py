@@ -339,13 +339,13 @@ def test_agreement_of_recomputed_predictions_with_the_recorded_counts():
     agreement = Agreement()
     agreement.add(row, image_confusion(recorded, label, 3).numpy())
     assert (agreement.images, agreement.identical, agreement.differing) == (1, 1, 0)
-    assert agreement.text() == "1 of 1 image(s) give exactly the recorded counts"
+    assert agreement.text() == "1 of 1 image gives exactly the recorded counts"
     other = recorded.copy()
     other[0, :2] = 1  # two pixels of class 0 now class 1, and the ignored pixel (not counted)
     other[1, 2] = 2
     agreement.add(row, image_confusion(other, label, 3).numpy())
     assert (agreement.images, agreement.identical, agreement.differing, agreement.counted) == (2, 1, 2, 14)
-    assert agreement.text() == ("1 of 2 image(s) give exactly the recorded counts; at least 2 of 14 pixels "
+    assert agreement.text() == ("1 of 2 images give exactly the recorded counts; at least 2 of 14 pixels "
                                 "(14.29%) predicted otherwise")
 
 

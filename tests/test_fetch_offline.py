@@ -149,7 +149,7 @@ def test_offline_fetch_of_a_row_says_each_source_once_one_reason_then_the_from_l
     errors = " ".join(line.strip() for line in lines[lines.index("then: repro fetch --dataset ade20k --from FILE "
                                                                  "[--from FILE ...]") + 1:])
     assert errors == ("error: could not download ADE20k: mirror.invalid, official.invalid: cannot connect "
-                      f"{reason} error: 2 of 2 item(s) failed: {row['id']}, ade20k")
+                      f"{reason} error: 2 of 2 items failed: {row['id']}, ade20k")
     assert all(len(line) <= 80 for line in lines if "http" not in line)
 
 

@@ -162,7 +162,7 @@ def _error_text(label: str, err: ReproError) -> str:
     import sys
     import textwrap
 
-    from repro.cli.summary import output_width
+    from repro.cli.layout import output_width
     from repro.fetch.download import DownloadFailed
 
     if not isinstance(err, DownloadFailed):

@@ -19,6 +19,7 @@ import numpy as np
 from repro.errors import ReproError
 from repro.results.evidence import Evidence
 from repro.results.files import EvalResult
+from repro.text import counted
 
 RECOMPUTED = "recomputed in fp32 on the CPU"  # the picture titles' word for the source
 
@@ -71,7 +72,8 @@ class Agreement:
     def text(self) -> str:
         if not self.images:
             return "no image was recomputed"
-        line = f"{self.identical} of {self.images} image(s) give exactly the recorded counts"
+        verb = "gives" if self.images == 1 else "give"
+        line = f"{self.identical} of {counted(self.images, 'image')} {verb} exactly the recorded counts"
         if self.identical == self.images:
             return line
         share = self.differing / self.counted if self.counted else 0.0
