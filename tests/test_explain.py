@@ -317,7 +317,7 @@ def test_pictures_recomputed_from_the_recorded_checkpoint(ade, tmp_path, monkeyp
     said = " ".join(out.output.split())
     assert ("the predictions pictured were recomputed in fp32 on the CPU (upstream-exact resize), not in "
             "the run's arithmetic (tf32 on NVIDIA H100 80GB HBM3); against the run's per-image counts: "
-            "0 of 1 image(s) give exactly the recorded counts; at least ") in said
+            "0 of 1 image gives exactly the recorded counts; at least ") in said
     assert "recomputed in fp32 on the CPU" in (tmp_path / "pics" / "index.html").read_text()
 
     checkpoint.write_bytes(b"other weights")
