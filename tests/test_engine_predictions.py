@@ -15,7 +15,7 @@ from test_evaluate import NORMALIZE, CountingDataset, options
 from tiny_models import TinyConvNet
 from typer.testing import CliRunner
 
-from repro.datasets import DATASETS, LAYOUTS, map_label, open_dataset, read_label
+from repro.datasets import DATASETS, map_label, open_dataset, read_label
 from repro.inference.transforms import test_transform
 from repro.datasets.registry import palette
 from repro.engine import EvalJob, run_job
@@ -42,7 +42,7 @@ def _job(name: str, root: Path, dataset=None) -> EvalJob:
 
 def _read_back(name: str, path: Path) -> np.ndarray:
     """A saved PNG read as the dataset reads its labels (COCO-Stuff's are .mat: mapped the same way)."""
-    rule = LAYOUTS[name].rule
+    rule = DATASETS[name].rule
     if rule.reader == "mat":
         return map_label(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), rule, path)
     return read_label(path, rule, name)

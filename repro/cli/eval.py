@@ -25,7 +25,6 @@ from repro.cli.layout import terminal_lines
 from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, TableOrJson, in_panel
 from repro.cli.progress import EvalProgress
 from repro.errors import ReproError
-from repro.paths import dataset_name, dataset_root_overrides, parse_dataset_roots
 
 if TYPE_CHECKING:  # repro.manifest (pydantic, yaml) loads inside the functions: fast start-up
     from repro.engine.options import EngineOptions
@@ -107,6 +106,8 @@ def plan_runs(
     if dataset and not all_models:
         raise ReproError("--dataset selects rows for --all; drop it when naming ids")
     if all_models:
+        from repro.datasets.roots import dataset_name
+
         wanted = dataset_name(dataset, "--dataset") if dataset else None  # any case; unknown: exit 2 with suggestions
         entries = [e for e in manifest.entries if not wanted or e.dataset == wanted]
         if not entries:
@@ -223,7 +224,6 @@ class _Request:
     lacking: list[str]
     tta: str
     everything: bool  # --all without a dataset or shard filter
-    dataset_roots: dict
     checkpoint: Path | None
     dry_run: bool
     fmt: TableOrJson
@@ -254,7 +254,7 @@ def _each_precision(request: _Request, settings: EngineOptions, precisions: list
 def _evaluate(request: _Request, settings: EngineOptions) -> None:
     """Plan, print the plan, then run what is ready here (or hand it to a launcher) and sum up."""
     show = _is_rank_zero()
-    with dataset_root_overrides(request.dataset_roots), _sigterm_raises():
+    with _sigterm_raises():
         plan = _make_plan(request.manifest, request.runs, request.lacking, request.tta, settings,
                           request.everything, request.assume_device)
         if show and (request.dry_run or _worth_a_plan(plan, request.runs)):
@@ -265,8 +265,7 @@ def _evaluate(request: _Request, settings: EngineOptions) -> None:
         if request.launcher is not None:  # jobs instead of evaluating here (repro/launch.py)
             from repro.planning.launch import launch_from_cli
 
-            failed = launch_from_cli(ready, request.launcher, settings, request.slurm,
-                                     dataset_roots=request.dataset_roots, plan_rows=plan.rows, say=_say)
+            failed = launch_from_cli(ready, request.launcher, settings, request.slurm, plan_rows=plan.rows, say=_say)
             raise typer.Exit(1 if failed else 0)
         _hash_ahead(ready[0].model_id, request.checkpoint)  # while torch imports (the plan needs none)
         kept = _kept_runs(plan, ready, settings, request.manifest)
@@ -583,6 +582,7 @@ def eval_command(
     A plan comes first (images, forward passes per image, what is missing, an estimated time); \
 --dry-run prints only the plan.
     """
+    from repro.datasets.roots import parse_dataset_roots
     from repro.manifest import load_manifest
     from repro.paths import results_dir
 
@@ -598,7 +598,8 @@ def eval_command(
     from repro.engine.options import EngineOptions
 
     settings = EngineOptions(
-        checkpoint=checkpoint, data_root=data_root, variant=variant.value if variant else None, device=device,
+        checkpoint=checkpoint, data_root=data_root, dataset_roots=overrides,
+        variant=variant.value if variant else None, device=device,
         precision=precisions[0], limit=limit, output=results_dir(_results_option(results, output)),
         resume=resume and not force, force=force, wait_lock=wait, max_batch=max_batch, workers=workers, save_every=save_every,
         save_every_seconds=save_every_min * 60, resize_on_cpu=cpu_resize, allow_subset=allow_subset,
@@ -607,6 +608,6 @@ def eval_command(
     if paint and save_predictions is None:
         raise ReproError("--paint needs --save-predictions DIR", exit_code=2)
     _check_output(settings.output)
-    request = _Request(manifest, runs, lacking, tta.value, all_models and not dataset and not shard, overrides,
+    request = _Request(manifest, runs, lacking, tta.value, all_models and not dataset and not shard,
                        checkpoint, dry_run, fmt, assume_device, launcher.value if launcher else None, slurm)
     _each_precision(request, settings, precisions)

@@ -1,6 +1,6 @@
 """Options shared by several commands (same names and help everywhere).
 
-`--data-root PATH` and `--dataset-root NAME=PATH` feed `repro.paths.resolve_dataset_root`;
+`--data-root PATH` and `--dataset-root NAME=PATH` feed `repro.datasets.roots.resolve_dataset_root`;
 use them as parameter defaults, e.g. `data_root: Path = DATA_ROOT_OPTION`.
 """
 

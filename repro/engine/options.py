@@ -4,7 +4,8 @@ the plan and the launcher (each default is written here once). Light at import: 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from repro.errors import ReproError
@@ -12,11 +13,14 @@ from repro.errors import ReproError
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How to run one or many evaluations. `checkpoint`, `data_root` and `variant` pick the job
-    (`build_job`); the rest drive the engine. Picklable (the launcher sends it to its jobs)."""
+    """How to run one or many evaluations. `checkpoint`, `data_root`, `dataset_roots` and `variant`
+    pick the job (`build_job`); the rest drive the engine. Picklable (the launcher sends it to its
+    jobs, so a job finds the datasets where the submitting command did)."""
 
     checkpoint: str | os.PathLike | None = None  # None: the verified cached download
-    data_root: str | os.PathLike | None = None  # None: repro.paths' resolution
+    data_root: str | os.PathLike | None = None  # None: $REPRO_DATA, else <cache>/data
+    # --dataset-root NAME=PATH: one dataset's own folder (repro.datasets.roots.resolve_dataset_root)
+    dataset_roots: Mapping[str, str | os.PathLike] = field(default_factory=dict, hash=False)
     variant: str | None = None  # None: each row's default forward
     device: str = "auto"
     precision: str = "fp32"
@@ -43,10 +47,14 @@ class EngineOptions:
 
     def absolute(self) -> EngineOptions:
         """Paths as another process must see them (it may start in another folder)."""
-        fixed = {key: str(Path(value).expanduser().resolve())
-                 for key in ("checkpoint", "data_root", "output", "save_predictions")
+        fixed = {key: _absolute(value) for key in ("checkpoint", "data_root", "output", "save_predictions")
                  if (value := getattr(self, key)) is not None}
-        return replace(self, **fixed)
+        roots = {name: _absolute(path) for name, path in self.dataset_roots.items()}
+        return replace(self, **fixed, dataset_roots=roots)
+
+
+def _absolute(path: str | os.PathLike) -> str:
+    return str(Path(path).expanduser().resolve())
 
 
 DEVICE_HELP = "use auto, cpu, cuda or cuda:N"

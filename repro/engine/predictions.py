@@ -68,13 +68,13 @@ class PredictionSink:
     name = "predictions"
 
     def __init__(self, job: EvalJob, options: EngineOptions, collective: Collective):
-        from repro.datasets.registry import LAYOUTS, palette
+        from repro.datasets.registry import get_spec, palette
 
         self.folder = Path(options.save_predictions).expanduser().resolve()
         if collective.ranks.rank == 0:
             claim_folder(self.folder, run_identity(job, options), options.force)
         collective.barrier()
-        values = LAYOUTS[job.dataset_name].rule.class_values()
+        values = get_spec(job.dataset_name).rule.class_values()
         self.values = values.astype(np.uint8 if values.max() <= 255 else np.uint16)
         self.colours = palette(job.dataset_name)[:, ::-1].copy() if options.paint else None  # BGR for cv2
 

@@ -86,12 +86,12 @@ class PredictionSource:
     def _saved(self, image_id: str) -> np.ndarray:
         """A saved PNG holds classes in the dataset's own label numbering: read it as a label."""
         from repro.datasets.base import read_label
-        from repro.datasets.registry import LAYOUTS
+        from repro.datasets.registry import get_spec
 
         path = self.folder / f"{image_id}.png"
         if not path.is_file():
             raise ReproError(f"no saved prediction {path}")
-        return read_label(path, LAYOUTS[self.result.dataset].rule, self.result.dataset)
+        return read_label(path, get_spec(self.result.dataset).rule, self.result.dataset)
 
     def _recomputed(self, sample) -> np.ndarray:
         import torch
