@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
 from repro.datasets.sources import Source
@@ -86,6 +86,12 @@ class DatasetSpec:
         """Images of the official split (an estimate where it is counted in videos)."""
         official = self.splits.get(split)
         return None if official is None else round(official * self.images_per_unit)
+
+    def prediction_name(self, sample_id: str) -> str:
+        """Where `--save-predictions` writes the prediction of `sample_id`, relative to its
+        folder: the path of the sample's label file under the split's label folder, as a PNG
+        (so a prediction folder lines up with the ground-truth folder file by file)."""
+        return str(PurePosixPath(self.layout.label_name(sample_id)).with_suffix(".png"))
 
 
 @dataclass(frozen=True)
@@ -350,6 +356,18 @@ def map_label(raw: np.ndarray, rule: LabelRule, path: Path | str = "<array>", da
 def read_label(path: Path, rule: LabelRule, dataset: str = "") -> np.ndarray:
     """Read one label file and map it as upstream: int64 HxW, ignore = -1."""
     return map_label(_read_raw_label(Path(path), rule, dataset), rule, path, dataset)
+
+
+def read_prediction(path: Path, rule: LabelRule, dataset: str = "") -> np.ndarray:
+    """A saved prediction (`repro eval --save-predictions`: a PNG in the numbering of the
+    dataset's own label files) as classes, mapped like a label: int64 HxW. A plain PNG whatever
+    the dataset's label files are (COCO-Stuff's are .mat)."""
+    import cv2  # on first read, as read_image
+
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 2:
+        raise LabelError(f"cannot read the prediction {path} as a one-channel PNG", "unreadable", Path(path))
+    return map_label(raw, rule, path, dataset)
 
 
 # ---------------------------------------------------------------------------------------------

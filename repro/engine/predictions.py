@@ -1,8 +1,11 @@
-"""`--save-predictions DIR [--paint]`: one label PNG per image, `<DIR>/<id>.png` (an id with
-slashes keeps its subfolders), holding class ids in the numbering of the dataset's own label
-files (`LabelRule.class_values`: ADE20k's reduced classes written back +1, as mmseg's --out does;
-Cityscapes trainIds as labelIds), uint8, or uint16 above 255; with --paint also
-`<DIR>/paint/<id>.png` in the dataset's colours (`repro.datasets.registry.palette`).
+"""`--save-predictions DIR [--paint]`: one label PNG per image, named as the dataset names the
+image's label file under the split's label folder (`DatasetSpec.prediction_name`: VSPW
+`<video>/mask/<frame>.png`, Cityscapes `<city>/<name>_gtFine_labelIds.png`, ADE20k `<id>.png`,
+COCO-Stuff's `.mat` labels as `<id>.png`), so the folder compares file by file with the
+ground-truth folder; holding class ids in the numbering of the dataset's own label files
+(`LabelRule.class_values`: ADE20k's reduced classes written back +1, as mmseg's --out does;
+Cityscapes trainIds as labelIds), uint8, or uint16 above 255; with --paint also the same names
+under `<DIR>/paint/` in the dataset's colours (`repro.datasets.registry.palette`).
 
 Each PNG is written atomically, so an interrupted run keeps what it wrote and its resume does not
 write a counted image again. `<DIR>/.repro-predictions.json` names the run that owns the folder;
@@ -74,12 +77,13 @@ class PredictionSink:
         if collective.ranks.rank == 0:
             claim_folder(self.folder, run_identity(job, options), options.force)
         collective.barrier()
-        values = get_spec(job.dataset_name).rule.class_values()
+        self.spec = get_spec(job.dataset_name)
+        values = self.spec.rule.class_values()
         self.values = values.astype(np.uint8 if values.max() <= 255 else np.uint16)
         self.colours = palette(job.dataset_name)[:, ::-1].copy() if options.paint else None  # BGR for cv2
 
     def path_for(self, sample_id: str, painted: bool = False) -> Path:
-        return (self.folder / PAINT_DIR if painted else self.folder) / f"{sample_id}.png"
+        return (self.folder / PAINT_DIR if painted else self.folder) / self.spec.prediction_name(sample_id)
 
     def process(self, sample: Sample, prediction: torch.Tensor) -> None:
         classes = prediction.to(torch.int64).cpu().numpy()
