@@ -241,10 +241,10 @@ def write_manifest(case: Case, path: Path) -> dict:
 def make_data(case: Case, root: Path) -> None:
     from synthetic_data import MAKERS
 
-    from repro.paths import DATASET_FOLDERS
+    from repro.datasets import DATASETS
 
     count = {"lip": "n_val", "ade20k": "n_val", "cityscapes": "n_val"}[case.dataset]
-    MAKERS[case.dataset](root / DATASET_FOLDERS[case.dataset], size=case.size, **{count: case.images})
+    MAKERS[case.dataset](root / DATASETS[case.dataset].folder, size=case.size, **{count: case.images})
 
 
 def make_checkpoint(model_id: str, path: Path) -> None:

@@ -20,13 +20,14 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from repro.datasets.registry import DATASETS
 from repro.errors import ManifestError, UnknownModelError
 from repro.fileio import atomic_write_text
 
 DEFAULT_PATH = Path(__file__).with_name("model_zoo.yaml")
 PROTOCOL_NAMES = ("single", "flip", "ms+flip")
-DATASET_NAMES = ("ade20k", "cityscapes", "cocostuff10k", "lip", "voc", "pascalcontext59", "vspw")
 # one document per method: the MCIBI paper's model zoo and the MemoryNetV2 (MCIBI++) one
 DOCUMENT_TITLES = {"mcibi": "MCIBI (ICCV 2021)", "memorynetv2": "MemoryNetV2 / MCIBI++ (TPAMI 2022)"}
 # selectable forwards of a checkpoint: the network as it was trained, or as upstream's code builds it today
@@ -172,7 +173,7 @@ class ModelEntry(_Strict):
     pretrain: str | None
     crop_size: Pair
     schedule: Schedule
-    dataset: Literal[DATASET_NAMES]  # type: ignore[valid-type]
+    dataset: str  # a name of repro.datasets.registry.DATASETS (checked when validated)
     train_split: str
     eval_split: str
     num_classes: int = Field(gt=0)
@@ -191,6 +192,15 @@ class ModelEntry(_Strict):
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     eval: Literal["local", "server"]
     notes: list[str] = []
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value):
+        if value not in DATASETS:  # the registry as it is now: a dataset added at run time counts
+            names = [repr(name) for name in DATASETS]
+            expected = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+            raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+        return value
 
     @field_validator("documented")
     @classmethod

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 import repro
+from repro.datasets.registry import DATASETS
 from repro.engine.devices import device_label, environment
 from repro.errors import ReproError
 from repro.fileio import atomic_write_text
@@ -229,10 +230,11 @@ def _run_tf32(report: SelftestReport, target: torch.device, quick: bool, say: Sa
 # ---------------------------------------------------------------------------------------------
 # Pipeline check: synthetic images through the real engine, every protocol kind
 
-PIPELINE_DATASET = "lip"  # 20 classes with left/right channel pairs, so the flip swap is exercised
+# The dataset with left/right channel pairs (LIP: 20 classes), so the flip swap is exercised.
+PIPELINE_DATASET = next(name for name, spec in DATASETS.items() if spec.flip_pairs)
 PIPELINE_SIZES = ((41, 57), (64, 48), (37, 75), (50, 50))  # odd and portrait sizes on purpose
 _NORMALIZE = {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]}
-_LIP_PAIRS = [[15, 14], [17, 16], [19, 18]]
+_FLIP_PAIRS = [list(pair) for pair in DATASETS[PIPELINE_DATASET].flip_pairs]
 
 
 def _protocol(mode: str, scales: Sequence[float], flip: bool, probs: bool, keep_ratio: bool) -> dict:
@@ -240,7 +242,7 @@ def _protocol(mode: str, scales: Sequence[float], flip: bool, probs: bool, keep_
         "upstream_block": "selftest", "resize": {"output_size": [48, 64], "keep_ratio": keep_ratio},
         "normalize": _NORMALIZE, "mode": mode,
         "crop_size": [24, 32] if mode == "slide" else None, "stride": [16, 20] if mode == "slide" else None,
-        "scales": list(scales), "flip": flip, "flip_pairs": _LIP_PAIRS if flip else [], "probs_before_resize": probs,
+        "scales": list(scales), "flip": flip, "flip_pairs": _FLIP_PAIRS if flip else [], "probs_before_resize": probs,
     }
 
 
@@ -296,7 +298,6 @@ def _pipeline_model_id() -> str:
 
 
 def _engine_miou(name: str, dataset: SyntheticSplit, device: torch.device, results: Path, model_id: str):
-    from repro.datasets import DATASETS
     from repro.engine import EngineOptions, EvalJob, run_job
 
     job = EvalJob(
@@ -313,7 +314,6 @@ def _engine_miou(name: str, dataset: SyntheticSplit, device: torch.device, resul
 
 def reference_miou(name: str, dataset: SyntheticSplit, count: int) -> float:
     """mIoU (percent) of upstream's test loop transcription on the CPU, first `count` images."""
-    from repro.datasets import DATASETS
     from repro.inference.transforms import test_transform
     from repro.inference.reference import reference_predict
     from repro.metrics import ConfusionMatrix

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -123,34 +123,36 @@ class StatusReport:
 # ------------------------------------------------------------------------------------- dataset
 
 
-def dataset_status(name: str, split: str, data_root: str | os.PathLike | None = None) -> DatasetStatus:
+def dataset_status(name: str, split: str, data_root: str | os.PathLike | None = None,
+                   dataset_roots: Mapping[str, str | os.PathLike] | None = None) -> DatasetStatus:
     """Is one split of a dataset there and complete? Counts and file existence only, no reads."""
     from repro.datasets.base import missing_file_problems
-    from repro.datasets.registry import LAYOUTS, get_spec
+    from repro.datasets.registry import get_spec
+    from repro.datasets.roots import dataset_place, missing_dataset_message, resolve_dataset_root
     from repro.errors import DatasetError
-    from repro.paths import dataset_place, resolve_dataset_root
 
     spec = get_spec(name)
     expected = spec.splits.get(split)
     try:
-        root = resolve_dataset_root(name, data_root)  # honours --dataset-root and $REPRO_DATA_<NAME>
+        root = resolve_dataset_root(name, data_root, dataset_roots)  # honours $REPRO_DATA_<NAME> too
     except ReproError as err:  # e.g. two candidate folders: a detail of this dataset, not a failure
-        place = str(dataset_place(name, data_root))
+        place = str(dataset_place(name, data_root, dataset_roots))
         return DatasetStatus(name, spec.title, split, place, DATA_MISSING, str(err), None, expected, spec.count_unit)
     found = DatasetStatus(name, spec.title, split, str(root), DATA_MISSING, "", None, expected, spec.count_unit)
     if not root.is_dir():
-        found.detail = f"not found; repro fetch --dataset {name}, or point --data-root at it"
+        found.detail = missing_dataset_message(name, root)
         return found
     found.state = DATA_INCOMPLETE
     check = f"repro data check {name}"
     try:
-        located = LAYOUTS[name].locate(root, split)
+        located = spec.layout.locate(root, split)
     except DatasetError as err:
         found.detail = f"{err} ({check})"
         return found
-    found.count = len(located.groups) if located.groups is not None else len(located.entries)
+    size = spec.size(split, located)
+    found.count = size.found
     problems = missing_file_problems(located, spec.has_labels(split), spec.title) if located.entries else []
-    if found.count != expected:
+    if not size.complete:
         found.detail = f"{found.count} of {expected} {spec.count_unit} in {root} ({check})"
     elif problems:
         found.detail = f"{problems[0].split(';')[0]} ({check})"
@@ -223,9 +225,11 @@ def model_statuses(
     manifest: Manifest | None = None,
     results_dir: str | os.PathLike | None = None,
     data_root: str | os.PathLike | None = None,
+    dataset_roots: Mapping[str, str | os.PathLike] | None = None,
     verify: bool = False,
 ) -> StatusReport:
-    """The status of the named models (ids or aliases; all, in document order, when none).
+    """The status of the named models (ids or aliases; all, in document order, when none);
+    `data_root` and `dataset_roots` (--data-root, --dataset-root) say where the datasets are.
 
     An unknown id raises the manifest's UnknownModelError (one line, with suggestions). A
     `results_dir` given explicitly must exist; the default one ($REPRO_RESULTS, else
@@ -251,7 +255,7 @@ def model_statuses(
     for entry in entries:
         key = (entry.dataset, entry.eval_split)
         if key not in datasets:
-            datasets[key] = dataset_status(entry.dataset, entry.eval_split, data_root)
+            datasets[key] = dataset_status(entry.dataset, entry.eval_split, data_root, dataset_roots)
         checkpoint = checkpoint_status(entry, verify=verify, lock=lock)
         data = datasets[key]
         now = _Now(checkpoint.sha256 if checkpoint.state in USABLE else None,

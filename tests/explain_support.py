@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from evidence_support import EvidenceBuilder  # noqa: E402
 from synthetic_data import make_ade20k, make_cityscapes  # noqa: E402
 
-from repro.datasets import open_dataset  # noqa: E402
+from repro.datasets import DATASETS, open_dataset  # noqa: E402
 from repro.datasets.cityscapes import TRAINID_TO_LABELID  # noqa: E402
 from repro.metrics import compute_scores  # noqa: E402
 from repro.results.files import EvalResult, evidence_path, filename_of, write_result  # noqa: E402
@@ -153,9 +153,10 @@ def planted_run(results: str | Path, name: str, folder: Path, fault: str | None 
             moved = rng.random(truth.shape) < perturb
             prediction[moved] = (prediction[moved] + 1) % data.num_classes
         builder.add(image_id, prediction, seen_label(fault, truth, data.num_classes, SCENE_CLASSES[name]))
-        if predictions:
-            (pred_dir / f"{image_id}.png").parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(_raw(name, prediction)).save(pred_dir / f"{image_id}.png")
+        if predictions:  # named as `repro eval --save-predictions` names them
+            saved = pred_dir / DATASETS[name].prediction_name(image_id)
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(_raw(name, prediction)).save(saved)
     evidence = builder.build()
     result = _result(name, folder, protocol, data, evidence, precision, device)
     if predictions:
@@ -219,7 +220,6 @@ ENGINE_PROTOCOL = {"upstream_block": "test", "resize": {"output_size": [48, 80],
 def engine_run(name: str, folder: Path, out: Path, *, save_predictions: Path | None = None) -> Path:
     """A real `repro.engine` run of the colour-reading network over a scene dataset; returns the
     result file (with its evidence sidecar, and the prediction PNGs with `save_predictions`)."""
-    from repro.datasets import DATASETS
     from repro.engine import EngineOptions, EvalJob, run_job
     from repro.manifest import Protocol
 

@@ -4,7 +4,7 @@ Each `make_<dataset>(root, ...)` writes deterministic random images and labels (
 `root` and returns the folder to pass to `repro.datasets.open_dataset` as the dataset root.
 Raw label values cover the dataset's classes *and* its ignore values, so label mapping is
 exercised. `make_data_root(data_root)` builds several datasets under their upstream folder names
-(repro.paths.DATASET_FOLDERS), i.e. a mini data root.
+(`DatasetSpec.folder`), i.e. a mini data root.
 
 Labels are written in the encoding of the layout asked for: single-channel index PNGs ('L')
 for upstream's archives, palette PNGs for official VOC masks and VSPW, `.mat` files (key 'S')
@@ -22,7 +22,7 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-from repro.paths import DATASET_FOLDERS
+from repro.datasets import DATASETS
 
 Size = tuple[int, int]  # (height, width)
 
@@ -347,12 +347,12 @@ def make_dataset(name: str, root: str | Path, **kwargs) -> Path:
 
 
 def make_data_root(data_root: str | Path, names: Iterable[str] | None = None, seed: int = 0) -> Path:
-    """A mini data root: each dataset in upstream's archive layout under its DATASET_FOLDERS name.
+    """A mini data root: each dataset in upstream's archive layout under its `DatasetSpec.folder`.
 
     Point $REPRO_DATA (or `--data-root`) at the returned folder.
     """
     data_root = Path(data_root)
     for name in names or MAKERS:
         kwargs = {"palette": False} if name == "voc" else {}  # upstream's VOC archive holds index PNGs
-        MAKERS[name](data_root / DATASET_FOLDERS[name], seed=seed, **kwargs)
+        MAKERS[name](data_root / DATASETS[name].folder, seed=seed, **kwargs)
     return data_root

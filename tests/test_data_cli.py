@@ -202,6 +202,6 @@ def test_check_dataset_missing_split_folder(tmp_path):
 @pytest.mark.parametrize("name", ["cocostuff10k", "voc"])
 def test_check_dataset_on_mini_data_root(tmp_path, name):
     data = sd.make_data_root(tmp_path, names=[name])
-    from repro.paths import DATASET_FOLDERS
+    from repro.datasets import DATASETS
 
-    assert check_dataset(name, data / DATASET_FOLDERS[name], allow_subset=True) == []
+    assert check_dataset(name, data / DATASETS[name].folder, allow_subset=True) == []

@@ -1,4 +1,4 @@
-"""Where datasets are found: one resolution (repro.paths.resolve_dataset_root) for every command.
+"""Where datasets are found: one resolution (repro.datasets.roots.resolve_dataset_root) for every command.
 
 Order: --dataset-root NAME=PATH > $REPRO_DATA_<NAME> > --data-root > $REPRO_DATA > <cache>/data;
 a data root may hold the dataset folders (any names) or be one dataset's own folder.
@@ -6,6 +6,7 @@ a data root may hold the dataset folders (any names) or be one dataset's own fol
 
 from __future__ import annotations
 
+import json
 import zipfile
 
 from pathlib import Path
@@ -15,17 +16,11 @@ from typer.testing import CliRunner
 
 import synthetic_data as sd
 from repro.cli import app
-from repro.datasets import check_dataset
+from repro.datasets import DATASETS, check_dataset
+from repro.datasets.roots import looks_like_dataset, parse_dataset_roots, resolve_dataset_root
+from repro.engine.options import EngineOptions
 from repro.errors import ReproError
-from repro.paths import (
-    DATASET_FOLDERS,
-    dataset_root,
-    dataset_root_overrides,
-    looks_like_dataset,
-    parse_dataset_roots,
-    resolve_dataset_root,
-    results_dir,
-)
+from repro.paths import results_dir
 
 runner = CliRunner(env={"COLUMNS": "200"})
 
@@ -48,7 +43,7 @@ LAYOUTS = {
 def clean_env(tmp_path, monkeypatch):
     """No dataset variables from the machine; the cache in tmp."""
     monkeypatch.setenv("REPRO_HOME", str(tmp_path / "cache"))
-    for name in ("REPRO_DATA", "REPRO_RESULTS", *(f"REPRO_DATA_{n.upper()}" for n in DATASET_FOLDERS)):
+    for name in ("REPRO_DATA", "REPRO_RESULTS", *(f"REPRO_DATA_{n.upper()}" for n in DATASETS)):
         monkeypatch.delenv(name, raising=False)
     return tmp_path
 
@@ -65,7 +60,7 @@ def test_every_layout_is_recognised_whatever_the_folder_name(clean_env, layout):
     name = layout.split("-")[0]
     folder = LAYOUTS[layout](clean_env / "holder" / "my_copy")
     assert looks_like_dataset(name, folder)
-    assert [other for other in DATASET_FOLDERS if looks_like_dataset(other, folder)] == [name]
+    assert [other for other in DATASETS if looks_like_dataset(other, folder)] == [name]
     # The data root is the dataset's own folder, or holds it under any name.
     assert resolve_dataset_root(name, data_root=folder) == folder
     assert resolve_dataset_root(name, data_root=clean_env / "holder") == folder
@@ -129,11 +124,22 @@ def test_parse_dataset_roots(tmp_path):
         assert words in str(err.value) and err.value.exit_code == 2
 
 
-def test_overrides_scope_reaches_dataset_root_and_ends_with_the_block(clean_env):
-    mine = _lip_markers(clean_env / "mine")
-    with dataset_root_overrides({"lip": mine}):
-        assert dataset_root("lip") == mine  # what the evaluation engine calls
-    assert dataset_root("lip") == clean_env / "cache" / "data" / "LIP"
+def test_engine_options_carry_the_dataset_roots_to_the_plan_and_the_jobs(clean_env, monkeypatch):
+    """--dataset-root travels in EngineOptions (no process-wide state): the plan and build_job
+    read it from the options, and a launched job gets it in its pickled options, made absolute."""
+    import pickle
+
+    from repro.planning.plan import inspect_dataset
+
+    monkeypatch.chdir(clean_env)
+    mine = sd.make_lip(clean_env / "mine", n_val=2)
+    options = EngineOptions(dataset_roots={"lip": Path("mine")})
+    assert inspect_dataset("lip", "val", options.data_root, options.dataset_roots).root == "mine"
+    assert inspect_dataset("lip", "val").root == str(clean_env / "cache" / "data" / "LIP")  # nothing left behind
+    sent = pickle.loads(pickle.dumps(options.absolute()))  # what the launcher hands to run_one
+    assert sent.dataset_roots == {"lip": str(mine)}
+    info = inspect_dataset("lip", "val", sent.data_root, sent.dataset_roots)
+    assert info.root == str(mine) and info.images == 2
 
 
 def test_results_dir(clean_env, monkeypatch):
@@ -185,3 +191,35 @@ def test_eval_uses_the_same_resolution(clean_env, monkeypatch):
     result = runner.invoke(app, [*base, "--dataset-root", f"lip={clean_env / 'from_option'}"])
     assert result.exit_code != 0 and str(clean_env / "from_option") in result.stderr
     assert str(clean_env / "from_env") not in result.stderr
+
+
+def test_one_line_for_a_missing_dataset_folder_in_every_command(clean_env):
+    """The plan, `repro eval`, the engine, `repro status` and `repro data check` name a missing
+    dataset folder with the same line (repro.datasets.roots.missing_dataset_message)."""
+    from repro.datasets import open_dataset
+    from repro.datasets.roots import missing_dataset_message
+    from repro.engine.job import build_job
+    from repro.errors import DatasetError
+
+    model, missing = "memorynetv2_upernet_resnet101os8_lip", clean_env / "nowhere"
+    line = missing_dataset_message("lip", missing)
+    assert line == (f"dataset folder {missing} does not exist; fetch it with `repro fetch --dataset lip` "
+                    "or pass --data-root / --dataset-root lip=PATH")
+    checkpoint = clean_env / "any.pth"
+    with zipfile.ZipFile(checkpoint, "w") as archive:  # found, not read: the dataset is looked at first
+        archive.writestr("archive/data.pkl", b"")
+    where = ["--dataset-root", f"lip={missing}"]
+
+    with pytest.raises(DatasetError) as opened:
+        open_dataset("lip", missing)
+    with pytest.raises(DatasetError) as built:
+        build_job(model, "single", EngineOptions(checkpoint=checkpoint, dataset_roots={"lip": missing}))
+    evaluated = runner.invoke(app, ["eval", model, "--tta", "single", "--checkpoint", str(checkpoint), *where])
+    planned = runner.invoke(app, ["eval", model, "--tta", "single", "--dry-run", "--format", "json", *where])
+    status = runner.invoke(app, ["status", model, "--format", "json", *where])
+    checked = runner.invoke(app, ["data", "check", "lip", *where])
+    assert str(opened.value) == str(built.value) == line
+    assert evaluated.exit_code == 1 and evaluated.stderr.strip() == f"error: {line}"
+    assert line in json.loads(planned.stdout)["runs"][0]["blocked"]
+    assert json.loads(status.stdout)["datasets"][0]["detail"] == line
+    assert checked.exit_code == 1 and f"error: {line}" in checked.stderr.splitlines()

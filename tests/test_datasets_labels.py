@@ -105,16 +105,15 @@ def test_cocostuff_mat_without_S_key(tmp_path):
 
 
 def test_cocostuff_mat_with_wider_integer_and_float_types(tmp_path):
-    from repro.datasets import LAYOUTS
-
+    rule = DATASETS["cocostuff10k"].rule
     path = tmp_path / "x.mat"
     raw = np.array([[0, 1, 182, 255]], np.uint16)
     scipy.io.savemat(path, {"S": raw.astype(np.float64)})
-    label = read_label(path, LAYOUTS["cocostuff10k"].rule, "COCO-Stuff-10k")
+    label = read_label(path, rule, "COCO-Stuff-10k")
     assert label.tolist() == [[-1, 0, 181, -1]]
     scipy.io.savemat(path, {"S": np.array([[1.5]])})
     with pytest.raises(LabelError, match="non-integer"):
-        read_label(path, LAYOUTS["cocostuff10k"].rule)
+        read_label(path, rule)
 
 
 def test_map_label_handles_negative_and_huge_values():
@@ -129,13 +128,11 @@ def test_map_label_handles_negative_and_huge_values():
 
 
 def test_every_dataset_has_an_ignore_rule_for_255_or_treats_it_as_ignore():
-    from repro.datasets import LAYOUTS
-
     raw = np.array([[255]], np.uint8)
-    for name, layout in LAYOUTS.items():
+    for name, spec in DATASETS.items():
         if name in ("ade20k", "cityscapes"):  # 255 is not a value of these label files
             with pytest.raises(LabelError):
-                map_label(raw, layout.rule)
+                map_label(raw, spec.rule)
         else:
-            assert map_label(raw, layout.rule).tolist() == [[-1]], name
+            assert map_label(raw, spec.rule).tolist() == [[-1]], name
     assert DATASETS["vspw"].num_classes == 124

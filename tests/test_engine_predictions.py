@@ -1,10 +1,12 @@
 """`--save-predictions`: one PNG per image in the dataset's own label numbering, equal pixel for
-pixel to the argmax of the reference loop when read back through the dataset's label reading;
-`--paint` in the dataset's colours; kept by an interrupted run; a foreign folder refused."""
+pixel to the argmax of the reference loop when read back through the dataset's label reading,
+named as the dataset names the image's label file (the prediction folder lines up with the
+ground-truth folder, for every dataset); `--paint` in the dataset's colours; kept by an
+interrupted run; a foreign folder refused."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import cv2
 import numpy as np
@@ -15,7 +17,8 @@ from test_evaluate import NORMALIZE, CountingDataset, options
 from tiny_models import TinyConvNet
 from typer.testing import CliRunner
 
-from repro.datasets import DATASETS, LAYOUTS, map_label, open_dataset, read_label
+from repro.datasets import DATASETS, open_dataset
+from repro.datasets.base import read_prediction
 from repro.inference.transforms import test_transform
 from repro.datasets.registry import palette
 from repro.engine import EvalJob, run_job
@@ -42,10 +45,13 @@ def _job(name: str, root: Path, dataset=None) -> EvalJob:
 
 def _read_back(name: str, path: Path) -> np.ndarray:
     """A saved PNG read as the dataset reads its labels (COCO-Stuff's are .mat: mapped the same way)."""
-    rule = LAYOUTS[name].rule
-    if rule.reader == "mat":
-        return map_label(cv2.imread(str(path), cv2.IMREAD_UNCHANGED), rule, path)
-    return read_label(path, rule, name)
+    return read_prediction(path, DATASETS[name].rule, name)
+
+
+def _pngs(folder: Path) -> list[str]:
+    """The prediction PNGs under `folder`, relative (the painted ones under paint/ left out)."""
+    relative = (p.relative_to(folder) for p in folder.rglob("*.png"))
+    return sorted(r.as_posix() for r in relative if r.parts[0] != "paint")
 
 
 @pytest.mark.parametrize("name", sorted(MAKERS))
@@ -61,17 +67,59 @@ def test_saved_predictions_are_the_reference_argmax_in_the_datasets_numbering(tm
         x = test_transform(sample.image, PROTOCOL)
         expected = reference_predict(model, x, PROTOCOL, DATASETS[name].num_classes,
                                      output_size=sample.image.shape[:2]).argmax(0).numpy()
-        written = folder / f"{sample_id}.png"  # an id with slashes keeps its subfolders
+        written = folder / DATASETS[name].prediction_name(sample_id)
         assert np.array_equal(_read_back(name, written), expected), sample_id
-        painted = cv2.imread(str(folder / "paint" / f"{sample_id}.png"), cv2.IMREAD_COLOR)[:, :, ::-1]
+        painted = cv2.imread(str(folder / "paint" / DATASETS[name].prediction_name(sample_id)), cv2.IMREAD_COLOR)
+        painted = painted[:, :, ::-1]
         assert np.array_equal(painted, colours[expected])
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_prediction_files_mirror_the_label_files_of_every_dataset(tmp_path, name):
+    """Each prediction's path under the folder is its label file's path under the split's label
+    folder (as a PNG): `diff -r`, or a script pairing files by name, lines the two folders up."""
+    root = MAKERS[name](tmp_path / name)
+    job = _job(name, root)
+    folder = tmp_path / "predictions"
+    run_job(job, options(tmp_path, save_predictions=folder, paint=True))
+    label_folders, expected = set(), []
+    for i, sample_id in enumerate(job.dataset.ids):
+        label = job.dataset.label_path(i)
+        name_of_label = PurePosixPath(DATASETS[name].prediction_name(sample_id))
+        label_folder = label.parents[len(name_of_label.parts) - 1]
+        assert label.relative_to(label_folder).with_suffix(".png").as_posix() == str(name_of_label), sample_id
+        label_folders.add(label_folder)
+        expected.append(str(name_of_label))
+    assert len(label_folders) == 1  # one ground-truth folder, whatever the split's layout
+    assert _pngs(folder) == sorted(expected) == _pngs(folder / "paint")
+    # The label files on disk, listed as a tool would (a folder may hold other splits' too: COCO-Stuff)
+    ground_truth, suffix = label_folders.pop(), job.dataset.label_path(0).suffix
+    on_disk = {p.relative_to(ground_truth).with_suffix(".png").as_posix() for p in ground_truth.rglob(f"*{suffix}")}
+    assert set(_pngs(folder)) <= on_disk
+
+
+def test_prediction_names_follow_the_label_names():
+    """The names the README states: VSPW's masks, Cityscapes' labelIds files, COCO-Stuff as PNG."""
+    examples = {
+        "vspw": ("127_-hIVCYO4C90/origin/00000041.jpg", "127_-hIVCYO4C90/mask/00000041.png"),
+        "cityscapes": ("frankfurt/frankfurt_000000_000294_leftImg8bit",
+                       "frankfurt/frankfurt_000000_000294_gtFine_labelIds.png"),
+        "ade20k": ("ADE_val_00000001", "ADE_val_00000001.png"),
+        "cocostuff10k": ("COCO_train2014_000000000077", "COCO_train2014_000000000077.png"),
+        "lip": ("100034_483681", "100034_483681.png"),
+        "voc": ("2007_000033", "2007_000033.png"),
+        "pascalcontext59": ("2008_000002", "2008_000002.png"),
+    }
+    assert set(examples) == set(DATASETS)
+    for name, (sample_id, written) in examples.items():
+        assert DATASETS[name].prediction_name(sample_id) == written, name
 
 
 def test_ade20k_predictions_are_written_back_plus_one(tmp_path):
     root = MAKERS["ade20k"](tmp_path / "ade")
     job = _job("ade20k", root)
     run_job(job, options(tmp_path, save_predictions=tmp_path / "p"))
-    raw = cv2.imread(str(tmp_path / "p" / f"{job.dataset.ids[0]}.png"), cv2.IMREAD_UNCHANGED)
+    raw = cv2.imread(str(tmp_path / "p" / DATASETS["ade20k"].prediction_name(job.dataset.ids[0])), cv2.IMREAD_UNCHANGED)
     assert raw.dtype == np.uint8 and raw.min() >= 1 and raw.max() <= 150  # 0 is ADE20k's "other" (ignored)
 
 

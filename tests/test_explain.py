@@ -424,3 +424,30 @@ def test_engine_runs_with_saved_predictions_explained_and_diffed(tmp_path):
     assert d.agreement == 1.0 and d.agreement_images == 8  # same network, same images
     assert [w for w, _, _ in d.conditions] == ["dataset fingerprint", "dataset folder"]
     assert d.images[0].image_id == bad_id and d.images[0].delta > 50
+
+
+def test_saved_predictions_are_found_under_the_names_of_their_label_files(tmp_path):
+    """Cityscapes predictions are saved as <city>/<name>_gtFine_labelIds.png, beside nothing but
+    the ground truth's own names: the pictures and `repro diff` find them there."""
+    from explain_support import engine_run
+
+    from repro.explain.diff import diff_results
+    from repro.explain.predictions import PredictionSource
+
+    city = make_scene_dataset("cityscapes", tmp_path / "city", n=4)
+    a = engine_run("cityscapes", city, tmp_path / "a", save_predictions=tmp_path / "pred-a")
+    b = engine_run("cityscapes", city, tmp_path / "b", save_predictions=tmp_path / "pred-b")
+    labels = sorted(p.relative_to(city / "gtFine" / "val") for p in (city / "gtFine" / "val").rglob("*.png"))
+    assert sorted(p.relative_to(tmp_path / "pred-b") for p in (tmp_path / "pred-b").rglob("*.png")) == labels
+    x = explain_result(b)
+    source = PredictionSource.for_result(b, x.result)
+    assert source.kind == "saved predictions"
+    _, label, prediction = source.images(x.worst_images[0].image_id)
+    counted = label >= 0
+    assert (prediction[counted] == label[counted]).mean() > 0.98  # labelIds read back as trainIds
+    d = diff_results(a, b)
+    assert d.agreement == 1.0 and d.agreement_images == 4
+    for saved in (tmp_path / "pred-b").rglob("*_gtFine_labelIds.png"):  # a folder saved before (<id>.png)
+        saved.rename(saved.with_name(saved.name.replace("_gtFine_labelIds", "_leftImg8bit")))
+    _, _, earlier = PredictionSource.for_result(b, x.result).images(x.worst_images[0].image_id)
+    assert np.array_equal(earlier, prediction)

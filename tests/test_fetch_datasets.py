@@ -14,8 +14,10 @@ from fetch_support import fetch_env, leftovers  # noqa: F401 - fetch_env is a fi
 from http_server import FileServer
 
 import repro.fetch.datasets as fetch_datasets
+from repro.datasets import DATASETS, find_dataset
+from repro.datasets.sources import Archive
 from repro.errors import DatasetError, FetchError
-from repro.fetch import DATASET_SOURCES, dataset_sources, fetch_dataset
+from repro.fetch import fetch_dataset
 from repro.fetch.archives import MARKER_NAME
 
 RELEASE_PATH = "/gh/SegmentationBLWX/modelstore/releases/download/ssseg_datasets/"
@@ -83,13 +85,11 @@ def test_upstream_archive_is_downloaded_unpacked_checked_and_removed(fetch_env, 
 
 
 def test_official_source_is_tried_when_upstream_is_gone(fetch_env, layout_calls, monkeypatch):
-    spec = DATASET_SOURCES["ade20k"]
+    spec = DATASETS["ade20k"]
     with FileServer() as server:
         official_url = server.add("/places/ADEChallengeData2016.zip", _zip(ADE_FILES))
-        official = dataclasses.replace(
-            spec.sources[1], archives=(fetch_datasets.Archive((official_url,)),)
-        )
-        monkeypatch.setitem(DATASET_SOURCES, "ade20k", dataclasses.replace(spec, sources=(spec.sources[0], official)))
+        official = dataclasses.replace(spec.sources[1], archives=(Archive((official_url,)),))
+        monkeypatch.setitem(DATASETS, "ade20k", dataclasses.replace(spec, sources=(spec.sources[0], official)))
         dest = fetch_dataset("ade20k", mirror=server.url("/gh"), progress=False)
         upstream_log = server.requests_for(RELEASE_PATH + "ADE20k.tar.gz")
     assert [r.status for r in upstream_log] == [404]
@@ -217,9 +217,9 @@ def test_the_real_layout_check_rejects_an_incomplete_dataset(fetch_env):
 
 def test_unknown_dataset_name_suggests(fetch_env):
     with pytest.raises(DatasetError) as err:
-        dataset_sources("cityscape")
+        find_dataset("cityscape")
     assert err.value.exit_code == 2 and "cityscapes" in str(err.value)
-    assert dataset_sources("PascalContext").name == "pascalcontext59"
+    assert find_dataset("PascalContext", aliases=True).name == "pascalcontext59"  # as `repro fetch --dataset`
 
 
 def test_every_dataset_has_sources_and_manual_steps():
@@ -232,13 +232,13 @@ def test_every_dataset_has_sources_and_manual_steps():
         "pascalcontext59": ["PascalContext.tar.gz"],
         "vspw": [f"VSPW_480p.zip.{i:03d}" for i in range(1, 11)],
     }
-    assert set(DATASET_SOURCES) == set(expected_upstream)
+    assert set(DATASETS) == set(expected_upstream)
     for name, files in expected_upstream.items():
-        upstream = DATASET_SOURCES[name].sources[0]
+        upstream = DATASETS[name].sources[0]
         assert upstream.key == "upstream"
         urls = [url for archive in upstream.archives for url in archive.parts]
         assert urls == [
             "https://github.com/SegmentationBLWX/modelstore/releases/download/ssseg_datasets/" + f for f in files
         ]
-        manual = DATASET_SOURCES[name].manual
+        manual = DATASETS[name].manual
         assert files[0] in manual and "repro fetch" in manual  # what to download, how to import it

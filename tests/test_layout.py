@@ -121,3 +121,31 @@ def test_the_checker_sees_an_arrow_back_up(tmp_path):
     node = next(n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom))
     assert _imported(node, "repro.results.files", False) == ["repro.report.table.build_report"]
     assert layer_of("repro.report.table") > layer_of("repro.results.files")
+
+
+# A dataset's facts live in its module (repro/datasets/<name>.py); every other module reads the
+# registry. A name may also appear in one more file (e.g. where it is chosen on purpose).
+MAX_FILES_PER_DATASET_NAME = 2
+
+
+def string_constants(path: Path) -> set[str]:
+    """The exact values of the string literals in a module (docstrings included)."""
+    return {node.value for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+def test_a_dataset_name_is_written_in_at_most_two_files():
+    from repro.datasets.registry import DATASETS
+
+    constants = {name: string_constants(path) for name, path in modules().items()}
+    for dataset in DATASETS:
+        files = sorted(name for name, values in constants.items() if dataset in values)
+        assert len(files) <= MAX_FILES_PER_DATASET_NAME, f"{dataset!r} is written in {files}"
+
+
+def test_the_name_check_sees_a_literal_but_not_a_longer_string(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text('"""About vspw."""\nx = {"vspw": 1}\ny = "mcibi_deeplabv3_r50_vspw"\n')
+    assert "vspw" in string_constants(module) and "About vspw." in string_constants(module)
+    module.write_text('y = "mcibi_deeplabv3_r50_vspw"\n')
+    assert "vspw" not in string_constants(module)

@@ -8,7 +8,7 @@ import pytest
 
 from repro.datasets import DATASETS
 from repro.datasets.palettes import ADE20K_COLOURS, rgb_triples
-from repro.datasets.registry import PALETTES, bit_colour_map, palette
+from repro.datasets.registry import bit_colour_map, palette
 
 
 @pytest.mark.parametrize("name", sorted(DATASETS))
@@ -17,11 +17,19 @@ def test_every_dataset_has_one_colour_per_class(name):
     assert colours.dtype == np.uint8 and colours.shape == (len(DATASETS[name].class_names), 3)
 
 
-@pytest.mark.parametrize("name", sorted(PALETTES))
+@pytest.mark.parametrize("name", sorted(DATASETS))
 def test_a_shipped_table_has_exactly_the_class_count(name):
-    table = PALETTES[name]
+    table = DATASETS[name].colours
     if table is not None:
         assert len(table) == DATASETS[name].num_classes
+
+
+def test_the_tables_shipped_and_a_spec_with_a_wrong_count_is_refused():
+    import dataclasses
+
+    assert [name for name, spec in DATASETS.items() if spec.colours] == ["ade20k", "cityscapes"]
+    with pytest.raises(ValueError, match="149 colours for 150 classes"):
+        dataclasses.replace(DATASETS["ade20k"], colours=ADE20K_COLOURS[:149])
 
 
 def _colour_of(name: str, class_name: str) -> tuple[int, ...]:
@@ -47,7 +55,7 @@ def test_ade20k_colours_are_distinct_but_for_the_one_pair_the_source_shares():
 @pytest.mark.parametrize("name", ["cocostuff10k", "vspw"])
 def test_datasets_without_a_published_table_keep_the_distinct_deterministic_map(name):
     colours = palette(name)
-    assert PALETTES[name] is None and np.array_equal(colours, bit_colour_map(DATASETS[name].num_classes))
+    assert DATASETS[name].colours is None and np.array_equal(colours, bit_colour_map(DATASETS[name].num_classes))
     assert len({tuple(c) for c in colours.tolist()}) == DATASETS[name].num_classes
 
 

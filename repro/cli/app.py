@@ -18,6 +18,9 @@ from repro.errors import ReproError
 
 # click's UsageError (typer >= 0.29 ships its own copy of click): the base of typer.BadParameter.
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+# A help text names the datasets with this placeholder; the registry fills it in when the command
+# is built (repro.datasets loads then, not when the CLI starts).
+DATASET_NAMES = "{dataset_names}"
 
 # Old option names still accepted as a second name of an option, but not shown in the help:
 # old name -> the name the help shows (filled by repro.cli.options, where the options are declared).
@@ -35,6 +38,10 @@ class _NaturalHelp:
     def get_params(self, ctx: typer.Context):
         params = super().get_params(ctx)
         for param in params:  # the --help option is created here, so it is covered too
+            if DATASET_NAMES in (getattr(param, "help", None) or ""):
+                from repro.datasets.registry import DATASETS
+
+                param.help = param.help.replace(DATASET_NAMES, ", ".join(DATASETS))
             if param.param_type_name == "argument":  # its name says it all: no "<list[str]>" beside it
                 param.display_type_rich = _no_type
             elif param.metavar is None:  # typer prints the metavar instead of "<bool>", "<str>"

@@ -9,11 +9,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from repro.cli.app import ReproTyper, app
+from repro.cli.app import DATASET_NAMES, ReproTyper, app
 from repro.cli.layout import aligned_lines
 from repro.cli.options import DATA_ROOT_OPTION, DATASET_ROOT_OPTION, TableTsvOrJson
 from repro.errors import ReproError
-from repro.paths import DATASET_FOLDERS, dataset_name, looks_like_dataset, parse_dataset_roots, resolve_dataset_root
 from repro.text import counted
 
 DEFAULT_SAMPLE = 20  # repro.datasets.check.DEFAULT_SAMPLE; repro.datasets (numpy, cv2) loads inside the commands
@@ -30,6 +29,8 @@ console = Console()
 
 def _where(name: str, data_root: Path | None, overrides: dict[str, Path]) -> tuple[str, str]:
     """(folder, present) of one dataset for `data list`: yes, no, or a folder of another layout."""
+    from repro.datasets.roots import looks_like_dataset, resolve_dataset_root
+
     try:
         root = resolve_dataset_root(name, data_root, overrides)
     except ReproError as err:  # e.g. two candidate folders: say so in the row, list the others
@@ -82,6 +83,8 @@ def list_datasets(
     fmt: TableTsvOrJson = typer.Option(TableTsvOrJson.table, "--format", help="table for people (plain aligned text), tsv or json for scripts."),
 ) -> None:
     """The datasets repro evaluates on, their splits and where they are found (or expected)."""
+    from repro.datasets.roots import parse_dataset_roots
+
     rows = _dataset_rows(data_root, parse_dataset_roots(dataset_roots))
     if fmt is TableTsvOrJson.json:
         typer.echo(json.dumps([_json_row(row) for row in rows], indent=2))
@@ -106,7 +109,7 @@ def _say_if_accepted(spec, root: Path, allow_subset: bool) -> None:
 
 @data_app.command("check")
 def check(
-    dataset: str = typer.Argument(..., help=f"Dataset name: {', '.join(DATASET_FOLDERS)} (any case)."),
+    dataset: str = typer.Argument(..., help=f"Dataset name: {DATASET_NAMES} (any case)."),
     root: Path = typer.Option(
         None, "--root", help="Dataset folder (default: found from --dataset-root / --data-root, see `repro data list`)."
     ),
@@ -124,9 +127,11 @@ def check(
 
     Exits non-zero with one line per problem; prints a summary table when all is well.
     """
-    from repro.datasets import check_dataset, get_spec
+    from repro.datasets import check_dataset
+    from repro.datasets.registry import find_dataset
+    from repro.datasets.roots import parse_dataset_roots, resolve_dataset_root
 
-    spec = get_spec(dataset_name(dataset))  # any case; unknown names: usage error with suggestions
+    spec = find_dataset(dataset)  # any case; unknown names: usage error with suggestions
     root = root or resolve_dataset_root(spec.name, data_root, parse_dataset_roots(dataset_roots))
     result = check_dataset(spec.name, root, split, allow_subset=allow_subset, sample=sample)
     for note in dict.fromkeys(result.notes):

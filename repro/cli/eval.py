@@ -28,7 +28,6 @@ from repro.cli.options import (
 from repro.cli.progress import EvalProgress
 from repro.errors import ReproError
 from repro.numerics import PRECISIONS, Precision
-from repro.paths import dataset_name, dataset_root_overrides, parse_dataset_roots
 from repro.text import counted
 
 if TYPE_CHECKING:  # repro.manifest (pydantic, yaml) loads inside the functions: fast start-up
@@ -95,6 +94,8 @@ def plan_runs(
     if dataset and not all_models:
         raise ReproError("--dataset selects rows for --all; drop it when naming ids")
     if all_models:
+        from repro.datasets.roots import dataset_name
+
         wanted = dataset_name(dataset, "--dataset") if dataset else None  # any case; unknown: exit 2 with suggestions
         entries = [e for e in manifest.entries if not wanted or e.dataset == wanted]
         if not entries:
@@ -213,7 +214,6 @@ class _Request:
     lacking: list[str]
     protocol: str
     everything: bool  # --all without a dataset or shard filter
-    dataset_roots: dict
     checkpoint: Path | None
     dry_run: bool
     fmt: TableOrJson
@@ -243,7 +243,7 @@ def _each_precision(request: _Request, settings: EngineOptions, precisions: list
 def _evaluate(request: _Request, settings: EngineOptions) -> None:
     """Plan, print the plan, then run what is ready here (or hand it to a launcher) and sum up."""
     show = _is_rank_zero()
-    with dataset_root_overrides(request.dataset_roots), _sigterm_raises():
+    with _sigterm_raises():
         plan = _make_plan(request.manifest, request.runs, request.lacking, request.protocol, settings,
                           request.everything, request.assume_device)
         if show and (request.dry_run or _worth_a_plan(plan, request.runs)):
@@ -254,8 +254,7 @@ def _evaluate(request: _Request, settings: EngineOptions) -> None:
         if request.launch is not None:  # jobs instead of evaluating here (repro/planning/launch.py)
             from repro.planning.launch import launch_from_cli
 
-            failed = launch_from_cli(ready, request.launch, settings, dataset_roots=request.dataset_roots,
-                                     plan_rows=plan.rows, say=_say)
+            failed = launch_from_cli(ready, request.launch, settings, plan_rows=plan.rows, say=_say)
             raise typer.Exit(1 if failed else 0)
         _hash_ahead(ready[0].model_id, request.checkpoint)  # while torch imports (the plan needs none)
         kept = _kept_runs(plan, ready, settings, request.manifest)
@@ -543,8 +542,8 @@ def eval_command(
     save_every: int = typer.Option(200, "--save-every", min=1, help="Images between progress saves.", rich_help_panel="Output"),
     save_every_min: float = typer.Option(5.0, "--save-every-min", min=0.01, help="Minutes between progress saves (whichever comes first).", rich_help_panel="Output"),
     cpu_resize: bool = typer.Option(False, "--cpu-resize", help="Resize outputs on the CPU, exactly as upstream (slower).", rich_help_panel="Engine"),
-    save_predictions: Path = typer.Option(None, "--save-predictions", help="Write label PNGs (<id>.png) here.", rich_help_panel="Output"),
-    paint: bool = typer.Option(False, "--paint", help="Also paint/<id>.png, in colour.", rich_help_panel="Output"),
+    save_predictions: Path = typer.Option(None, "--save-predictions", help="Write label PNGs here, named as the dataset names its label files.", rich_help_panel="Output"),
+    paint: bool = typer.Option(False, "--paint", help="Also paint/ (the same names), in colour.", rich_help_panel="Output"),
     launcher: LauncherChoice = typer.Option(None, "--launcher", help="One submitit job per (model, protocol), here or on SLURM.", rich_help_panel="Cluster"),
     slurm_partition: str = typer.Option(None, "--slurm-partition", help="SLURM partition of the jobs.", rich_help_panel="Cluster"),
     slurm_gpus: int = typer.Option(1, "--slurm-gpus", min=1, help="At most this many GPUs per job (the cost estimate picks).", rich_help_panel="Cluster"),
@@ -563,6 +562,7 @@ def eval_command(
     Times are estimates: forward FLOPs per architecture (counted at 512x512) scaled by each \
 protocol's pixels, over an assumed device speed (a share of the GPU's peak, or per CPU thread).
     """
+    from repro.datasets.roots import parse_dataset_roots
     from repro.manifest import load_manifest
     from repro.planning.launch import launch_options
 
@@ -579,7 +579,7 @@ protocol's pixels, over an assumed device speed (a share of the GPU's peak, or p
     from repro.engine.options import EngineOptions
 
     settings = EngineOptions(
-        checkpoint=checkpoint, data_root=data_root, variant=variant.value if variant else None, device=device,
+        checkpoint=checkpoint, data_root=data_root, dataset_roots=overrides, variant=variant.value if variant else None, device=device,
         precision=precisions[0], limit=limit, results=results, resume=resume and not force, force=force,
         wait_lock=wait_lock or wait_both, max_batch=max_batch, workers=workers, save_every=save_every,
         save_every_seconds=save_every_min * 60, resize_on_cpu=cpu_resize, allow_subset=allow_subset,

@@ -21,7 +21,7 @@ class SourceChoice(str, Enum):
 
 def _plan(ids: list[str], all_models: bool, datasets: list[str], weights_only: bool, data_only: bool):
     """(model entries, dataset names) to fetch, de-duplicated, in order; unknown ids raise first."""
-    from repro.fetch import dataset_sources
+    from repro.datasets.registry import find_dataset
     from repro.manifest import load_manifest
 
     if weights_only and data_only:
@@ -34,7 +34,7 @@ def _plan(ids: list[str], all_models: bool, datasets: list[str], weights_only: b
     names: list[str] = []
     if not weights_only:
         names += [e.dataset for e in entries]
-    names += [dataset_sources(d).name for d in datasets]  # an explicit --dataset always counts
+    names += [find_dataset(d, aliases=True).name for d in datasets]  # an explicit --dataset always counts
     return ([] if data_only else entries), list(dict.fromkeys(names))
 
 
@@ -74,7 +74,7 @@ def fetch(
     `repro fetch ID` fetches the checkpoint of ID and the dataset its row is evaluated on;
     `repro fetch ID --from FILE.pth` imports a checkpoint you already have.
     """
-    from repro.paths import cache_home, parse_dataset_roots
+    from repro.paths import cache_home
 
     if where:
         typer.echo(str(cache_home()))
@@ -97,6 +97,8 @@ def fetch(
     weights_only = weights_only or bool(sources and ids and not datasets and not data_only)
     entries, dataset_names = _plan(ids, all_models, datasets, weights_only, data_only)
     _check_from(sources, entries, dataset_names, root)
+    from repro.datasets.roots import parse_dataset_roots
+
     common = dict(force=force, mirror=mirror, progress=progress)
     checkpoint_options = dict(source=sources[0] if sources else None, link=link,
                               fits=model_fits if sources else None, **common)

@@ -2,7 +2,8 @@
 
 Use them as parameter defaults, e.g. `results: Path = RESULTS_OPTION`; `in_panel` places a copy
 in one of eval's help panels, `with_help` gives a copy a command's own help text. The variable a
-command receives is named after the option (`results`, `protocol`, `data_root`, `dataset_roots`).
+command receives is named after the option (`results`, `protocol`, `data_root`, `dataset_roots`); `--data-root` and
+`--dataset-root NAME=PATH` feed `repro.datasets.roots.resolve_dataset_root`.
 
 An old spelling stays accepted as a hidden alias: a second name of the same option (`--tta` of
 `--protocol`, `--output` of eval's and selftest's `--results`), listed in `repro.cli.app.HIDDEN_ALIASES`

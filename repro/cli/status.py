@@ -33,14 +33,14 @@ def status(
     The checkpoint (cached / verified), the dataset (present / complete) and the results per protocol (complete / partial / stale / not run), with the command that fixes what is missing.
     """
     from repro import status as status_api
+    from repro.datasets.roots import parse_dataset_roots
     from repro.manifest import load_manifest
-    from repro.paths import dataset_root_overrides, parse_dataset_roots
 
-    with dataset_root_overrides(parse_dataset_roots(dataset_roots)):
-        report = status_api.model_statuses(
-            ids or None, manifest=load_manifest(manifest_path), results_dir=results, data_root=data_root,
-            verify=verify,
-        )
+    roots = parse_dataset_roots(dataset_roots)  # checked first, as before the manifest is read
+    report = status_api.model_statuses(
+        ids or None, manifest=load_manifest(manifest_path), results_dir=results, data_root=data_root,
+        dataset_roots=roots, verify=verify,
+    )
     if fmt is TableOrJson.json:
         typer.echo(status_api.render_json(report), nl=False)
     else:

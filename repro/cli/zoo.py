@@ -72,7 +72,7 @@ def _with_backbone(entries: list[ModelEntry], backbone: str) -> list[ModelEntry]
 
 def select_entries(entries: list[ModelEntry], dataset: str | None, method: str | None, backbone: str | None) -> list[ModelEntry]:
     """The rows matching every filter; an unknown filter value is an error with suggestions (exit 2)."""
-    from repro.paths import dataset_name
+    from repro.datasets.roots import dataset_name
 
     if dataset is not None:
         wanted_dataset = dataset_name(dataset, "--dataset")

@@ -15,8 +15,9 @@ from repro.datasets.base import (
     reduce_zero_table,
     require_dir,
 )
+from repro.datasets.palettes import ADE20K_COLOURS
+from repro.datasets.sources import FROM_COMMAND, UPSTREAM_RELEASE, Archive, Source, upstream_archive
 from repro.errors import DatasetError
-from repro.paths import DATASET_FOLDERS
 
 CLASS_NAMES = (
     'wall', 'building, edifice', 'sky', 'floor, flooring', 'tree', 'ceiling', 'road, route',
@@ -66,17 +67,6 @@ CLASS_NAMES = (
     'flag',
 )
 
-SPEC = DatasetSpec(
-    name="ade20k",
-    title="ADE20k",
-    num_classes=150,
-    class_names=CLASS_NAMES,
-    folder=DATASET_FOLDERS["ade20k"],
-    splits={"val": 2000},
-    default_split="val",
-    label_encoding="cv2 grayscale PNG; 0 ignored, 1..150 -> 0..149 (reduce zero label)",
-)
-
 
 def _bad_value_hint(values) -> str:
     return (
@@ -95,8 +85,8 @@ class ADE20kLayout(DatasetLayout):
     """Packaged: <root>/ADEChallengeData2016/{images,annotations}/<folder>, id list
     ADEChallengeData2016/<split>.txt. Official zip unpacked directly: root = ADEChallengeData2016."""
 
-    spec = SPEC
-    rule = RULE
+    def label_name(self, sample_id: str) -> str:
+        return f"{sample_id}.png"
 
     def locate(self, root: Path, split: str) -> Located:
         for base in (root / "ADEChallengeData2016", root):
@@ -124,5 +114,40 @@ class ADE20kLayout(DatasetLayout):
                 f"ADE20k: no id list {id_list} (upstream's packaged archive has one); "
                 f"using the {len(ids)} .jpg files in {image_dir}, sorted"
             )
-        entries = [Entry(i, image_dir / f"{i}.jpg", ann_dir / f"{i}.png") for i in ids]
+        entries = [Entry(i, image_dir / f"{i}.jpg", ann_dir / self.label_name(i)) for i in ids]
         return Located(entries, base, notes)
+
+
+_OFFICIAL_ZIP = "http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip"
+
+SPEC = DatasetSpec(
+    name="ade20k",
+    title="ADE20k",
+    num_classes=150,
+    class_names=CLASS_NAMES,
+    folder="ADE20k",
+    markers=(
+        ("ADEChallengeData2016/images", "ADEChallengeData2016/annotations"),
+        ("images/validation", "annotations/validation"),  # the official zip's folder itself
+    ),
+    splits={"val": 2000},
+    default_split="val",
+    typical_image_size=(512, 683),
+    layout=ADE20kLayout(),
+    rule=RULE,
+    label_encoding="cv2 grayscale PNG; 0 ignored, 1..150 -> 0..149 (reduce zero label)",
+    usual_ignore_share=0.10,
+    wrong_encoding_hint="labels not in ADEChallengeData2016's 0..150 numbering",
+    colours=ADE20K_COLOURS,
+    sources=(
+        Source("upstream", "upstream's packaged ADE20k.tar.gz", (upstream_archive("ADE20k.tar.gz"),)),
+        Source("official", "the official SceneParsing challenge zip (MIT)", (Archive((_OFFICIAL_ZIP,)),)),
+    ),
+    manual=(
+        "ADE20k (SceneParsing-150, val = 2000 images) is public; either file works:\n"
+        f"  {UPSTREAM_RELEASE}ADE20k.tar.gz (upstream's package, with id lists)\n"
+        f"  {_OFFICIAL_ZIP} (official)\n"
+        f"then: {FROM_COMMAND.format(name='ade20k')}"
+    ),
+    aliases=("ade", "adechallengedata2016"),
+)

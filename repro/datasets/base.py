@@ -1,10 +1,12 @@
 """Shared machinery of the evaluation datasets: spec, samples, label reading and mapping.
 
-Every dataset module describes (1) the facts of the dataset (`DatasetSpec`), (2) how its raw
-label files encode classes (`LabelRule`) and (3) where files live (`DatasetLayout`). This module
-turns those three into an `EvalDataset` that hands out exactly what upstream's test loop hands to
-its metric: the BGR uint8 image read with cv2 and an int64 label map in which every ignored or
-out-of-range pixel is -1.
+Every dataset module describes (1) the facts of the dataset (`DatasetSpec`: names, folder and
+markers, classes, splits and official counts, what the plan, the checks and fetch need to know),
+(2) how its raw label files encode classes (`LabelRule`) and (3) where files live
+(`DatasetLayout`); its spec holds all three, and one line of `repro.datasets.registry` adds it.
+This module turns them into an `EvalDataset` that hands out exactly what upstream's test loop
+hands to its metric: the BGR uint8 image read with cv2 and an int64 label map in which every
+ignored or out-of-range pixel is -1.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Literal, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, Sequence
 
+from repro.datasets.sources import Source
 from repro.errors import DatasetError
 
 if TYPE_CHECKING:  # numpy and PIL load on first read: `repro status` counts files without them
@@ -25,31 +28,102 @@ logger = logging.getLogger("repro.datasets")
 IGNORE = -1
 # LUT sentinel for raw values upstream would reject with its invalid-label assertion.
 _INVALID = -2
+RGB = tuple[int, int, int]
+# What `repro explain` assumes of a dataset that says nothing else (DatasetSpec's defaults).
+USUAL_IGNORE_SHARE = 0.10
+WRONG_ENCODING_HINT = "labels not in the encoding the dataset expects"
 
 
 @dataclass(frozen=True, eq=False)
 class DatasetSpec:
-    """Facts about one evaluation dataset (no file-system access)."""
+    """Every fact of one evaluation dataset (no file-system access): its module's `SPEC`."""
 
-    name: str
-    title: str
+    name: str  # the one spelling used by manifest rows, options and result files
+    title: str  # how people write it
     num_classes: int
     class_names: tuple[str, ...]
-    folder: str  # folder under the data root (repro.paths.DATASET_FOLDERS)
-    splits: Mapping[str, int]  # split -> official number of images (videos for VSPW)
+    folder: str  # folder under the data root where `repro fetch` puts it (upstream's archive layout)
+    # A folder of this dataset holds every path of at least one of these sets (one set per layout
+    # the reader accepts): how it is recognised whatever its name, and found in an archive.
+    markers: tuple[tuple[str, ...], ...]
+    splits: Mapping[str, int]  # split -> official count, in `count_unit`
     default_split: str
+    # A typical original image (height, width): the plan's passes when the folder is not there
+    # to look at (only the shape matters where the protocol keeps the aspect ratio).
+    typical_image_size: tuple[int, int]
+    layout: DatasetLayout
+    rule: LabelRule
     count_unit: Literal["images", "videos"] = "images"
+    images_per_unit: float = 1.0  # images per video: the plan's estimate when the folder is not there
+    fixed_image_size: bool = False  # every image has the same size (the plan's passes are exact)
     server_splits: frozenset[str] = frozenset()  # splits without public labels (server-scored)
     flip_pairs: tuple[tuple[int, int], ...] = ()  # channels swapped when a prediction is flipped
     label_encoding: str = ""  # one line, shown by `repro data list`
+    # Rough share of ignored label pixels in the official evaluation labels (void, "other",
+    # boundaries), and what a far larger share usually means: `repro explain`'s ignore check.
+    usual_ignore_share: float = USUAL_IGNORE_SHARE
+    wrong_encoding_hint: str = WRONG_ENCODING_HINT
+    colours: tuple[RGB, ...] | None = None  # the authors' RGB per class; None: `bit_colour_map`
+    sources: tuple[Source, ...] = ()  # where `repro fetch` gets it, tried in order
+    manual: str = ""  # the manual steps (`repro fetch --dataset NAME --manual`)
+    aliases: tuple[str, ...] = ()  # other spellings `repro fetch --dataset` accepts
 
     def __post_init__(self) -> None:
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"{self.name}: {len(self.class_names)} class names for {self.num_classes} classes")
+        if self.colours is not None and len(self.colours) != self.num_classes:
+            raise ValueError(f"{self.name}: {len(self.colours)} colours for {self.num_classes} classes")
         object.__setattr__(self, "splits", dict(self.splits))  # plain dict: picklable for worker processes
 
     def has_labels(self, split: str) -> bool:
         return split not in self.server_splits
+
+    def size(self, split: str, found: Any) -> SplitSize:
+        """`found` (an EvalDataset or a layout's Located) against the official size of `split`."""
+        return split_size(found, self.splits.get(split), self.count_unit)
+
+    def expected_images(self, split: str) -> int | None:
+        """Images of the official split (an estimate where it is counted in videos)."""
+        official = self.splits.get(split)
+        return None if official is None else round(official * self.images_per_unit)
+
+    def prediction_name(self, sample_id: str) -> str:
+        """Where `--save-predictions` writes the prediction of `sample_id`, relative to its
+        folder: the path of the sample's label file under the split's label folder, as a PNG
+        (so a prediction folder lines up with the ground-truth folder file by file)."""
+        return str(PurePosixPath(self.layout.label_name(sample_id)).with_suffix(".png"))
+
+
+@dataclass(frozen=True)
+class SplitSize:
+    """A dataset folder's size for one split against the official one, in the official unit."""
+
+    found: int
+    official: int | None  # None: no official count known, so never a subset
+    unit: str = "images"
+
+    @property
+    def subset(self) -> bool:
+        """Fewer than the official split: a run is partial (refused unless allowed)."""
+        return self.official is not None and self.found < self.official
+
+    @property
+    def complete(self) -> bool:
+        """Exactly the official split (what `repro status` and `repro data check` ask)."""
+        return self.official is None or self.found == self.official
+
+    def describe(self) -> str:
+        """'3 of the official 10000 images'."""
+        return f"{self.found} of the official {self.official} {self.unit}"
+
+
+def split_size(found: Any, official: int | None, unit: str = "images") -> SplitSize:
+    """The size of `found` in the unit of the official count: its videos (`found.videos`, video ->
+    frames) where the split is counted in videos, else its images (`len(found)`). `found` is an
+    EvalDataset, a layout's Located, or anything with len() (a test's dataset)."""
+    videos = getattr(found, "videos", None)
+    count = len(videos) if unit == "videos" and videos is not None else len(found)
+    return SplitSize(count, official, unit)
 
 
 @dataclass
@@ -284,6 +358,18 @@ def read_label(path: Path, rule: LabelRule, dataset: str = "") -> np.ndarray:
     return map_label(_read_raw_label(Path(path), rule, dataset), rule, path, dataset)
 
 
+def read_prediction(path: Path, rule: LabelRule, dataset: str = "") -> np.ndarray:
+    """A saved prediction (`repro eval --save-predictions`: a PNG in the numbering of the
+    dataset's own label files) as classes, mapped like a label: int64 HxW. A plain PNG whatever
+    the dataset's label files are (COCO-Stuff's are .mat)."""
+    import cv2  # on first read, as read_image
+
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None or raw.ndim != 2:
+        raise LabelError(f"cannot read the prediction {path} as a one-channel PNG", "unreadable", Path(path))
+    return map_label(raw, rule, path, dataset)
+
+
 # ---------------------------------------------------------------------------------------------
 # Layout helpers
 
@@ -348,18 +434,23 @@ class Located:
     entries: list[Entry]
     base: Path
     notes: list[str] = field(default_factory=list)
-    groups: dict[str, int] | None = None  # VSPW: video -> number of frames
+    videos: dict[str, int] | None = None  # VSPW: video -> number of frames
     # Optional per-dataset explanation for a missing label file (e.g. trainIds found instead).
     missing_label_hint: Callable[[Path], str | None] | None = None
 
+    def __len__(self) -> int:
+        return len(self.entries)
+
 
 class DatasetLayout:
-    """Where one dataset's files are. Subclasses implement `locate`."""
-
-    spec: DatasetSpec
-    rule: LabelRule
+    """Where one dataset's files are. Subclasses implement `locate` and `label_name`; `locate`
+    builds each label path with `label_name`, so saved predictions follow the same rule."""
 
     def locate(self, root: Path, split: str) -> Located:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def label_name(self, sample_id: str) -> str:  # pragma: no cover - interface
+        """The label file of `sample_id`, relative to the split's label folder (posix)."""
         raise NotImplementedError
 
 
@@ -391,14 +482,14 @@ def missing_file_problems(located: Located, has_labels: bool, dataset: str) -> l
 class EvalDataset:
     """One split of one dataset, in a stable order, read exactly as upstream's test loop reads it."""
 
-    def __init__(self, spec: DatasetSpec, rule: LabelRule, root: Path, split: str, located: Located):
+    def __init__(self, spec: DatasetSpec, root: Path, split: str, located: Located):
         self.spec = spec
-        self.rule = rule
+        self.rule = spec.rule
         self.root = root
         self.split = split
         self.base = located.base
         self.notes = list(located.notes)
-        self.videos = dict(located.groups) if located.groups is not None else None
+        self.videos = dict(located.videos) if located.videos is not None else None
         self._entries = located.entries
         self._ids = [e.id for e in located.entries]
         self._index = {sample_id: i for i, sample_id in enumerate(self._ids)}

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from repro.datasets.base import DatasetSpec, EvalDataset, LabelError, missing_file_problems
-from repro.datasets.registry import LAYOUTS, resolve
+from repro.datasets.roots import resolve
 from repro.errors import DatasetError
 
 DEFAULT_SAMPLE = 20
@@ -105,22 +105,22 @@ def _check_split(spec: DatasetSpec, root_path: Path, split_name: str, notes: lis
     """Count, file and sampled-label checks of one split; its problems in the summary, notes appended to `notes`."""
     summary = SplitSummary(split_name, expected=spec.splits[split_name], unit=spec.count_unit)
     summary.has_labels = spec.has_labels(split_name)
-    layout = LAYOUTS[spec.name]
     try:
-        located = layout.locate(root_path, split_name)
+        located = spec.layout.locate(root_path, split_name)
     except DatasetError as err:
         summary.problems.append(str(err))
         return summary
     notes += located.notes
-    summary.count = len(located.groups) if located.groups is not None else len(located.entries)
-    if located.groups is not None:
+    size = spec.size(split_name, located)
+    summary.count = size.found
+    if located.videos is not None:
         summary.frames = len(located.entries)
     if not located.entries:
         summary.problems.append(
             f"{spec.title} {split_name} split under {root_path} lists no images; re-extract the dataset archive"
         )
         return summary
-    if summary.count != summary.expected:
+    if not size.complete:
         line = f"{spec.title} {split_name} has {summary.count} {summary.unit} but the official split has {summary.expected}"
         if allow_subset:
             notes.append(f"{line} (partial dataset accepted)")
@@ -132,7 +132,7 @@ def _check_split(spec: DatasetSpec, root_path: Path, split_name: str, notes: lis
     missing = missing_file_problems(located, summary.has_labels, spec.title)
     summary.problems += missing
     if not missing:  # with files missing, reading a sample would only repeat them
-        dataset = EvalDataset(spec, layout.rule, root_path, split_name, located)
+        dataset = EvalDataset(spec, root_path, split_name, located)
         summary.problems += _sample_pass(dataset, summary, sample)
     return summary
 

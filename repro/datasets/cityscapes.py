@@ -18,9 +18,9 @@ from repro.datasets.base import (
     read_id_list,
     require_dir,
 )
+from repro.datasets.sources import UPSTREAM_RELEASE, Archive, Source, upstream_archive
 from repro.errors import DatasetError
 from repro.fileio import atomic_path
-from repro.paths import DATASET_FOLDERS
 
 if TYPE_CHECKING:  # numpy and PIL load when a submission is written
     import numpy as np
@@ -29,18 +29,6 @@ CLASS_NAMES = (
     'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic_light', 'traffic_sign',
     'vegetation', 'terrain', 'sky', 'person', 'rider', 'car', 'truck', 'bus', 'train',
     'motorcycle', 'bicycle',
-)
-
-SPEC = DatasetSpec(
-    name="cityscapes",
-    title="Cityscapes",
-    num_classes=19,
-    class_names=CLASS_NAMES,
-    folder=DATASET_FOLDERS["cityscapes"],
-    splits={"val": 500, "test": 1525},
-    default_split="val",
-    server_splits=frozenset({"test"}),
-    label_encoding="cv2 grayscale *_gtFine_labelIds.png; labelId -> trainId (19 classes), the rest ignored",
 )
 
 # trainId -> labelId (cityscapesScripts' labels table); index = trainId.
@@ -94,8 +82,8 @@ class CityscapesLayout(DatasetLayout):
     <root>/gtFine/<split>/<city>/<name>_gtFine_labelIds.png; id lists <root>/<split>.txt
     (upstream's archive) or, for the official zips, the sorted city folders."""
 
-    spec = SPEC
-    rule = RULE
+    def label_name(self, sample_id: str) -> str:
+        return f"{sample_id.replace('leftImg8bit', 'gtFine_labelIds')}.png"
 
     def locate(self, root: Path, split: str) -> Located:
         if not (root / "leftImg8bit").is_dir():
@@ -120,11 +108,50 @@ class CityscapesLayout(DatasetLayout):
                 f"Cityscapes: no id list {id_list} (upstream's packaged archive has one); "
                 f"using the {len(ids)} images found in {image_dir}/<city>/, sorted"
             )
-        entries = [
-            Entry(i, image_dir / f"{i}.png", ann_dir / f"{i.replace('leftImg8bit', 'gtFine_labelIds')}.png")
-            for i in ids
-        ]
+        entries = [Entry(i, image_dir / f"{i}.png", ann_dir / self.label_name(i)) for i in ids]
         return Located(entries, root, notes, missing_label_hint=_missing_label_hint)
+
+
+SPEC = DatasetSpec(
+    name="cityscapes",
+    title="Cityscapes",
+    num_classes=19,
+    class_names=CLASS_NAMES,
+    folder="CityScapes",
+    markers=(("leftImg8bit", "gtFine"),),
+    splits={"val": 500, "test": 1525},
+    default_split="val",
+    typical_image_size=(1024, 2048),  # every image
+    fixed_image_size=True,
+    layout=CityscapesLayout(),
+    rule=RULE,
+    server_splits=frozenset({"test"}),
+    label_encoding="cv2 grayscale *_gtFine_labelIds.png; labelId -> trainId (19 classes), the rest ignored",
+    usual_ignore_share=0.12,
+    wrong_encoding_hint="labelIds and trainIds mixed up (this dataset expects *_gtFine_labelIds.png)",
+    colours=TRAINID_COLOURS,
+    sources=(
+        Source("upstream", "upstream's packaged CityScapes.7z.001-011 (no login needed)",
+               (upstream_archive("CityScapes.7z", 11),)),
+        Source(
+            "official",
+            "the official zips (free account at cityscapes-dataset.com)",
+            (Archive(("gtFine_trainvaltest.zip",)), Archive(("leftImg8bit_trainvaltest.zip",))),
+            downloadable=False,
+        ),
+    ),
+    manual=(
+        "Cityscapes official files need a (free) account:\n"
+        "  1. log in at https://www.cityscapes-dataset.com/downloads/\n"
+        "  2. download gtFine_trainvaltest.zip (241 MB) and leftImg8bit_trainvaltest.zip (11 GB)\n"
+        "  3. repro fetch --dataset cityscapes --from gtFine_trainvaltest.zip "
+        "--from leftImg8bit_trainvaltest.zip   (or --from the folder holding both)\n"
+        "Without an account, `repro fetch --dataset cityscapes` downloads upstream's packaged copy "
+        f"({UPSTREAM_RELEASE}CityScapes.7z.001 ... .011).\n"
+        "Rows evaluated on the test split are scored by the Cityscapes server: `repro eval` writes "
+        "the submission, you upload it."
+    ),
+)
 
 
 # ---------------------------------------------------------------------------------------------

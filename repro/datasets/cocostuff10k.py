@@ -14,8 +14,8 @@ from repro.datasets.base import (
     reduce_zero_table,
     require_dir,
 )
+from repro.datasets.sources import FROM_COMMAND, UPSTREAM_RELEASE, Archive, Source, upstream_archive
 from repro.errors import DatasetError
-from repro.paths import DATASET_FOLDERS
 
 CLASS_NAMES = (
     'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat',
@@ -43,16 +43,6 @@ CLASS_NAMES = (
     'wall-wood', 'water-other', 'waterdrops', 'window-blind', 'window-other', 'wood',
 )
 
-SPEC = DatasetSpec(
-    name="cocostuff10k",
-    title="COCO-Stuff-10k",
-    num_classes=182,
-    class_names=CLASS_NAMES,
-    folder=DATASET_FOLDERS["cocostuff10k"],
-    splits={"test": 1000},
-    default_split="test",
-    label_encoding=".mat key 'S'; 0 and 255 ignored, 1..182 -> 0..181 (no compaction to 171)",
-)
 
 def _bad_value_hint(values) -> str:
     return "COCO-Stuff-10k labels hold 0..182 and 255: use the .mat files of cocostuff-10k-v1.1.zip"
@@ -72,8 +62,8 @@ class COCOStuff10kLayout(DatasetLayout):
     cocostuff-10k-v1.1.zip (also upstream's COCOStuff10k archive). A `cocostuff-10k-v1.1`
     sub-folder holding that layout is accepted too."""
 
-    spec = SPEC
-    rule = RULE
+    def label_name(self, sample_id: str) -> str:
+        return f"{sample_id}.mat"
 
     def locate(self, root: Path, split: str) -> Located:
         for base in (root, root / "cocostuff-10k-v1.1"):
@@ -93,5 +83,38 @@ class COCOStuff10kLayout(DatasetLayout):
             )
         ids = read_id_list(id_list)
         require_dir(base / "images", "COCO-Stuff-10k images", "re-extract cocostuff-10k-v1.1.zip")
-        entries = [Entry(i, base / "images" / f"{i}.jpg", base / "annotations" / f"{i}.mat") for i in ids]
+        entries = [Entry(i, base / "images" / f"{i}.jpg", base / "annotations" / self.label_name(i)) for i in ids]
         return Located(entries, base)
+
+
+_OFFICIAL_ZIP = "http://calvin.inf.ed.ac.uk/wp-content/uploads/data/cocostuffdataset/cocostuff-10k-v1.1.zip"
+
+SPEC = DatasetSpec(
+    name="cocostuff10k",
+    title="COCO-Stuff-10k",
+    num_classes=182,
+    class_names=CLASS_NAMES,
+    folder="COCOStuff10k",
+    markers=(
+        ("images", "annotations", "imageLists"),
+        ("cocostuff-10k-v1.1/images", "cocostuff-10k-v1.1/annotations", "cocostuff-10k-v1.1/imageLists"),
+    ),
+    splits={"test": 1000},
+    default_split="test",
+    typical_image_size=(480, 640),
+    layout=COCOStuff10kLayout(),
+    rule=RULE,
+    label_encoding=".mat key 'S'; 0 and 255 ignored, 1..182 -> 0..181 (no compaction to 171)",
+    usual_ignore_share=0.08,
+    sources=(
+        Source("upstream", "upstream's packaged COCOStuff10k.tar.gz", (upstream_archive("COCOStuff10k.tar.gz"),)),
+        Source("official", "the official cocostuff-10k-v1.1.zip", (Archive((_OFFICIAL_ZIP,)),)),
+    ),
+    manual=(
+        "COCO-Stuff-10k (test = 1000 images) is public; either file works:\n"
+        f"  {UPSTREAM_RELEASE}COCOStuff10k.tar.gz\n"
+        f"  {_OFFICIAL_ZIP}\n"
+        f"then: {FROM_COMMAND.format(name='cocostuff10k')}"
+    ),
+    aliases=("cocostuff", "coco-stuff-10k"),
+)

@@ -13,8 +13,8 @@ from repro.datasets.base import (
     list_files,
     read_id_list,
 )
+from repro.datasets.sources import UPSTREAM_RELEASE, Archive, Source, upstream_archive
 from repro.errors import DatasetError
-from repro.paths import DATASET_FOLDERS
 
 CLASS_NAMES = (
     '__background__', 'hat', 'hair', 'glove', 'sunglasses', 'upperclothes', 'dress', 'coat',
@@ -25,18 +25,6 @@ CLASS_NAMES = (
 # Channels swapped when a prediction of a width-flipped image is flipped back
 # (rightArm<->leftArm, rightLeg<->leftLeg, rightShoe<->leftShoe), in upstream's order.
 FLIP_PAIRS = ((15, 14), (17, 16), (19, 18))
-
-SPEC = DatasetSpec(
-    name="lip",
-    title="LIP",
-    num_classes=20,
-    class_names=CLASS_NAMES,
-    folder=DATASET_FOLDERS["lip"],
-    splits={"val": 10000},
-    default_split="val",
-    flip_pairs=FLIP_PAIRS,
-    label_encoding="cv2 grayscale PNG, no mapping; 0..19 are classes (background counts), >= 20 ignored",
-)
 
 # No clsid2label upstream: no remapping and no invalid-value assertion; >= 20 becomes ignore.
 RULE = LabelRule(reader="cv2", num_classes=20, table=None)
@@ -50,8 +38,8 @@ class LIPLayout(DatasetLayout):
     <root>/TrainVal_images/val_images (+ val_id.txt) and
     <root>/TrainVal_parsing_annotations/val_segmentations (each possibly nested once more)."""
 
-    spec = SPEC
-    rule = RULE
+    def label_name(self, sample_id: str) -> str:
+        return f"{sample_id}.png"
 
     def locate(self, root: Path, split: str) -> Located:
         prefix = _SPLIT_PREFIX[split]
@@ -84,5 +72,38 @@ class LIPLayout(DatasetLayout):
             notes.append(
                 f"LIP: no id list {split}_id.txt in {root}; using the {len(ids)} .jpg files in {image_dir}, sorted"
             )
-        entries = [Entry(i, image_dir / f"{i}.jpg", ann_dir / f"{i}.png") for i in ids]
+        entries = [Entry(i, image_dir / f"{i}.jpg", ann_dir / self.label_name(i)) for i in ids]
         return Located(entries, root, notes)
+
+
+SPEC = DatasetSpec(
+    name="lip",
+    title="LIP",
+    num_classes=20,
+    class_names=CLASS_NAMES,
+    folder="LIP",
+    markers=(("val_images", "val_segmentations"), ("TrainVal_images", "TrainVal_parsing_annotations")),
+    splits={"val": 10000},
+    default_split="val",
+    typical_image_size=(256, 192),  # stretched to a square by its protocol: the size does not matter
+    layout=LIPLayout(),
+    rule=RULE,
+    flip_pairs=FLIP_PAIRS,
+    label_encoding="cv2 grayscale PNG, no mapping; 0..19 are classes (background counts), >= 20 ignored",
+    usual_ignore_share=0.02,
+    sources=(
+        Source("upstream", "upstream's packaged LIP.tar.gz", (upstream_archive("LIP.tar.gz"),)),
+        Source(
+            "official",
+            "the official TrainVal zips (Google Drive / Baidu via sysu-hcp.net)",
+            (Archive(("TrainVal_images.zip",)), Archive(("TrainVal_parsing_annotations.zip",))),
+            downloadable=False,
+        ),
+    ),
+    manual=(
+        "LIP official files are on Google Drive / Baidu (links at http://sysu-hcp.net/lip/):\n"
+        "  download TrainVal_images.zip and TrainVal_parsing_annotations.zip, then\n"
+        "  repro fetch --dataset lip --from TrainVal_images.zip --from TrainVal_parsing_annotations.zip\n"
+        f"Or let repro download upstream's package: {UPSTREAM_RELEASE}LIP.tar.gz"
+    ),
+)

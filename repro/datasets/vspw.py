@@ -14,8 +14,8 @@ from repro.datasets.base import (
     read_id_list,
     reduce_zero_table,
 )
+from repro.datasets.sources import FROM_COMMAND, UPSTREAM_RELEASE, Source, upstream_archive
 from repro.errors import DatasetError
-from repro.paths import DATASET_FOLDERS
 
 CLASS_NAMES = (
     'wall', 'ceiling', 'door', 'stair', 'ladder', 'escalator', 'Playground_slide',
@@ -38,17 +38,6 @@ CLASS_NAMES = (
     'other_electronic_product', 'fruit', 'food', 'instrument', 'train',
 )
 
-SPEC = DatasetSpec(
-    name="vspw",
-    title="VSPW",
-    num_classes=124,
-    class_names=CLASS_NAMES,
-    folder=DATASET_FOLDERS["vspw"],
-    splits={"val": 343},
-    default_split="val",
-    count_unit="videos",
-    label_encoding="PIL palette indices; 0 (others), 253, 254, 255 ignored, 1..124 -> 0..123",
-)
 
 def _bad_value_hint(values) -> str:
     return "VSPW masks hold 0..124 and 253..255: use the mask PNGs of VSPW_480p"
@@ -68,8 +57,9 @@ class VSPWLayout(DatasetLayout):
     archive). The data/ folder itself (video folders directly) is accepted as the root when the
     split list sits in it or next to it."""
 
-    spec = SPEC
-    rule = RULE
+    def label_name(self, sample_id: str) -> str:
+        video, _, frame = sample_id.split("/")  # <video>/origin/<frame>
+        return f"{video}/mask/{frame.replace('.jpg', '.png')}"
 
     def locate(self, root: Path, split: str) -> Located:
         if (root / "data").is_dir():
@@ -98,12 +88,40 @@ class VSPWLayout(DatasetLayout):
                 f"{len(missing)} of {len(videos)} videos listed in {id_list} have no folder "
                 f"{data_dir / missing[0] / 'origin'}; re-extract VSPW_480p"
             )
-        entries, groups = [], {}
+        entries, frames_of = [], {}
         for video in videos:
             frames = list_files(data_dir / video / "origin", "")  # every file, as upstream
-            groups[video] = len(frames)
+            frames_of[video] = len(frames)
             for frame in frames:
                 sample_id = f"{video}/origin/{frame}"
-                label = data_dir / video / "mask" / frame.replace(".jpg", ".png")
-                entries.append(Entry(sample_id, data_dir / sample_id, label))
-        return Located(entries, base, groups=groups)
+                entries.append(Entry(sample_id, data_dir / sample_id, data_dir / self.label_name(sample_id)))
+        return Located(entries, base, videos=frames_of)
+
+
+SPEC = DatasetSpec(
+    name="vspw",
+    title="VSPW",
+    num_classes=124,
+    class_names=CLASS_NAMES,
+    folder="VSPW_480p",
+    markers=(("data", "val.txt"),),
+    splits={"val": 343},
+    default_split="val",
+    typical_image_size=(480, 853),
+    count_unit="videos",
+    # VSPW has 251,633 frames in 3,536 videos (its paper), ~71 a video (an estimate for the val split)
+    images_per_unit=251633 / 3536,
+    layout=VSPWLayout(),
+    rule=RULE,
+    label_encoding="PIL palette indices; 0 (others), 253, 254, 255 ignored, 1..124 -> 0..123",
+    usual_ignore_share=0.05,
+    sources=(
+        Source("upstream", "upstream's packaged VSPW_480p.zip.001-010", (upstream_archive("VSPW_480p.zip", 10),)),
+    ),
+    manual=(
+        "VSPW official data is given on request (https://www.vspwdataset.com/); take VSPW_480p and\n"
+        f"  {FROM_COMMAND.format(name='vspw')}   (the archive must unpack to data/ and val.txt)\n"
+        f"Or upstream's package: {UPSTREAM_RELEASE}VSPW_480p.zip.001 ... .010"
+    ),
+    aliases=("vspw_480p",),
+)

@@ -29,7 +29,7 @@ _HOMES = {
     "job": ("EvalJob", "build_job", "dataset_fingerprint"),
     "loader": ("PREFETCH_DEPTH",),
     "progress": ("PROGRESS_DIR", "progress_path"),
-    "run": ("LogCallback", "dataset_count", "evaluate", "run_job"),
+    "run": ("LogCallback", "evaluate", "run_job"),
     "loop": ("PhaseCallback", "ProgressCallback"),
     "signals": ("Interrupts", "Terminated"),
     "sinks": ("SUBMISSION_DIR",),

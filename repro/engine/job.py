@@ -1,5 +1,5 @@
 """What to evaluate: `EvalJob`, resolved from the manifest by `build_job` (which reads the options
-that pick the job: checkpoint, data_root, variant), and the dataset's fingerprint."""
+that pick the job: checkpoint, data_root, dataset_roots, variant), and the dataset's fingerprint."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from repro.engine.options import EngineOptions
-from repro.errors import DatasetError, ReproError
+from repro.errors import ReproError
 from repro.fetch.checkpoints import resolve_checkpoint
 from repro.fetch.download import file_digest
 
@@ -84,7 +84,8 @@ def build_job(model_id: str, protocol_name: str, options: EngineOptions = Engine
     """Resolve a manifest row, its protocol, checkpoint and dataset into an EvalJob.
 
     `options.variant` None is the row's default forward (the one its checkpoint was trained with)."""
-    from repro.datasets import DATASETS, open_dataset
+    from repro.datasets.registry import get_spec
+    from repro.datasets.roots import open_dataset, resolve_dataset_root
     from repro.manifest import load_manifest
     from repro.models import load_segmentor, row_variant
 
@@ -95,9 +96,9 @@ def build_job(model_id: str, protocol_name: str, options: EngineOptions = Engine
         have = ", ".join(entry.protocols) or "none"
         raise ReproError(f"{entry.id} has no '{protocol_name}' protocol (it has: {have})")
     checkpoint_file = resolve_checkpoint(entry.id, options.checkpoint)
-    root = _dataset_folder(entry.dataset, options.data_root)
-    dataset = open_dataset(entry.dataset, root, entry.eval_split)
-    spec = DATASETS[entry.dataset]
+    root = resolve_dataset_root(entry.dataset, options.data_root, options.dataset_roots)
+    dataset = open_dataset(entry.dataset, root, entry.eval_split)  # a missing folder: the one message
+    spec = get_spec(entry.dataset)
     if spec.num_classes != entry.num_classes:
         raise ReproError(f"{entry.id} predicts {entry.num_classes} classes but {entry.dataset} has {spec.num_classes}")
     return EvalJob(
@@ -112,13 +113,3 @@ def build_job(model_id: str, protocol_name: str, options: EngineOptions = Engine
     )
 
 
-def _dataset_folder(dataset: str, data_root: Any) -> Path:
-    from repro.paths import dataset_root
-
-    root = dataset_root(dataset, data_root)
-    if not root.is_dir():
-        raise DatasetError(
-            f"dataset folder {root} does not exist; download it with `repro fetch --dataset {dataset}` or pass "
-            f"--data-root (or set $REPRO_DATA) to the folder holding {root.name}"
-        )
-    return root

@@ -6,7 +6,8 @@ line, exit 2). Light at import: no torch."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from repro.errors import ReproError
@@ -16,8 +17,9 @@ from repro.paths import results_dir
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How to run one or many evaluations. `checkpoint`, `data_root` and `variant` pick the job
-    (`build_job`); the rest drive the engine. Picklable (the launcher sends it to its jobs).
+    """How to run one or many evaluations. `checkpoint`, `data_root`, `dataset_roots` and `variant`
+    pick the job (`build_job`); the rest drive the engine. Picklable (the launcher sends it to its
+    jobs, so a job finds the datasets where the submitting command did).
 
     `precision` becomes a `Precision` whatever was passed; `results` is --results as given and
     `results_folder` the folder it names (None: $REPRO_RESULTS, else <cache>/results, looked up
@@ -25,7 +27,9 @@ class EngineOptions:
     """
 
     checkpoint: str | os.PathLike | None = None  # None: the verified cached download
-    data_root: str | os.PathLike | None = None  # None: repro.paths' resolution
+    data_root: str | os.PathLike | None = None  # None: $REPRO_DATA, else <cache>/data
+    # --dataset-root NAME=PATH: one dataset's own folder (repro.datasets.roots.resolve_dataset_root)
+    dataset_roots: Mapping[str, str | os.PathLike] = field(default_factory=dict, hash=False)
     variant: str | None = None  # None: each row's default forward
     device: str = "auto"
     precision: Precision = Precision.FP32
@@ -68,10 +72,14 @@ class EngineOptions:
     def absolute(self) -> EngineOptions:
         """Paths as another process must see them (it may start in another folder, or on another
         node with another environment: the results folder is named, not left to its default)."""
-        fixed = {key: str(Path(value).expanduser().resolve())
-                 for key in ("checkpoint", "data_root", "save_predictions")
+        fixed = {key: _absolute(value) for key in ("checkpoint", "data_root", "save_predictions")
                  if (value := getattr(self, key)) is not None}
-        return replace(self, results=str(self.results_folder), **fixed)
+        roots = {name: _absolute(path) for name, path in self.dataset_roots.items()}
+        return replace(self, results=str(self.results_folder), **fixed, dataset_roots=roots)
+
+
+def _absolute(path: str | os.PathLike) -> str:
+    return str(Path(path).expanduser().resolve())
 
 
 DEVICE_HELP = "use auto, cpu, cuda or cuda:N"

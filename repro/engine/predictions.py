@@ -1,8 +1,11 @@
-"""`--save-predictions DIR [--paint]`: one label PNG per image, `<DIR>/<id>.png` (an id with
-slashes keeps its subfolders), holding class ids in the numbering of the dataset's own label
-files (`LabelRule.class_values`: ADE20k's reduced classes written back +1, as mmseg's --out does;
-Cityscapes trainIds as labelIds), uint8, or uint16 above 255; with --paint also
-`<DIR>/paint/<id>.png` in the dataset's colours (`repro.datasets.registry.palette`).
+"""`--save-predictions DIR [--paint]`: one label PNG per image, named as the dataset names the
+image's label file under the split's label folder (`DatasetSpec.prediction_name`: VSPW
+`<video>/mask/<frame>.png`, Cityscapes `<city>/<name>_gtFine_labelIds.png`, ADE20k `<id>.png`,
+COCO-Stuff's `.mat` labels as `<id>.png`), so the folder compares file by file with the
+ground-truth folder; holding class ids in the numbering of the dataset's own label files
+(`LabelRule.class_values`: ADE20k's reduced classes written back +1, as mmseg's --out does;
+Cityscapes trainIds as labelIds), uint8, or uint16 above 255; with --paint also the same names
+under `<DIR>/paint/` in the dataset's colours (`repro.datasets.registry.palette`).
 
 Each PNG is written atomically, so an interrupted run keeps what it wrote and its resume does not
 write a counted image again. `<DIR>/.repro-predictions.json` names the run that owns the folder;
@@ -95,7 +98,7 @@ class PredictionSink:
     name = "predictions"
 
     def __init__(self, job: EvalJob, options: EngineOptions, collective: Collective, dataset_fingerprint: str | None):
-        from repro.datasets.registry import LAYOUTS, palette
+        from repro.datasets.registry import get_spec, palette
 
         self.folder = Path(options.save_predictions).expanduser().resolve()
         self.painted = bool(options.paint)
@@ -103,13 +106,14 @@ class PredictionSink:
         if collective.ranks.rank == 0:
             self.owned = claim_folder(self.folder, run_identity(job, options, dataset_fingerprint), options.force)
         collective.barrier()
-        values = LAYOUTS[job.dataset_name].rule.class_values()
+        self.spec = get_spec(job.dataset_name)
+        values = self.spec.rule.class_values()
         self.values = values.astype(np.uint8 if values.max() <= 255 else np.uint16)
         self.colours = palette(job.dataset_name)[:, ::-1].copy() if self.painted else None  # BGR for cv2
         self.ids: list[str] = []
 
     def path_for(self, sample_id: str, painted: bool = False) -> Path:
-        return prediction_path(self.folder, sample_id, painted)
+        return prediction_path(self.folder, self.spec, sample_id, painted)
 
     def settings(self) -> dict[str, Any]:
         return {"folder": str(self.folder), "paint": self.painted}
@@ -151,17 +155,20 @@ class PredictionSink:
         return {"predictions_dir": str(self.folder)}
 
 
-def prediction_path(folder: Path, sample_id: str, painted: bool = False) -> Path:
-    """Where the prediction PNG of `sample_id` goes in a --save-predictions folder."""
-    return (folder / PAINT_DIR if painted else folder) / f"{sample_id}.png"
+def prediction_path(folder: Path, spec: Any, sample_id: str, painted: bool = False) -> Path:
+    """Where the prediction PNG of `sample_id` goes in a --save-predictions folder: the path of
+    its label file in the dataset's own layout (`DatasetSpec.prediction_name`)."""
+    return (folder / PAINT_DIR if painted else folder) / spec.prediction_name(sample_id)
 
 
-def predictions_out_of_step(folder: str | Path, image_ids: list[str]) -> int:
-    """How many label PNGs of `folder` are not those of these images: missing, or left over from
-    another run (the painted copies aside); 0 when the folder holds exactly theirs."""
-    folder = Path(folder)
+def predictions_out_of_step(folder: str | Path, dataset: str, image_ids: list[str]) -> int:
+    """How many label PNGs of `folder` are not those of these images of `dataset`: missing, or
+    left over from another run (the painted copies aside); 0 when the folder holds exactly theirs."""
+    from repro.datasets.registry import get_spec
+
+    folder, spec = Path(folder), get_spec(dataset)
     if not folder.is_dir():
         return len(image_ids)
-    wanted = {prediction_path(folder, i) for i in image_ids}
+    wanted = {prediction_path(folder, spec, i) for i in image_ids}
     present = {p for p in folder.rglob("*.png") if p.relative_to(folder).parts[0] != PAINT_DIR}
     return len(wanted - present) + len(present - wanted)

@@ -153,4 +153,4 @@ def kept_predictions_missing(kept: EvalResult, options: EngineOptions, result_fi
     if folder_owner(folder) != result_identity(kept):  # another run writes there since (a --force)
         return kept.num_images
     ids = [str(i) for i in load(result_file.with_name(kept.evidence)).image_ids]
-    return predictions_out_of_step(folder, ids)
+    return predictions_out_of_step(folder, kept.dataset, ids)

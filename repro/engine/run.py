@@ -88,7 +88,7 @@ def prepare_run(job: EvalJob, options: EngineOptions) -> Run:
     total = len(job.dataset)
     if total == 0:
         raise DatasetError(f"the {job.dataset_name} {job.split} split under {job.data_root} has no images")
-    extent = Extent(total, min(total, options.limit) if options.limit else total, _is_subset(job, options, total))
+    extent = Extent(total, min(total, options.limit) if options.limit else total, _is_subset(job, options))
     return Run(job, options, ranks, device, results, extent, result_path(job, options, results, extent),
                dataset_fingerprint(job.dataset, job.data_root))
 
@@ -231,24 +231,19 @@ def _prepare_results_folder(folder: Path) -> Path:
     return folder
 
 
-def dataset_count(dataset: Any, unit: str) -> int:
-    """Size of a dataset in the unit of its official count (images, or videos for VSPW)."""
-    videos = getattr(dataset, "videos", None)
-    return len(videos) if unit == "videos" and videos is not None else len(dataset)
+def _is_subset(job: EvalJob, options: EngineOptions) -> bool:
+    """Whether the folder holds fewer than the official split (the datasets' one rule,
+    `split_size`); refused unless allowed or --limit."""
+    from repro.datasets.base import split_size
 
-
-def _is_subset(job: EvalJob, options: EngineOptions, total: int) -> bool:
-    """Whether the folder holds fewer than the official split; refused unless allowed or --limit."""
-    if job.official_count is None:
-        return False
-    found = dataset_count(job.dataset, job.count_unit) if job.count_unit != "images" else total
-    if found >= job.official_count:
+    size = split_size(job.dataset, job.official_count, job.count_unit)
+    if not size.subset:
         return False
     if not options.allow_subset and options.limit is None:
         raise DatasetError(
-            f"{job.dataset_name} {job.split} under {job.data_root} has {found} of the official "
-            f"{job.official_count} {job.count_unit}; fetch the whole split (`repro fetch --dataset "
-            f"{job.dataset_name}`) or pass --allow-subset (the result is then partial, never compared)"
+            f"{job.dataset_name} {job.split} under {job.data_root} has {size.describe()}; fetch the whole split "
+            f"(`repro fetch --dataset {job.dataset_name}`) or pass --allow-subset (the result is then partial, "
+            "never compared)"
         )
     return True
 

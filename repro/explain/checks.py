@@ -16,22 +16,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from repro.datasets.base import USUAL_IGNORE_SHARE, WRONG_ENCODING_HINT
+from repro.datasets.registry import DATASETS
 from repro.results.evidence import Evidence
 
-# Rough share of ignored label pixels in each dataset's official evaluation labels (void,
-# "other", boundaries). Orders of magnitude, not measurements: the check fires only far above
-# them (`_ignore_ceiling`), where a wrong label encoding puts it (Cityscapes trainId files read
-# as labelIds, or the reverse, ignore most of the image).
-USUAL_IGNORE_SHARE = {
-    "ade20k": 0.10,
-    "cityscapes": 0.12,
-    "cocostuff10k": 0.08,
-    "lip": 0.02,
-    "voc": 0.06,
-    "pascalcontext59": 0.20,
-    "vspw": 0.05,
-}
-DEFAULT_IGNORE_SHARE = 0.10
 MIN_CLASS_SHARE = 0.001  # a class under 0.1% of labelled pixels may honestly go unpredicted
 FEW_IMAGES = 0.01  # "a few images": at most 1% of them (at least one)
 OUTLIER_FACTOR, OUTLIER_MARGIN = 3.0, 0.5  # "far worse": 3x the median wrong share and +50 points
@@ -122,8 +110,15 @@ def _shift_line(shift: int, band: float, on_diagonal: float, overlap: float, ove
     )
 
 
+def _usual_ignore_share(dataset: str) -> float:
+    """Rough share of ignored label pixels in the dataset's official labels (orders of magnitude,
+    not measurements: the check fires only far above it, where a wrong label encoding puts it)."""
+    spec = DATASETS.get(dataset)  # None: a dataset this tree does not know (a copied result)
+    return spec.usual_ignore_share if spec else USUAL_IGNORE_SHARE
+
+
 def _ignore_ceiling(dataset: str) -> float:
-    usual = USUAL_IGNORE_SHARE.get(dataset, DEFAULT_IGNORE_SHARE)
+    usual = _usual_ignore_share(dataset)
     return usual + max(usual, 0.15)
 
 
@@ -137,11 +132,9 @@ def ignore_share(evidence: Evidence, dataset: str) -> Finding | None:
     share = ignored / (ignored + counted)
     if share <= _ignore_ceiling(dataset):
         return None
-    usual = USUAL_IGNORE_SHARE.get(dataset, DEFAULT_IGNORE_SHARE)
-    hint = {
-        "cityscapes": "labelIds and trainIds mixed up (this dataset expects *_gtFine_labelIds.png)",
-        "ade20k": "labels not in ADEChallengeData2016's 0..150 numbering",
-    }.get(dataset, "labels not in the encoding the dataset expects")
+    usual = _usual_ignore_share(dataset)
+    spec = DATASETS.get(dataset)
+    hint = spec.wrong_encoding_hint if spec else WRONG_ENCODING_HINT
     return Finding(
         "ignore-share",
         f"{_pct(share)} of label pixels are ignored (usually about {_pct(usual)} on {dataset}): {hint}",

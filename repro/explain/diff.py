@@ -128,7 +128,7 @@ def _predictions(result: EvalResult, path: Path) -> Path | None:
 
 
 def _pixel_agreement(out: Diff) -> None:
-    """Share of pixels both runs predicted alike, over the images both saved (PNG by image id)."""
+    """Share of pixels both runs predicted alike, over the images both saved (the same PNG path)."""
     fa, fb = _predictions(out.a.result, out.a.path), _predictions(out.b.result, out.b.path)
     if fa is None or fb is None:
         missing = [n for n, f in (("A", fa), ("B", fb)) if f is None]

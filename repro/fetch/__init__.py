@@ -8,7 +8,7 @@ Public API:
                   sources=None, prefer=None, mirror=None, progress=True, keep_archives=False,
                   allow_subset=False, link=False) -> Path
                   (sources=[an unpacked dataset folder]: checked, then registered as a link)
-    dataset_sources(name) / DATASET_SOURCES / manual_steps(name)
+    manual_steps(name)                            (the sources themselves: DatasetSpec.sources)
     pin_manifest(out, manifest_path=None) -> {id: sha256}
     extract_archive(parts, dest) / JoinedParts    (safe extraction, split archives)
     mirror_url(url, mirror=None)
@@ -20,11 +20,11 @@ from __future__ import annotations
 # without importing the HTTP client and the archive readers.
 _WHERE = {
     "JoinedParts": "archives", "UnsafeArchiveError": "archives", "extract_archive": "archives", "extract_to": "archives",
-    "DATASET_BY_CLASS_COUNT": "checkpoints", "checkpoint_class_count": "checkpoints", "fetch_checkpoint": "checkpoints",
+    "checkpoint_class_count": "checkpoints", "fetch_checkpoint": "checkpoints",
     "pin_manifest": "checkpoints",
     "LOCK_FILE_NAME": "cache", "checkpoint_path": "cache", "lock_file_path": "cache", "read_lock_file": "cache",
     "resolve_checkpoint": "cache",
-    "DATASET_SOURCES": "datasets", "dataset_sources": "datasets", "fetch_dataset": "datasets", "manual_steps": "datasets",
+    "fetch_dataset": "datasets", "manual_steps": "datasets",
     "mirror_url": "download",
 }
 
@@ -40,14 +40,11 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DATASET_BY_CLASS_COUNT",
-    "DATASET_SOURCES",
     "JoinedParts",
     "LOCK_FILE_NAME",
     "UnsafeArchiveError",
     "checkpoint_class_count",
     "checkpoint_path",
-    "dataset_sources",
     "extract_archive",
     "extract_to",
     "fetch_checkpoint",

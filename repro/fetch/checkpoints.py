@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from repro.datasets.registry import dataset_of_class_count
 from repro.errors import CheckpointError, FetchError, first_sentence
 from repro.fetch.download import (
     AllUrlsFailed,
@@ -56,16 +57,6 @@ from repro.paths import checkpoint_dir
 # strict key and shape check, passed in by the caller (repro.models sits below repro.fetch).
 FitCheck = Callable[[str, Path], None]
 
-# Class count → the dataset a checkpoint with that many classes was most likely trained on.
-DATASET_BY_CLASS_COUNT = {
-    150: "ADE20k",
-    19: "Cityscapes",
-    182: "COCO-Stuff-10k",
-    20: "LIP",
-    21: "PASCAL VOC",
-    59: "PASCAL-Context-59",
-    124: "VSPW",
-}
 # Final classifier of the decoder: MCIBI `decoder_stage2.<i>.weight`, MCIBI++ `decoder_cls.conv2.weight`.
 CLASSIFIER_PREFIXES = ("decoder_stage2.", "decoder_cls.")
 MEMORY_KEY = "memory_module.memory"
@@ -151,8 +142,8 @@ def checkpoint_class_count(path: Path) -> int:
 
 
 def describe_class_count(count: int) -> str:
-    dataset = DATASET_BY_CLASS_COUNT.get(count)
-    return f"{count} classes ({dataset}?)" if dataset else f"{count} classes"
+    dataset = dataset_of_class_count(count)
+    return f"{count} classes ({dataset.title}?)" if dataset else f"{count} classes"
 
 
 def _short(digest: str) -> str:
@@ -193,7 +184,8 @@ def _verify_content(path: Path, entry, fits: FitCheck | None) -> None:
     except CheckpointError as err:  # "is not a readable checkpoint (...)", "holds ..."
         raise UrlFailed(f"it {err}") from None
     if classes != entry.num_classes:
-        expected = DATASET_BY_CLASS_COUNT.get(entry.num_classes, entry.dataset)
+        known = dataset_of_class_count(entry.num_classes)
+        expected = known.title if known else entry.dataset
         raise UrlFailed(
             f"wrong model: it has {describe_class_count(classes)}, "
             f"this {expected} row needs {entry.num_classes}"

@@ -1,29 +1,29 @@
 """Datasets: where each one comes from, how to get it onto disk, and the manual steps.
 
-Sources, tried in order (facts from upstream's scripts/prepare_datasets.sh and docs):
-  * upstream's packaged archives on the GitHub release `ssseg_datasets` of
-    SegmentationBLWX/modelstore (public, no login; they carry upstream's id lists);
-  * official archives where they are public (ADE20k challenge zip, COCO-Stuff-10k v1.1 zip,
-    PASCAL VOC 2012 trainval tar);
-  * manual steps where a login or a request is needed (Cityscapes official, LIP, VSPW,
-    PASCAL-Context): `repro fetch --dataset NAME --manual` prints them, and the files are then
-    accepted with `--from`.
+Each dataset's sources, tried in order, are facts of its `DatasetSpec` (`sources`, `manual`;
+from upstream's scripts/prepare_datasets.sh and docs): upstream's packaged archives on the GitHub
+release `ssseg_datasets` of SegmentationBLWX/modelstore (public, no login; they carry upstream's
+id lists); official archives where they are public; manual steps where a login or a request is
+needed, printed by `repro fetch --dataset NAME --manual`, after which the files are accepted with
+`--from`.
 Archives are downloaded into `<data root>/.downloads/`, unpacked next to the destination, moved
-into place (`<data root>/<DATASET_FOLDERS[name]>`), checked with `repro.datasets.check_dataset`,
+into place (`<data root>/<DatasetSpec.folder>`), checked with `repro.datasets.check_dataset`,
 and deleted unless `keep_archives`. An already unpacked folder given with `--from` is checked the
 same way and registered at that place as a symbolic link (no copy).
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import shutil
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
+from repro.datasets.base import DatasetSpec
+from repro.datasets.registry import find_dataset
+from repro.datasets.roots import dataset_place, looks_like_dataset, resolve_dataset_root
+from repro.datasets.sources import Archive, Source
 from repro.errors import DatasetError, FetchError
 from repro.fetch import subsets
 from repro.fetch.archives import (
@@ -48,258 +48,16 @@ from repro.fetch.download import (
     quiet,
     say,
 )
-from repro.paths import (
-    DATASET_FOLDERS,
-    DATASET_MARKERS,
-    data_root,
-    dataset_place,
-    looks_like_dataset,
-    resolve_dataset_root,
-)
-
-UPSTREAM_RELEASE = "https://github.com/SegmentationBLWX/modelstore/releases/download/ssseg_datasets/"
+from repro.paths import data_root
 
 
-def _upstream(name: str, parts: int | None = None) -> tuple[str, ...]:
-    if parts is None:
-        return (UPSTREAM_RELEASE + name,)
-    return tuple(f"{UPSTREAM_RELEASE}{name}.{i:03d}" for i in range(1, parts + 1))
-
-
-@dataclass(frozen=True)
-class Archive:
-    """One archive: its parts in order (URLs, or bare file names when it cannot be downloaded)."""
-
-    parts: tuple[str, ...]
-    sha256: tuple[str | None, ...] = ()
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(file_name_from_url(p) for p in self.parts)
-
-    def digest(self, index: int) -> str | None:
-        return self.sha256[index] if index < len(self.sha256) else None
-
-
-@dataclass(frozen=True)
-class Source:
-    key: str  # 'upstream' | 'official'
-    description: str
-    archives: tuple[Archive, ...]
-    downloadable: bool = True  # False: behind a login; the files come in with --from
-
-
-@dataclass(frozen=True)
-class DatasetSources:
-    name: str
-    title: str
-    sources: tuple[Source, ...]
-    manual: str
-
-    @property
-    def folder(self) -> str:
-        return DATASET_FOLDERS[self.name]
-
-    @property
-    def markers(self) -> tuple[tuple[str, ...], ...]:
-        """Path sets a folder of this dataset holds (how it is found in an unpacked archive)."""
-        return DATASET_MARKERS[self.name]
-
-
-_FROM = "repro fetch --dataset {name} --from FILE [--from FILE ...]"
-
-DATASET_SOURCES: dict[str, DatasetSources] = {
-    "ade20k": DatasetSources(
-        name="ade20k",
-        title="ADE20k",
-        sources=(
-            Source("upstream", "upstream's packaged ADE20k.tar.gz", (Archive(_upstream("ADE20k.tar.gz")),)),
-            Source(
-                "official",
-                "the official SceneParsing challenge zip (MIT)",
-                (Archive(("http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip",)),),
-            ),
-        ),
-        manual=(
-            "ADE20k (SceneParsing-150, val = 2000 images) is public; either file works:\n"
-            f"  {UPSTREAM_RELEASE}ADE20k.tar.gz (upstream's package, with id lists)\n"
-            "  http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip (official)\n"
-            f"then: {_FROM.format(name='ade20k')}"
-        ),
-    ),
-    "cityscapes": DatasetSources(
-        name="cityscapes",
-        title="Cityscapes",
-        sources=(
-            Source(
-                "upstream",
-                "upstream's packaged CityScapes.7z.001-011 (no login needed)",
-                (Archive(_upstream("CityScapes.7z", 11)),),
-            ),
-            Source(
-                "official",
-                "the official zips (free account at cityscapes-dataset.com)",
-                (Archive(("gtFine_trainvaltest.zip",)), Archive(("leftImg8bit_trainvaltest.zip",))),
-                downloadable=False,
-            ),
-        ),
-        manual=(
-            "Cityscapes official files need a (free) account:\n"
-            "  1. log in at https://www.cityscapes-dataset.com/downloads/\n"
-            "  2. download gtFine_trainvaltest.zip (241 MB) and leftImg8bit_trainvaltest.zip (11 GB)\n"
-            "  3. repro fetch --dataset cityscapes --from gtFine_trainvaltest.zip "
-            "--from leftImg8bit_trainvaltest.zip   (or --from the folder holding both)\n"
-            "Without an account, `repro fetch --dataset cityscapes` downloads upstream's packaged copy "
-            f"({UPSTREAM_RELEASE}CityScapes.7z.001 ... .011).\n"
-            "Rows evaluated on the test split are scored by the Cityscapes server: `repro eval` writes "
-            "the submission, you upload it."
-        ),
-    ),
-    "cocostuff10k": DatasetSources(
-        name="cocostuff10k",
-        title="COCO-Stuff-10k",
-        sources=(
-            Source(
-                "upstream",
-                "upstream's packaged COCOStuff10k.tar.gz",
-                (Archive(_upstream("COCOStuff10k.tar.gz")),),
-            ),
-            Source(
-                "official",
-                "the official cocostuff-10k-v1.1.zip",
-                (
-                    Archive(
-                        (
-                            "http://calvin.inf.ed.ac.uk/wp-content/uploads/data/cocostuffdataset/"
-                            "cocostuff-10k-v1.1.zip",
-                        )
-                    ),
-                ),
-            ),
-        ),
-        manual=(
-            "COCO-Stuff-10k (test = 1000 images) is public; either file works:\n"
-            f"  {UPSTREAM_RELEASE}COCOStuff10k.tar.gz\n"
-            "  http://calvin.inf.ed.ac.uk/wp-content/uploads/data/cocostuffdataset/cocostuff-10k-v1.1.zip\n"
-            f"then: {_FROM.format(name='cocostuff10k')}"
-        ),
-    ),
-    "lip": DatasetSources(
-        name="lip",
-        title="LIP",
-        sources=(
-            Source("upstream", "upstream's packaged LIP.tar.gz", (Archive(_upstream("LIP.tar.gz")),)),
-            Source(
-                "official",
-                "the official TrainVal zips (Google Drive / Baidu via sysu-hcp.net)",
-                (Archive(("TrainVal_images.zip",)), Archive(("TrainVal_parsing_annotations.zip",))),
-                downloadable=False,
-            ),
-        ),
-        manual=(
-            "LIP official files are on Google Drive / Baidu (links at http://sysu-hcp.net/lip/):\n"
-            "  download TrainVal_images.zip and TrainVal_parsing_annotations.zip, then\n"
-            "  repro fetch --dataset lip --from TrainVal_images.zip --from TrainVal_parsing_annotations.zip\n"
-            f"Or let repro download upstream's package: {UPSTREAM_RELEASE}LIP.tar.gz"
-        ),
-    ),
-    "voc": DatasetSources(
-        name="voc",
-        title="PASCAL VOC 2012",
-        sources=(
-            Source(
-                "upstream",
-                "upstream's packaged VOCdevkit.zip.001-003",
-                (Archive(_upstream("VOCdevkit.zip", 3)),),
-            ),
-            Source(
-                "official",
-                "the official VOC2012 trainval tar (val labels as palette PNGs)",
-                (Archive(("http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar",)),),
-            ),
-        ),
-        manual=(
-            "PASCAL VOC 2012 (val = 1449 images) is public; either works:\n"
-            f"  {UPSTREAM_RELEASE}VOCdevkit.zip.001, .002, .003 (all three parts)\n"
-            "  http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar (official)\n"
-            f"then: {_FROM.format(name='voc')}"
-        ),
-    ),
-    "pascalcontext59": DatasetSources(
-        name="pascalcontext59",
-        title="PASCAL-Context-59",
-        sources=(
-            Source(
-                "upstream",
-                "upstream's packaged PascalContext.tar.gz",
-                (Archive(_upstream("PascalContext.tar.gz")),),
-            ),
-        ),
-        manual=(
-            "PASCAL-Context-59 is built from two public files plus a conversion:\n"
-            "  http://host.robots.ox.ac.uk/pascal/VOC/voc2010/VOCtrainval_03-May-2010.tar (images) and\n"
-            "  https://codalabuser.blob.core.windows.net/public/trainval_merged.json (labels),\n"
-            "  converted to VOCdevkit/VOC2010/SegmentationClassContext/*.png (0 = background, 1..59) with\n"
-            "  the Detail API (e.g. mmsegmentation's tools/dataset_converters/pascal_context.py), and\n"
-            "  ImageSets/SegmentationContext/val.txt.\n"
-            f"Easier: upstream's package {UPSTREAM_RELEASE}PascalContext.tar.gz "
-            "(`repro fetch --dataset pascalcontext59`)."
-        ),
-    ),
-    "vspw": DatasetSources(
-        name="vspw",
-        title="VSPW",
-        sources=(
-            Source(
-                "upstream",
-                "upstream's packaged VSPW_480p.zip.001-010",
-                (Archive(_upstream("VSPW_480p.zip", 10)),),
-            ),
-        ),
-        manual=(
-            "VSPW official data is given on request (https://www.vspwdataset.com/); take VSPW_480p and\n"
-            f"  {_FROM.format(name='vspw')}   (the archive must unpack to data/ and val.txt)\n"
-            f"Or upstream's package: {UPSTREAM_RELEASE}VSPW_480p.zip.001 ... .010"
-        ),
-    ),
-}
-
-_ALIASES = {
-    "ade": "ade20k",
-    "ade20k": "ade20k",
-    "adechallengedata2016": "ade20k",
-    "cityscapes": "cityscapes",
-    "cocostuff10k": "cocostuff10k",
-    "cocostuff": "cocostuff10k",
-    "coco-stuff-10k": "cocostuff10k",
-    "lip": "lip",
-    "voc": "voc",
-    "pascalvoc": "voc",
-    "voc2012": "voc",
-    "vocaug": "voc",
-    "pascalcontext59": "pascalcontext59",
-    "pascalcontext": "pascalcontext59",
-    "pascal-context": "pascalcontext59",
-    "pc59": "pascalcontext59",
-    "vspw": "vspw",
-    "vspw_480p": "vspw",
-}
-
-
-def dataset_sources(name: str) -> DatasetSources:
-    """The sources of a dataset by name (case-insensitive; a few common spellings accepted)."""
-    key = _ALIASES.get(name.strip().lower().replace(" ", ""))
-    if key is None:
-        close = difflib.get_close_matches(name.lower(), list(DATASET_SOURCES), n=2, cutoff=0.5)
-        hint = f"; did you mean {' or '.join(close)}?" if close else ""
-        raise DatasetError(
-            f"unknown dataset '{name}'{hint} (known: {', '.join(DATASET_SOURCES)})", exit_code=2
-        )
-    return DATASET_SOURCES[key]
+def _archive_names(archive: Archive) -> tuple[str, ...]:
+    """The file names of an archive's parts."""
+    return tuple(file_name_from_url(p) for p in archive.parts)
 
 
 def manual_steps(name: str) -> str:
-    spec = dataset_sources(name)
+    spec = find_dataset(name, aliases=True)
     return f"{spec.title} → {dataset_place(spec.name)}\n{spec.manual}"
 
 
@@ -314,11 +72,11 @@ def _layout_problems(name: str, folder: Path, allow_subset: bool = False):
     return check_dataset(name, folder, allow_subset=allow_subset)
 
 
-def _has_markers(folder: Path, spec: DatasetSources) -> bool:
+def _has_markers(folder: Path, spec: DatasetSpec) -> bool:
     return looks_like_dataset(spec.name, folder)
 
 
-def _locator(spec: DatasetSources):
+def _locator(spec: DatasetSpec):
     def locate(temp: Path) -> Path:
         # The expected path first (archives unpack to e.g. VOCdevkit/VOC2012), then its last
         # component, then the top, then any folder a few levels down (an extra wrapper folder).
@@ -360,7 +118,7 @@ def _remove_tree(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def _local_archives(spec: DatasetSources, given: list[Path]) -> tuple[str, list[list[Path]]]:
+def _local_archives(spec: DatasetSpec, given: list[Path]) -> tuple[str, list[list[Path]]]:
     """Match user-supplied files (or folders holding them) to a source; else take them as-is."""
     files: list[Path] = []
     for path in given:
@@ -377,7 +135,7 @@ def _local_archives(spec: DatasetSources, given: list[Path]) -> tuple[str, list[
         by_name.setdefault(path.name, path)
 
     for source in spec.sources:
-        needed = [name for archive in source.archives for name in archive.names]
+        needed = [name for archive in source.archives for name in _archive_names(archive)]
         present = [name for name in needed if name in by_name]
         if present and len(present) < len(needed):
             missing = [name for name in needed if name not in by_name]
@@ -386,7 +144,7 @@ def _local_archives(spec: DatasetSources, given: list[Path]) -> tuple[str, list[
                 f"missing: {', '.join(missing)}"
             )
         if present:
-            return source.key, [[by_name[n] for n in archive.names] for archive in source.archives]
+            return source.key, [[by_name[n] for n in _archive_names(archive)] for archive in source.archives]
 
     # Unknown names: every archive given (a split archive counted once, from its .001).
     archives: list[list[Path]] = []
@@ -415,7 +173,7 @@ def _local_archives(spec: DatasetSources, given: list[Path]) -> tuple[str, list[
 
 
 def _download_source(
-    spec: DatasetSources, source: Source, downloads: Path, *, mirror: str | None, progress: bool
+    spec: DatasetSpec, source: Source, downloads: Path, *, mirror: str | None, progress: bool
 ) -> list[list[Path]]:
     """Download every part of `source` into `downloads` (complete files are reused)."""
     reporter = make_progress(progress)
@@ -461,7 +219,7 @@ def fetch_dataset(
     allow_subset: bool = False,
     link: bool = False,
 ) -> Path:
-    """Make dataset `name` ready (found as `repro.paths.resolve_dataset_root` finds it, or put
+    """Make dataset `name` ready (found as `repro.datasets.roots.resolve_dataset_root` finds it, or put
     at `root`); return its folder.
 
     `sources`: local archives or folders holding them (`--from`), used instead of downloading;
@@ -470,7 +228,7 @@ def fetch_dataset(
     the dataset's place (never one found elsewhere). The result is checked with
     `repro.datasets.check_dataset` (`allow_subset`: fewer images accepted); problems raise.
     """
-    spec = dataset_sources(name)
+    spec = find_dataset(name, aliases=True)
     place = Path(root).expanduser() if root else dataset_place(spec.name, data_root_override, overrides)
     dest = place if root else resolve_dataset_root(spec.name, data_root_override, overrides)
     for given in sources or []:  # a typo in --from is named, not hidden behind a dataset already there
@@ -501,7 +259,7 @@ def _problem_summary(problems: list[str]) -> str:
     return problems[0] + (f" (+{len(problems) - 1} more)" if len(problems) > 1 else "")
 
 
-def _ready(spec: DatasetSources, dest: Path, place: Path, *, force: bool, allow_subset: bool) -> bool:
+def _ready(spec: DatasetSpec, dest: Path, place: Path, *, force: bool, allow_subset: bool) -> bool:
     """True when `dest` holds the dataset complete; with `force`, remove what is at its place."""
     if not (dest.exists() or dest.is_symlink()):
         return False
@@ -529,7 +287,7 @@ def _ready(spec: DatasetSources, dest: Path, place: Path, *, force: bool, allow_
     raise DatasetError(f"{spec.title} at {dest} {state} fails the layout check: {_problem_summary(problems)}; {remedy}")
 
 
-def _unpack(spec: DatasetSources, archives, dest: Path, source_key: str, downloaded: list[Path]) -> None:
+def _unpack(spec: DatasetSpec, archives, dest: Path, source_key: str, downloaded: list[Path]) -> None:
     try:
         extract_to(archives, dest, locate=_locator(spec), info={"dataset": spec.name, "source": source_key})
     except CorruptArchiveError as err:
@@ -540,7 +298,7 @@ def _unpack(spec: DatasetSources, archives, dest: Path, source_key: str, downloa
         raise FetchError(f"{err}; the downloaded archives were deleted, run the command again") from None
 
 
-def _check_unpacked(spec: DatasetSources, dest: Path, downloaded: list[Path], allow_subset: bool) -> None:
+def _check_unpacked(spec: DatasetSpec, dest: Path, downloaded: list[Path], allow_subset: bool) -> None:
     problems = _layout_problems(spec.name, dest, allow_subset)
     if problems:
         kept = f"; the archives were kept in {downloaded[0].parent}" if downloaded else ""
@@ -559,7 +317,7 @@ def _remove_downloads(downloaded: list[Path]) -> None:
         pass
 
 
-def _unpacked_folder(spec: DatasetSources, sources: list[str | os.PathLike] | None) -> Path | None:
+def _unpacked_folder(spec: DatasetSpec, sources: list[str | os.PathLike] | None) -> Path | None:
     """The one `--from` folder when it is an unpacked dataset (not a folder of archives)."""
     if not sources or len(sources) != 1:
         return None
@@ -567,7 +325,7 @@ def _unpacked_folder(spec: DatasetSources, sources: list[str | os.PathLike] | No
     return folder if folder.is_dir() and looks_like_dataset(spec.name, folder) else None
 
 
-def register_folder(spec: DatasetSources, folder: Path, dest: Path, *, force: bool, allow_subset: bool) -> Path:
+def register_folder(spec: DatasetSpec, folder: Path, dest: Path, *, force: bool, allow_subset: bool) -> Path:
     """Check an unpacked dataset folder, then make `dest` a symbolic link to it (no copy).
 
     Refuses to replace a real folder or file at `dest`, and a link to another folder unless `force`.
@@ -597,7 +355,7 @@ def register_folder(spec: DatasetSources, folder: Path, dest: Path, *, force: bo
     return dest
 
 
-def _ordered_sources(spec: DatasetSources, prefer: str | None) -> list[Source]:
+def _ordered_sources(spec: DatasetSpec, prefer: str | None) -> list[Source]:
     """The sources to download from, `prefer`'s first."""
     ordered = list(spec.sources)
     if prefer:
@@ -645,11 +403,7 @@ def _download_any(spec, dest, data_root_override, root, prefer, mirror, progress
 
 
 __all__ = [
-    "Archive",
-    "DATASET_SOURCES",
-    "DatasetSources",
-    "Source",
-    "dataset_sources",
     "fetch_dataset",
     "manual_steps",
+    "register_folder",
 ]

@@ -20,19 +20,10 @@ from dataclasses import dataclass, field, replace
 
 from torch import nn
 
+from ..datasets.registry import get_spec
 from ..errors import ReproError, UnknownModelError
 from .backbones import BACKBONES, build_backbone
 
-# Class count of each dataset suffix of the upstream config names.
-DATASET_NUM_CLASSES = {
-    "ade20k": 150,
-    "cityscapes": 19,
-    "cocostuff10k": 182,
-    "lip": 20,
-    "voc": 21,
-    "pascalcontext59": 59,
-    "vspw": 124,
-}
 DEFAULT_ASPP_DILATIONS = (1, 12, 24, 36)
 
 # Forwards a config can be run with. "upstream-head": upstream's current code as the config says.
@@ -81,84 +72,74 @@ def _mpp(backbone: str, *, cls: int = 1, cwi: int = 1, pr: int = 1, **options) -
     return ArchSpec(method="mcibiplusplus", backbone=backbone, decoder_kernels=kernels, **options)
 
 
-def _per_dataset(prefix: str, specs: dict[str, ArchSpec]) -> dict[str, ArchSpec]:
-    return {f"{prefix}_{dataset}": spec for dataset, spec in specs.items()}
-
-
-def _same(spec: ArchSpec, *datasets: str) -> dict[str, ArchSpec]:
-    return {dataset: spec for dataset in datasets}
+def _same(spec: ArchSpec, *configs: str) -> dict[str, ArchSpec]:
+    return {config: spec for config in configs}
 
 
 _LEAKY = {"act": "leaky_relu"}
 _UPER = {"fpn_out_channels": 512, "cwi_self_attention": False}
 
+# Keyed by upstream's full config name (<method>_<head>_<backbone>_<dataset>), as its files are named.
 ARCHITECTURES: dict[str, ArchSpec] = {
     # ---- MCIBI (all: ASPP context, memory v1) ----
-    **_per_dataset("mcibi_deeplabv3_hrnetv2w48", {
-        "ade20k": _mcibi("hrnetv2_w48"),
-        "cityscapes": _mcibi("hrnetv2_w48", downsample_backbone=True, hrnet_mcibi_version=True),
-        "cocostuff10k": _mcibi("hrnetv2_w48"),
-        "lip": _mcibi("hrnetv2_w48", downsample_backbone=True),
-    }),
-    **_per_dataset("mcibi_deeplabv3_resnest101os8", _same(_mcibi("resnest101"), "ade20k", "cityscapes", "cocostuff10k", "lip")),
-    **_per_dataset("mcibi_deeplabv3_resnet101os8", {
-        **_same(_mcibi("resnet101"), "ade20k", "cityscapes", "cocostuff10k"),
-        "lip": _mcibi("resnet101", **_LEAKY),
-    }),
-    **_per_dataset("mcibi_deeplabv3_resnet50os8", {
-        **_same(_mcibi("resnet50"), "ade20k", "cityscapes", "cocostuff10k"),
-        "lip": _mcibi("resnet50", **_LEAKY),
-    }),
-    **_per_dataset("mcibi_deeplabv3_vitlarge", {
-        "ade20k": _mcibi("vit_large", dilations=(1, 6, 12, 18)),
-        "cocostuff10k": _mcibi("vit_large"),
-    }),
+    "mcibi_deeplabv3_hrnetv2w48_ade20k": _mcibi("hrnetv2_w48"),
+    "mcibi_deeplabv3_hrnetv2w48_cityscapes": _mcibi("hrnetv2_w48", downsample_backbone=True,
+                                                    hrnet_mcibi_version=True),
+    "mcibi_deeplabv3_hrnetv2w48_cocostuff10k": _mcibi("hrnetv2_w48"),
+    "mcibi_deeplabv3_hrnetv2w48_lip": _mcibi("hrnetv2_w48", downsample_backbone=True),
+    **_same(_mcibi("resnest101"), "mcibi_deeplabv3_resnest101os8_ade20k", "mcibi_deeplabv3_resnest101os8_cityscapes",
+            "mcibi_deeplabv3_resnest101os8_cocostuff10k", "mcibi_deeplabv3_resnest101os8_lip"),
+    **_same(_mcibi("resnet101"), "mcibi_deeplabv3_resnet101os8_ade20k", "mcibi_deeplabv3_resnet101os8_cityscapes",
+            "mcibi_deeplabv3_resnet101os8_cocostuff10k"),
+    "mcibi_deeplabv3_resnet101os8_lip": _mcibi("resnet101", **_LEAKY),
+    **_same(_mcibi("resnet50"), "mcibi_deeplabv3_resnet50os8_ade20k", "mcibi_deeplabv3_resnet50os8_cityscapes",
+            "mcibi_deeplabv3_resnet50os8_cocostuff10k"),
+    "mcibi_deeplabv3_resnet50os8_lip": _mcibi("resnet50", **_LEAKY),
+    "mcibi_deeplabv3_vitlarge_ade20k": _mcibi("vit_large", dilations=(1, 6, 12, 18)),
+    "mcibi_deeplabv3_vitlarge_cocostuff10k": _mcibi("vit_large"),
     # ---- MCIBI++ (memory v2) ----
-    **_per_dataset("mcibiplusplus_aspp_hrnetv2w48", {
-        "cityscapes": _mpp("hrnetv2_w48", cwi=3, cls=3, downsample_before_sa=True, cwi_self_attention=False,
-                           hrnet_mcibi_version=True),
-        "lip": _mpp("hrnetv2_w48", cls=3, downsample_before_sa=True, cwi_self_attention=False),
-    }),
+    "mcibiplusplus_aspp_hrnetv2w48_cityscapes": _mpp("hrnetv2_w48", cwi=3, cls=3, downsample_before_sa=True,
+                                                     cwi_self_attention=False, hrnet_mcibi_version=True),
+    "mcibiplusplus_aspp_hrnetv2w48_lip": _mpp("hrnetv2_w48", cls=3, downsample_before_sa=True,
+                                              cwi_self_attention=False),
     "mcibiplusplus_aspp_resnest101os8_cityscapes": _mpp("resnest101", cls=3),
     "mcibiplusplus_aspp_resnet101os8_cityscapes": _mpp("resnet101", cls=3),
-    **_per_dataset("mcibiplusplus_aspp_resnet50os8", {
-        "ade20k": _mpp("resnet50", cls=3, cwi_self_attention=False),
-        **_same(_mpp("resnet50"), "cityscapes", "lip"),
-        "cocostuff10k": _mpp("resnet50", cls=3),
-    }),
-    **_per_dataset("mcibiplusplus_ppm_resnet50os8", {
-        "ade20k": _mpp("resnet50", context="ppm", force_use_preds_pr=True),
-        "cityscapes": _mpp("resnet50", context="ppm", pr=3, cwi=3, cls=3, cwi_self_attention=False),
-        "cocostuff10k": _mpp("resnet50", context="ppm", cls=3),
-        "lip": _mpp("resnet50", context="ppm"),
-    }),
-    **_per_dataset("mcibiplusplus_resnet50os8", _same(_mpp("resnet50", context=None), "ade20k", "cityscapes", "cocostuff10k", "lip")),
-    **_per_dataset("mcibiplusplus_upernet_resnest101os8", {
-        **_same(_mpp("resnest101", cls=3, **_UPER), "ade20k", "pascalcontext59"),
-        "cocostuff10k": _mpp("resnest101", context="ppm", cwi=3, cls=3, **_UPER),
-        "lip": _mpp("resnest101", context="ppm", cls=3, **_UPER),
-    }),
-    **_per_dataset("mcibiplusplus_upernet_resnet101os8", {
-        **_same(_mpp("resnet101", cls=3, **_UPER), "ade20k", "cocostuff10k", "pascalcontext59", "vspw"),
-        **_same(_mpp("resnet101", context="ppm", cls=3, **_UPER), "lip", "voc"),
-    }),
-    **_per_dataset("mcibiplusplus_upernet_resnet50os8", {
-        **_same(_mpp("resnet50", context="ppm", cls=3, **_UPER), "ade20k", "cocostuff10k", "lip"),
-        "cityscapes": _mpp("resnet50", context="ppm", fpn_out_channels=1024, cwi_self_attention=False),
-        **_same(_mpp("resnet50", cls=3, **_UPER), "voc", "vspw"),
-    }),
-    **_per_dataset("mcibiplusplus_upernet_swinlarge", {
-        "ade20k": _mpp("swin_large", cls=3, fpn_out_channels=512),
-        **_same(_mpp("swin_large", cls=3, **_UPER), "cocostuff10k", "pascalcontext59"),
-        "lip": _mpp("swin_large", context="ppm", **_UPER),
-        "vspw": _mpp("swin_large", context="ppm", cwi=3, cls=3, fpn_out_channels=512),
-    }),
+    "mcibiplusplus_aspp_resnet50os8_ade20k": _mpp("resnet50", cls=3, cwi_self_attention=False),
+    **_same(_mpp("resnet50"), "mcibiplusplus_aspp_resnet50os8_cityscapes", "mcibiplusplus_aspp_resnet50os8_lip"),
+    "mcibiplusplus_aspp_resnet50os8_cocostuff10k": _mpp("resnet50", cls=3),
+    "mcibiplusplus_ppm_resnet50os8_ade20k": _mpp("resnet50", context="ppm", force_use_preds_pr=True),
+    "mcibiplusplus_ppm_resnet50os8_cityscapes": _mpp("resnet50", context="ppm", pr=3, cwi=3, cls=3,
+                                                     cwi_self_attention=False),
+    "mcibiplusplus_ppm_resnet50os8_cocostuff10k": _mpp("resnet50", context="ppm", cls=3),
+    "mcibiplusplus_ppm_resnet50os8_lip": _mpp("resnet50", context="ppm"),
+    **_same(_mpp("resnet50", context=None), "mcibiplusplus_resnet50os8_ade20k", "mcibiplusplus_resnet50os8_cityscapes",
+            "mcibiplusplus_resnet50os8_cocostuff10k", "mcibiplusplus_resnet50os8_lip"),
+    **_same(_mpp("resnest101", cls=3, **_UPER), "mcibiplusplus_upernet_resnest101os8_ade20k",
+            "mcibiplusplus_upernet_resnest101os8_pascalcontext59"),
+    "mcibiplusplus_upernet_resnest101os8_cocostuff10k": _mpp("resnest101", context="ppm", cwi=3, cls=3, **_UPER),
+    "mcibiplusplus_upernet_resnest101os8_lip": _mpp("resnest101", context="ppm", cls=3, **_UPER),
+    **_same(_mpp("resnet101", cls=3, **_UPER), "mcibiplusplus_upernet_resnet101os8_ade20k",
+            "mcibiplusplus_upernet_resnet101os8_cocostuff10k", "mcibiplusplus_upernet_resnet101os8_pascalcontext59",
+            "mcibiplusplus_upernet_resnet101os8_vspw"),
+    **_same(_mpp("resnet101", context="ppm", cls=3, **_UPER), "mcibiplusplus_upernet_resnet101os8_lip",
+            "mcibiplusplus_upernet_resnet101os8_voc"),
+    **_same(_mpp("resnet50", context="ppm", cls=3, **_UPER), "mcibiplusplus_upernet_resnet50os8_ade20k",
+            "mcibiplusplus_upernet_resnet50os8_cocostuff10k", "mcibiplusplus_upernet_resnet50os8_lip"),
+    "mcibiplusplus_upernet_resnet50os8_cityscapes": _mpp("resnet50", context="ppm", fpn_out_channels=1024,
+                                                         cwi_self_attention=False),
+    **_same(_mpp("resnet50", cls=3, **_UPER), "mcibiplusplus_upernet_resnet50os8_voc",
+            "mcibiplusplus_upernet_resnet50os8_vspw"),
+    "mcibiplusplus_upernet_swinlarge_ade20k": _mpp("swin_large", cls=3, fpn_out_channels=512),
+    **_same(_mpp("swin_large", cls=3, **_UPER), "mcibiplusplus_upernet_swinlarge_cocostuff10k",
+            "mcibiplusplus_upernet_swinlarge_pascalcontext59"),
+    "mcibiplusplus_upernet_swinlarge_lip": _mpp("swin_large", context="ppm", **_UPER),
+    "mcibiplusplus_upernet_swinlarge_vspw": _mpp("swin_large", context="ppm", cwi=3, cls=3, fpn_out_channels=512),
 }
 
 
 def config_num_classes(upstream_config: str) -> int:
-    """The class count implied by the config's dataset suffix."""
-    return DATASET_NUM_CLASSES[upstream_config.rsplit("_", 1)[-1]]
+    """The class count of the dataset the config names last (its spec in repro.datasets)."""
+    return get_spec(upstream_config.rsplit("_", 1)[-1]).num_classes
 
 
 def architecture_spec(upstream_config: str) -> ArchSpec:

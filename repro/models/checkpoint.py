@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..datasets.registry import dataset_of_class_count
 from ..errors import CheckpointError, first_sentence
 from ..fetch.cache import ZIP_MAGIC, checkpoint_head
 
@@ -37,16 +38,6 @@ TRAINING_ONLY_PREFIXES: tuple[str, ...] = ("auxiliary_decoder.",)
 OPTIONAL_SUFFIXES: tuple[str, ...] = ("num_batches_tracked",)
 WRAPPER_PREFIX = "module."
 
-# Well-known class counts, to say which dataset a checkpoint was trained on.
-DATASET_BY_NUM_CLASSES = {
-    150: "ADE20k",
-    19: "Cityscapes",
-    182: "COCO-Stuff-10k",
-    20: "LIP",
-    21: "VOC",
-    59: "PASCAL-Context",
-    124: "VSPW",
-}
 # Keys whose first dimension is the class count, in the order they are consulted.
 MEMORY_KEY = "memory_module.memory"
 CLASS_COUNT_KEYS = (MEMORY_KEY, "decoder_stage2.4.weight", "decoder_cls.conv2.weight")
@@ -148,8 +139,9 @@ def _class_count(shapes: Mapping[str, tuple[int, ...]]) -> int | None:
 
 
 def _dataset_hint(num_classes: int) -> str:
-    name = DATASET_BY_NUM_CLASSES.get(num_classes)
-    return f" ({name}?)" if name else ""
+    """Which dataset a class count suggests (the registry's spec of that many classes)."""
+    dataset = dataset_of_class_count(num_classes)
+    return f" ({dataset.title}?)" if dataset else ""
 
 
 # Key patterns of each backbone's upstream state dict, most specific first (ResNet last: the

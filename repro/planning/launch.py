@@ -71,11 +71,12 @@ def gpu_seconds_per_flop() -> float:
 
 
 def images_in_split(entry: Any) -> int:
-    """The official image count of the row's evaluation split."""
-    from repro.datasets import DATASETS
+    """The images of the row's official evaluation split (estimated where it counts videos)."""
+    from repro.datasets.registry import get_spec
 
-    spec = DATASETS[entry.dataset]
-    return spec.splits.get(entry.eval_split, max(spec.splits.values()))
+    spec = get_spec(entry.dataset)
+    split = entry.eval_split if entry.eval_split in spec.splits else max(spec.splits, key=spec.splits.get)
+    return spec.expected_images(split)
 
 
 def estimate_gpu_seconds(model_id: str, protocol_name: str, limit: int | None = None, row: Any = None) -> float:
@@ -83,12 +84,13 @@ def estimate_gpu_seconds(model_id: str, protocol_name: str, limit: int | None = 
     the dataset), else from the manifest, the official image count and a typical image size."""
     if row is not None and row.flops_per_image and row.images:
         return row.flops_per_image * row.images * gpu_seconds_per_flop()
+    from repro.datasets.registry import get_spec
     from repro.manifest import load_manifest
-    from repro.planning.plan import FIXED_SIZE_DATASETS, TYPICAL_IMAGE_SIZE, estimated_flops_per_image, passes_per_image
+    from repro.planning.plan import estimated_flops_per_image, passes_per_image
 
     entry = load_manifest().get(model_id)
-    size = TYPICAL_IMAGE_SIZE[entry.dataset]
-    passes = passes_per_image(entry.protocols[protocol_name], size, entry.dataset in FIXED_SIZE_DATASETS)
+    spec = get_spec(entry.dataset)
+    passes = passes_per_image(entry.protocols[protocol_name], spec.typical_image_size, spec.fixed_image_size)
     flops = estimated_flops_per_image(entry.upstream_config, passes.pixels) or 2e12 * passes.pixels / 512**2
     images = images_in_split(entry) if limit is None else min(limit, images_in_split(entry))
     return flops * images * gpu_seconds_per_flop()
@@ -120,28 +122,15 @@ def pending(runs: Iterable[Any], options: EngineOptions) -> list[Any]:
 # The job
 
 
-def run_one(
-    model_id: str, protocol: str, options: EngineOptions, dataset_roots: dict[str, str] | None = None,
-) -> dict[str, Any]:
-    """What each job executes: one resumable evaluation (one rank per task with several GPUs)."""
+def run_one(model_id: str, protocol: str, options: EngineOptions) -> dict[str, Any]:
+    """What each job executes: one resumable evaluation (one rank per task with several GPUs);
+    `options` carry the submitting command's dataset folders (data_root, dataset_roots)."""
     _export_distributed()
     from repro.engine import evaluate
 
-    with _dataset_roots(dataset_roots):
-        result = evaluate(model_id, protocol, options)
+    result = evaluate(model_id, protocol, options)
     return {"model_id": model_id, "protocol": protocol, "status": result.status, "miou": result.miou,
             "num_images": result.num_images, "world_size": result.world_size}
-
-
-def _dataset_roots(roots: dict[str, str] | None):
-    """The --dataset-root overrides of the submitting command, inside the job."""
-    import contextlib
-
-    if not roots:
-        return contextlib.nullcontext()
-    from repro.paths import dataset_root_overrides
-
-    return dataset_root_overrides({name: Path(path) for name, path in roots.items()})
 
 
 def _export_distributed() -> None:
@@ -203,13 +192,12 @@ def _executor(options: LaunchOptions, folder: Path):
 
 def submit(
     runs: Iterable[Any], engine_options: EngineOptions, options: LaunchOptions, *,
-    dataset_roots: dict[str, Any] | None = None, plan_rows: Sequence[Any] = (), say: Callable[[str], None] = print,
+    plan_rows: Sequence[Any] = (), say: Callable[[str], None] = print,
 ) -> list[tuple[JobPlan, Any]]:
     """Submit one job per unfinished run; returns (plan, submitit job) pairs. `plan_rows`
     (repro.planning.plan rows) give the cost estimates where they cover a run."""
     rows = {(row.model_id, row.protocol): row for row in plan_rows}
     engine_options = engine_options.absolute()  # as the job must see them (it may start elsewhere)
-    roots = {name: str(Path(path).expanduser().resolve()) for name, path in (dataset_roots or {}).items()}
     folder = Path(options.folder or engine_options.results_folder / ".submitit").resolve()
     runs = list(runs)
     todo = pending(runs, engine_options)
@@ -225,7 +213,7 @@ def submit(
         executor.update_parameters(**executor_parameters(plan, options))
         try:
             job = executor.submit(run_one, run.model_id, run.protocol,
-                                  engine_options.for_run(run.model_id, run.protocol, len(runs)), roots or None)
+                                  engine_options.for_run(run.model_id, run.protocol, len(runs)))
         except RuntimeError as err:  # e.g. sbatch refused a partition or account (submitit's FailedJobError)
             if submitted:
                 _record(folder, submitted)  # the jobs already submitted stay on record
@@ -292,10 +280,10 @@ def launch_options(launcher: str | None, *, partition: str | None = None, max_gp
 
 def launch_from_cli(
     runs: Sequence[Any], options: LaunchOptions, engine_options: EngineOptions, *,
-    dataset_roots: dict[str, Any] | None = None, plan_rows: Sequence[Any] = (), say: Callable[[str], None] = print,
+    plan_rows: Sequence[Any] = (), say: Callable[[str], None] = print,
 ) -> int:
     """`repro eval --launcher ...`: submit, then (local launcher, or --wait-jobs) wait; returns failures."""
-    submitted = submit(runs, engine_options, options, dataset_roots=dataset_roots, plan_rows=plan_rows, say=say)
+    submitted = submit(runs, engine_options, options, plan_rows=plan_rows, say=say)
     if not submitted:
         say("nothing to submit")
         return 0

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from repro.datasets.base import SplitSize
+from repro.datasets.registry import get_spec
+from repro.datasets.roots import missing_dataset_message, open_dataset, resolve_dataset_root
 from repro.errors import ReproError
 from repro.perf import achieved_flops
 from repro.text import counted
@@ -35,22 +38,6 @@ LONG_RUN_SECONDS = 300.0  # a single run estimated shorter prints no plan (and n
 CPU_GFLOPS_PER_THREAD = 100.0
 CPU_SPEED_SOURCE = "measured for R-50 on 2 cores"  # what the budget says of that number
 UNKNOWN_GPU_FLOPS = 10e12
-
-# A typical original image of each evaluation split (height, width). Only its shape matters where
-# the protocol keeps the aspect ratio; used when the dataset is not there to look at.
-TYPICAL_IMAGE_SIZE: dict[str, tuple[int, int]] = {
-    "ade20k": (512, 683),
-    "cityscapes": (1024, 2048),  # every image
-    "cocostuff10k": (480, 640),
-    "lip": (256, 192),  # stretched to a square by its protocol: the size does not matter
-    "voc": (375, 500),
-    "pascalcontext59": (375, 500),
-    "vspw": (480, 853),
-}
-FIXED_SIZE_DATASETS = frozenset({"cityscapes"})  # every image has the same size
-# Frames per video where a split is counted in videos and its folder is not there to count:
-# VSPW has 251,633 frames in 3,536 videos (its paper), ~71 a video (an estimate for the val split)
-FRAMES_PER_VIDEO: dict[str, float] = {"vspw": 251633 / 3536}
 
 # Forward GFLOPs at 512x512, batch 1, per upstream config (tools/cost_table.py regenerates it).
 GFLOPS_512: dict[str, float] = {
@@ -290,16 +277,18 @@ class DatasetInfo:
 
     @property
     def subset(self) -> bool:
-        return self.count is not None and self.official is not None and self.count < self.official
+        return self.count is not None and self.size().subset
+
+    def size(self) -> SplitSize:
+        """The folder's size against the official split (repro.datasets' one rule)."""
+        return SplitSize(self.count or 0, self.official, self.unit)
 
 
-def inspect_dataset(name: str, split: str, data_root: Any = None) -> DatasetInfo:
-    """Open a dataset split (if there) to count its images and read the first image's size."""
-    from repro.datasets import DATASETS, open_dataset
-    from repro.paths import dataset_root
-
-    spec = DATASETS[name]
-    root = dataset_root(name, data_root)
+def inspect_dataset(name: str, split: str, data_root: Any = None, dataset_roots: Any = None) -> DatasetInfo:
+    """Open a dataset split (if there) to count its images and read the first image's size;
+    `data_root` and `dataset_roots` (--data-root, --dataset-root) say where it is."""
+    spec = get_spec(name)
+    root = resolve_dataset_root(name, data_root, dataset_roots)
     info = DatasetInfo(name, str(root), root.is_dir(), split, official=spec.splits.get(split), unit=spec.count_unit)
     if not info.present:
         return info
@@ -310,8 +299,7 @@ def inspect_dataset(name: str, split: str, data_root: Any = None) -> DatasetInfo
         info.problem = str(err)
         return info
     info.images = len(dataset)
-    videos = getattr(dataset, "videos", None)
-    info.count = len(videos) if spec.count_unit == "videos" and videos is not None else len(dataset)
+    info.count = spec.size(split, dataset).found
     return info
 
 
@@ -377,7 +365,7 @@ def build_plan(
         entry = manifest.get(run.model_id)
         key = (entry.dataset, entry.eval_split)
         if key not in datasets:
-            datasets[key] = inspect_dataset(entry.dataset, entry.eval_split, data_root)
+            datasets[key] = inspect_dataset(entry.dataset, entry.eval_split, data_root, options.dataset_roots)
         if entry.id not in checkpoints:
             checkpoints[entry.id] = _checkpoint_problem(entry.id, checkpoint)
         row = _plan_row(entry, run.protocol, datasets[key], checkpoints[entry.id], limit, options.allow_subset)
@@ -403,25 +391,20 @@ def _plan_row(entry: Any, protocol_name: str, data: DatasetInfo, checkpoint_prob
         row.blocked.append(checkpoint_problem)
         if "repro fetch" in checkpoint_problem:  # not cached (a bad --checkpoint path is not fetchable)
             row.missing.add("checkpoint")
+    spec = get_spec(entry.dataset)
     if not data.present:
-        row.blocked.append(
-            f"dataset folder {data.root} does not exist; fetch it with `repro fetch --dataset {data.name}` "
-            f"or pass --data-root / --dataset-root {data.name}=PATH"
-        )
+        row.blocked.append(missing_dataset_message(data.name, Path(data.root)))
         row.missing.add("dataset")
     elif data.problem:
         row.blocked.append(data.problem)
     elif data.subset and not allow_subset and limit is None:
         row.blocked.append(
-            f"{data.name} has {data.count} of the official {data.official} {data.unit}: "
-            f"pass --allow-subset to evaluate it anyway (partial, never compared)"
+            f"{data.name} has {data.size().describe()}: pass --allow-subset to evaluate it anyway (partial, never compared)"
         )
-    images = data.images if data.images is not None else data.official
-    if data.images is None and images is not None and data.unit == "videos":
-        images = round(images * FRAMES_PER_VIDEO.get(data.name, 1.0))
+    images = data.images if data.images is not None else spec.expected_images(data.split)
     row.images = min(images, limit) if images is not None and limit else images
-    size = data.image_size or TYPICAL_IMAGE_SIZE[entry.dataset]
-    row.passes = passes_per_image(entry.protocols[protocol_name], size, entry.dataset in FIXED_SIZE_DATASETS)
+    size = data.image_size or spec.typical_image_size
+    row.passes = passes_per_image(entry.protocols[protocol_name], size, spec.fixed_image_size)
     return row
 
 
@@ -505,7 +488,7 @@ def planned_result(entry: Any, protocol: str, options: EngineOptions, data: Data
     from repro.results.files import run_result_name
     from repro.results.freshness import RunConditions
 
-    data = data or inspect_dataset(entry.dataset, entry.eval_split, options.data_root)
+    data = data or inspect_dataset(entry.dataset, entry.eval_split, options.data_root, options.dataset_roots)
     variant = options.variant or entry.default_variant
     precision, limit, asked = options.precision, options.limit, options.checkpoint
     try:
@@ -578,7 +561,7 @@ def unfinished(runs: Sequence[Any], options: EngineOptions) -> list[Any]:
         entry = manifest.get(run.model_id)
         key = (entry.dataset, entry.eval_split)
         if key not in seen:
-            seen[key] = inspect_dataset(entry.dataset, entry.eval_split, options.data_root)
+            seen[key] = inspect_dataset(entry.dataset, entry.eval_split, options.data_root, options.dataset_roots)
         if not is_finished(run.model_id, run.protocol, options, seen[key]):
             todo.append(run)
     return todo
