@@ -124,15 +124,15 @@ def test_offline_fetch_of_a_row_says_each_source_once_one_reason_then_the_from_l
     last line of 519 characters. Now: per item one line per source, the --from line, one reason."""
     import dataclasses
 
-    from repro.fetch import DATASET_SOURCES
-    from repro.fetch.datasets import Archive
+    from repro.datasets.registry import DATASETS
+    from repro.datasets.sources import Archive
 
     row = copy.deepcopy(pick_row("mcibi", "ade20k"))
     row["weights"] = ["http://weights.invalid/m.pth"]
     write_manifest(fetch_env, monkeypatch, [row])
-    spec = DATASET_SOURCES["ade20k"]
+    spec = DATASETS["ade20k"]
     official = dataclasses.replace(spec.sources[1], archives=(Archive(("http://official.invalid/ADE.zip",)),))
-    monkeypatch.setitem(DATASET_SOURCES, "ade20k", dataclasses.replace(spec, sources=(spec.sources[0], official)))
+    monkeypatch.setitem(DATASETS, "ade20k", dataclasses.replace(spec, sources=(spec.sources[0], official)))
     monkeypatch.setenv("REPRO_MIRROR", "http://mirror.invalid/")
     result = runner.invoke(app, ["fetch", row["id"]], env={"COLUMNS": "80"})
     assert result.exit_code == 1

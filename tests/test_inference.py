@@ -449,16 +449,35 @@ def test_count_flops_runs_modules_that_draw_on_the_cpu_from_their_weights():
     assert count_flops(DrawsOnCpu(5), _whole(flip=True), 5, (3, 16, 16), (16, 16)) == expected > 0
 
 
-def test_weight_init_is_skipped_while_building_and_restored_after():
-    from repro.engine.loop import weight_init_skipped as _weight_init_skipped
+def test_random_init_is_skipped_in_the_building_thread_only_and_nothing_is_replaced():
+    """Issue 24: no process-wide patching. Inside `random_init_skipped` a network's random draws
+    are left undone in this thread; torch.nn.init keeps its functions, and another thread at the
+    same moment draws as usual."""
+    import threading
+
+    from repro.models import random_init_skipped
 
     original = torch.nn.init.kaiming_uniform_
-    with _weight_init_skipped():
+    marker = torch.full((2, 2), 7.0)
+    other: dict[str, bool] = {}
+    inside, go = threading.Event(), threading.Event()
+
+    def another_thread():
+        inside.wait()
+        other["drew"] = not torch.equal(torch.nn.init.normal_(torch.full((2, 2), 7.0)), torch.full((2, 2), 7.0))
+        go.set()
+
+    thread = threading.Thread(target=another_thread)
+    thread.start()
+    with random_init_skipped():
+        assert torch.nn.init.kaiming_uniform_ is original  # nothing swapped
+        assert torch.equal(torch.nn.init.normal_(marker), torch.full((2, 2), 7.0))  # not drawn here
         conv = nn.Conv2d(3, 4, 3)
-        assert torch.nn.init.kaiming_uniform_ is not original
-        marker = torch.full((2, 2), 7.0)
-        assert torch.equal(torch.nn.init.normal_(marker), torch.full((2, 2), 7.0))
-    assert torch.nn.init.kaiming_uniform_ is original
+        inside.set()
+        go.wait(10)
+    thread.join()
+    assert other == {"drew": True}
+    assert not torch.equal(torch.nn.init.normal_(marker.clone()), marker)  # drawn again after the block
     assert conv.weight.shape == (4, 3, 3, 3)
 
 

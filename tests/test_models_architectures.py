@@ -88,3 +88,35 @@ def test_build_segmentor_uses_the_manifest_entry():
     assert model.model_id == entry.id
     assert model.upstream_config == entry.upstream_config
     assert model.num_classes == entry.num_classes
+
+
+def _same_after_a_strict_load(config: str) -> list[str]:
+    """Build `config` twice, with and without its random initial weights drawn, load the same
+    filled weights strictly into both: every parameter and buffer (non-persistent ones too) must
+    be equal, so skipping the draws (repro.models.load_segmentor) cannot change a number."""
+    import torch
+
+    from repro.models import build_architecture, deterministic_fill, random_init_skipped
+
+    plain = build_architecture(config)
+    with random_init_skipped():
+        skipped = build_architecture(config)
+    weights = deterministic_fill(plain.state_dict())
+    plain.load_state_dict(weights, strict=True)
+    skipped.load_state_dict(weights, strict=True)
+    mine = dict(skipped.named_parameters()) | dict(skipped.named_buffers())
+    return [name for name, tensor in [*plain.named_parameters(), *plain.named_buffers()]
+            if not torch.equal(tensor, mine[name])]
+
+
+@pytest.mark.parametrize("config", ["mcibi_deeplabv3_resnet50os8_ade20k", "mcibiplusplus_upernet_resnet50os8_lip"])
+def test_skipping_the_random_initial_weights_changes_nothing_once_loaded(config):
+    assert _same_after_a_strict_load(config) == []
+
+
+@pytest.mark.slow
+def test_skipping_the_random_initial_weights_changes_nothing_in_any_config():
+    from repro.models import ARCHITECTURES
+
+    differing = {config: diff for config in ARCHITECTURES if (diff := _same_after_a_strict_load(config))}
+    assert differing == {}

@@ -579,13 +579,14 @@ protocol's pixels, over an assumed device speed (a share of the GPU's peak, or p
     from repro.engine.options import EngineOptions
 
     settings = EngineOptions(
-        checkpoint=checkpoint, data_root=data_root, dataset_roots=overrides, variant=variant.value if variant else None, device=device,
+        checkpoint=checkpoint, data_root=data_root, dataset_roots=overrides,
+        variant=variant.value if variant else None, device=device,
         precision=precisions[0], limit=limit, results=results, resume=resume and not force, force=force,
         wait_lock=wait_lock or wait_both, max_batch=max_batch, workers=workers, save_every=save_every,
         save_every_seconds=save_every_min * 60, resize_on_cpu=cpu_resize, allow_subset=allow_subset,
         save_predictions=save_predictions, paint=paint,
     )
     _check_results_folder(settings.results_folder)
-    request = _Request(manifest, runs, lacking, protocol, all_models and not dataset and not shard, overrides,
+    request = _Request(manifest, runs, lacking, protocol, all_models and not dataset and not shard,
                        checkpoint, dry_run, fmt, assume_device, launch)
     _each_precision(request, settings, precisions)
