@@ -183,12 +183,12 @@ def switches(torch_module: Any = None) -> _PrecisionSwitches | _AllowTF32Switche
     if torch_module is None:
         import torch as torch_module
     conv = getattr(torch_module.backends.cudnn, "conv", None)
-    if _version(torch_module.__version__) >= (2, 9) and hasattr(conv, "fp32_precision"):
+    if _major_minor(torch_module.__version__) >= (2, 9) and hasattr(conv, "fp32_precision"):
         return _PrecisionSwitches(torch_module)
     return _AllowTF32Switches(torch_module)
 
 
-def _version(text: str) -> tuple[int, int]:
+def _major_minor(text: str) -> tuple[int, int]:
     major, minor = (str(text).split("+")[0].split(".") + ["0"])[:2]
     return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
 

@@ -123,7 +123,7 @@ def strict_fp32():
     return arithmetic("fp32", "cpu")
 
 
-def resolve(device: str | None) -> torch.device:
+def selftest_device(device: str | None) -> torch.device:
     """None/'auto': the GPU if there is one, else the CPU; errors as `repro eval --device`."""
     from repro.engine import resolve_device
 
@@ -378,7 +378,7 @@ def run_selftest(
 ) -> SelftestReport:
     """Run every check, printing one line per check through `say`; returns the report."""
     started = time.perf_counter()
-    target = resolve(device)
+    target = selftest_device(device)
     report = SelftestReport(device_label(target), environment(target), quick, numerics_warnings())
     for warning in report.warnings:
         say(f"warning: {warning}; repro evaluates with it off, but your own code may not")

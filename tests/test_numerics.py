@@ -123,7 +123,7 @@ def test_arithmetic_refuses_before_touching_the_switches():
 
 def test_installed_torch_uses_one_api_only():
     active = numerics.switches()
-    if numerics._version(torch.__version__) >= (2, 9):
+    if numerics._major_minor(torch.__version__) >= (2, 9):
         assert isinstance(active, numerics._PrecisionSwitches)
     else:
         assert isinstance(active, numerics._AllowTF32Switches)

@@ -188,7 +188,7 @@ app = ReproTyper(
 )
 
 
-def _version(value: bool) -> None:
+def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"repro {__version__}")
         raise typer.Exit()
@@ -197,7 +197,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Re-measure the published mIoU of the MCIBI / MCIBI++ (MemoryNetV2) model zoo."""

@@ -136,7 +136,7 @@ def _is_rank_zero() -> bool:
     return os.environ.get("RANK", "0") in ("", "0")
 
 
-def _short(err: BaseException) -> str:
+def _error_summary(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text and not isinstance(err, ReproError) else (text[0] if text else type(err).__name__)
 
@@ -225,13 +225,13 @@ def _each_precision(request: _Request, settings: EngineOptions, precisions: list
     """--precision fp32,tf32: the runs once per precision (each writes its own result files); a
     failed run does not stop the next precision, an interrupt does."""
     if len(precisions) == 1:
-        _evaluate(request, replace(settings, precision=precisions[0]))
+        _run_request(request, replace(settings, precision=precisions[0]))
         return
     failed = False
     for name in precisions:
         _say(f"precision {name}:")
         try:
-            _evaluate(request, replace(settings, precision=name))
+            _run_request(request, replace(settings, precision=name))
         except typer.Exit as stop:
             if stop.exit_code in (130, 143):
                 raise
@@ -240,7 +240,7 @@ def _each_precision(request: _Request, settings: EngineOptions, precisions: list
         raise typer.Exit(1)
 
 
-def _evaluate(request: _Request, settings: EngineOptions) -> None:
+def _run_request(request: _Request, settings: EngineOptions) -> None:
     """Plan, print the plan, then run what is ready here (or hand it to a launcher) and sum up."""
     show = _is_rank_zero()
     with _sigterm_raises():
@@ -481,11 +481,11 @@ def _run_all(ready: list[PlannedRun], settings: EngineOptions, show: bool) -> tu
             raise
         except Exception as err:  # one broken model must not stop the others
             if len(ready) == 1:
-                raise err if isinstance(err, ReproError) else ReproError(f"{run.model_id} [{run.protocol}]: {_short(err)}") from None
+                raise err if isinstance(err, ReproError) else ReproError(f"{run.model_id} [{run.protocol}]: {_error_summary(err)}") from None
             failed += 1
-            rows.append((run, None, _short(err)))
+            rows.append((run, None, _error_summary(err)))
             if show:
-                _say(f"{label}: failed: {_short(err)}")
+                _say(f"{label}: failed: {_error_summary(err)}")
             continue
         rows.append((run, result, ""))
         if show:

@@ -27,15 +27,12 @@ def output_width(stream: Any = None, *, most: int | None = None) -> int:
 
 def aligned_lines(rows: Sequence[dict[str, str]], columns: Sequence[str], right: Iterable[str] = ()) -> list[str]:
     """A header line and one line per row, columns two spaces apart, `right` ones right-aligned;
-    no trailing spaces (pipes and logs diff and grep these)."""
+    no trailing spaces (repro.text.aligned)."""
+    from repro.text import aligned
+
     right = set(right)
-    widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in columns}
-
-    def line(cells: dict[str, str]) -> str:
-        parts = [cells[c].rjust(widths[c]) if c in right else cells[c].ljust(widths[c]) for c in columns]
-        return "  ".join(parts).rstrip()
-
-    return [line({c: c for c in columns}), *(line(r) for r in rows)]
+    cells = [list(columns), *([row[c] for c in columns] for row in rows)]
+    return aligned(cells, "".join("r" if c in right else "l" for c in columns))
 
 
 def print_trimmed(console, renderable) -> None:

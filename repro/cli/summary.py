@@ -16,6 +16,7 @@ from repro.cli.layout import aligned_lines
 from repro.cli.progress import format_rate
 from repro.numerics import COMPARABLE
 from repro.results.current import partial_note
+from repro.text import two_decimals
 
 NUMBERS = ("mIoU", "documented", "Δ", "images", "speed")
 DROPPED_LAST = ("speed", "images")  # numbers that may go (never be cut) at a very narrow width
@@ -39,9 +40,6 @@ def peak_share_text(result: Any) -> str:
         return ""
     return f"{result.peak_flops_fraction:.0%} of {peak_name(getattr(result, 'precision', None))}"
 
-
-def _number(value: Any) -> str:
-    return "" if value is None else f"{value:.2f}"
 
 
 def _delta_text(result: Any, documented: float | None) -> str:
@@ -79,11 +77,11 @@ def summary_cells(rows: Sequence[tuple], manifest: Any) -> tuple[list[dict[str, 
     for run, result, note in rows:
         documented = manifest.get(run.model_id).documented.get(run.protocol)
         row = {"model": run.model_id, "protocol": run.protocol, "status": "failed", "mIoU": "",
-               "documented": _number(documented), "Δ": "", "images": "", "speed": ""}
+               "documented": two_decimals(documented, missing=""), "Δ": "", "images": "", "speed": ""}
         lines = [note] if note else []
         if result is not None:
             comparable = result.status == "complete" and result.precision in COMPARABLE
-            row.update(status=result.status, mIoU=_number(measured_rounded(result)), speed=speed_text(result),
+            row.update(status=result.status, mIoU=two_decimals(measured_rounded(result), missing=""), speed=speed_text(result),
                        images=f"{result.num_images}/{result.num_images_total}")
             row["Δ"] = _delta_text(result, documented) if comparable else ""
             lines = _notes(result, note)

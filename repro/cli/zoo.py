@@ -193,12 +193,12 @@ def list_models(
         print_list(Console(), entries)
 
 
-def _text(value) -> str:
+def _value_text(value) -> str:
     """A manifest value as text: lists joined, unknown values as a dash (never 'None')."""
     if value is None or value == []:
         return UNKNOWN
     if isinstance(value, list):
-        return ", ".join(map(_text, value))
+        return ", ".join(map(_value_text, value))
     return str(value)
 
 
@@ -207,7 +207,7 @@ def _field_rows(entry: ModelEntry) -> list[tuple[str, str]]:
                        "documented_conditions"}
     rows = []
     for key, value in entry.model_dump(exclude=shown_elsewhere).items():
-        rows.append((key, entry.document_title if key == "document" else _text(value)))
+        rows.append((key, entry.document_title if key == "document" else _value_text(value)))
     s = entry.schedule
     rows.append(("schedule", f"lr {s.lr} / {s.policy} / batch {s.batch_size} / {s.epochs} epochs"))
     rows.append(("documented", ", ".join(f"{p}: {documented_text(entry, p)}" for p in entry.documented)))

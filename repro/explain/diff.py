@@ -21,6 +21,7 @@ from repro.results.evidence import Evidence
 from repro.explain.explanation import class_names_of, load_evidence
 from repro.results.files import EvalResult, read_result
 from repro.text import counted
+from repro.text import aligned, clip, two_decimals
 
 
 @dataclass
@@ -156,7 +157,7 @@ def _pixel_agreement(out: Diff) -> None:
         out.notes.append("pixel agreement: the two prediction folders share no image")
 
 
-def _text(value) -> str:
+def _condition_text(value) -> str:
     if value is None:
         return "-"
     if isinstance(value, dict):
@@ -191,7 +192,7 @@ def differing_conditions(a: EvalResult, b: EvalResult) -> list[tuple[str, str, s
             if what == "protocol settings":  # too long to print: name the fields
                 keys = sorted(k for k in {*a.settings, *b.settings} if a.settings.get(k) != b.settings.get(k))
                 va, vb = f"differ in {', '.join(keys)}", ""
-            rows.append((what, _text(va), _text(vb)))
+            rows.append((what, _condition_text(va), _condition_text(vb)))
     return rows
 
 
@@ -199,20 +200,7 @@ def differing_conditions(a: EvalResult, b: EvalResult) -> list[tuple[str, str, s
 # Output
 
 
-def _fmt(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
 
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _table(rows: list[list[str]], align: str) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [("  " + "  ".join(c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(row, widths, align))).rstrip()
-            for row in rows]
 
 
 def _wrapped_table(rows: list[list[str]], value_width: int) -> list[str]:
@@ -233,14 +221,14 @@ def _wrapped_table(rows: list[list[str]], value_width: int) -> list[str]:
 
 def _class_change(c: ClassDelta) -> str:
     if c.delta is not None:
-        return _fmt(c.delta, True)
+        return two_decimals(c.delta, True)
     return "A only" if c.b is None else "B only"
 
 
 def render_text(d: Diff, width: int = 80) -> str:
     ra, rb = d.a.result, d.b.result
     lines = [f"{ra.model_id} [{ra.protocol}]", f"  A: {d.a.path}", f"  B: {d.b.path}"]
-    lines.append(f"  mIoU A {_fmt(ra.miou)}, B {_fmt(rb.miou)}, Δ (B - A) {_fmt(d.delta_miou, True)}")
+    lines.append(f"  mIoU A {two_decimals(ra.miou)}, B {two_decimals(rb.miou)}, Δ (B - A) {two_decimals(d.delta_miou, True)}")
     if d.agreement is not None:
         lines.append(f"  pixels predicted alike: {100 * d.agreement:.3f}% over {counted(d.agreement_images, 'image')}")
     lines += [f"  {note}" for note in d.notes]
@@ -252,13 +240,13 @@ def render_text(d: Diff, width: int = 80) -> str:
     else:
         lines += ["", "Conditions: the same in everything recorded"]
     if d.classes:
-        rows = [["class", "A", "B", "Δ"]] + [[_clip(c.name, 34), _fmt(c.a), _fmt(c.b), _class_change(c)]
+        rows = [["class", "A", "B", "Δ"]] + [[clip(c.name, 34), two_decimals(c.a), two_decimals(c.b), _class_change(c)]
                                            for c in d.classes]
-        lines += ["", "Per-class IoU, largest change first (classes in one run only first)", *_table(rows, "lrrr")]
+        lines += ["", "Per-class IoU, largest change first (classes in one run only first)", *aligned(rows, "lrrr", indent='  ')]
     if d.images:
-        rows = [["image", "A", "B", "Δ"]] + [[_clip(i.image_id, 44), _fmt(i.a), _fmt(i.b), _fmt(i.delta, True)]
+        rows = [["image", "A", "B", "Δ"]] + [[clip(i.image_id, 44), two_decimals(i.a), two_decimals(i.b), two_decimals(i.delta, True)]
                                            for i in d.images]
-        lines += ["", "Images whose mIoU moved most", *_table(rows, "lrrr")]
+        lines += ["", "Images whose mIoU moved most", *aligned(rows, "lrrr", indent='  ')]
     return "\n".join(lines) + "\n"
 
 

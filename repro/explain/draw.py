@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from repro.explain.explanation import Explanation
+from repro.text import clip
 
 ERROR_RGB = (230, 30, 30)
 # Ignored label pixels (not counted by the metric), in every panel and legend: a pale magenta that
@@ -110,7 +111,7 @@ def draw_image_panel(path: Path, image_bgr: np.ndarray, label: np.ndarray, predi
         ax.imshow(picture, interpolation="nearest")
         ax.set_title(name, fontsize=9)
         ax.axis("off")
-    handles = [_patch(colours[c], _short(class_names[c])) for c in shown[:16]]
+    handles = [_patch(colours[c], clip(class_names[c], 22)) for c in shown[:16]]
     handles += [_patch(IGNORE_RGB, "ignored (not counted)"), _patch(ERROR_RGB, "wrong (errors panel)")]
     fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 6), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
@@ -132,9 +133,6 @@ def _classes_shown(label: np.ndarray, prediction: np.ndarray, num_classes: int) 
     counts = np.bincount(values, minlength=num_classes)
     return [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
 
-
-def _short(name: str, limit: int = 22) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 def _save(fig, path: Path) -> Path:
@@ -170,7 +168,7 @@ def draw_confusion(path: Path, confusion: np.ndarray, class_names: Sequence[str]
     rows = confusion[keep].astype(np.float64)
     totals = rows.sum(axis=1, keepdims=True)  # over every predicted class, not only those shown
     shares = np.divide(rows[:, keep], totals, out=np.zeros((len(keep), len(keep))), where=totals > 0)
-    names = [_short(class_names[c], 18) for c in keep]
+    names = [clip(class_names[c], 18) for c in keep]
     size = 2.2 + 0.5 * len(keep)
     fig, ax = plt.subplots(figsize=(size + 1.2, size))
     im = ax.imshow(100 * shares, cmap="Blues", vmin=0, vmax=100)
@@ -200,7 +198,7 @@ def draw_class_iou(path: Path, iou: np.ndarray, class_names: Sequence[str], miou
     ax.barh(range(len(shown)), values, color=colours)
     for y, value in enumerate(values):  # a 0 bar is invisible: the number says it is there
         ax.text(value + 1, y, f"{value:.1f}", va="center", fontsize=7)
-    ax.set_yticks(range(len(shown)), [_short(class_names[c]) for c in shown], fontsize=8)
+    ax.set_yticks(range(len(shown)), [clip(class_names[c], 22) for c in shown], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 100)
     ax.set_xlabel("IoU (%)")

@@ -27,6 +27,7 @@ from repro.manifest import ordered_protocols
 from repro.results.current import partial_note
 from repro.results.files import EvalResult, read_result
 from repro.text import counted
+from repro.text import aligned, clip, two_decimals
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def class_names_of(result: EvalResult, num_classes: int | None = None) -> list[s
     return [f"class {i}" for i in range(num_classes or 0)]
 
 
-def eval_command(result: EvalResult) -> str:
+def rerun_command(result: EvalResult) -> str:
     """The command that re-runs a result and records its evidence."""
     variant = f" --variant {result.variant}" if result.variant != "upstream-head" else ""
     precision = f" --precision {result.precision}" if result.precision != "fp32" else ""
@@ -164,10 +165,10 @@ def load_evidence(path: Path, result: EvalResult) -> tuple[Evidence | None, str 
     """(the evidence, None) or (None, what is missing and how to record it); a mismatching sha256 raises."""
     if not result.evidence:
         return None, ("no per-image evidence: this result was written before repro recorded it; "
-                      f"`{eval_command(result)}` records it")
+                      f"`{rerun_command(result)}` records it")
     sidecar = path.parent / result.evidence
     if not sidecar.is_file():
-        return None, f"its evidence file {result.evidence} is missing; `{eval_command(result)}` records it again"
+        return None, f"its evidence file {result.evidence} is missing; `{rerun_command(result)}` records it again"
     return load(sidecar, result.evidence_sha256), None
 
 
@@ -178,7 +179,7 @@ def explain_result(path: str | os.PathLike, *, manifest=None, top: int = 10) -> 
     evidence, missing = load_evidence(path, result)
     names = class_names_of(result, evidence.num_classes if evidence is not None else None)
     out = Explanation(path=path, result=result, class_names=names, evidence=evidence, missing=missing)
-    _compare_to_documents(out, _entry(result, manifest))
+    _compare_to_documents(out, _manifest_row(result, manifest))
     out.conditions = conditions_table(result)
     if evidence is not None and evidence.has_labels:
         _fill_from_evidence(out, evidence, top)
@@ -191,7 +192,7 @@ def explain_result(path: str | os.PathLike, *, manifest=None, top: int = 10) -> 
     return out
 
 
-def _entry(result: EvalResult, manifest):
+def _manifest_row(result: EvalResult, manifest):
     try:
         return _manifest(manifest).get(result.model_id)
     except UnknownModelError:
@@ -307,11 +308,6 @@ def documented_condition_notes(entry, result: EvalResult) -> list[str]:
 # Text
 
 
-def _fmt(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "-"
-    return f"{value:+.2f}" if signed else f"{value:.2f}"
-
 
 def wrap(text: str, width: int, indent: str = "  ", hanging: str = "    ") -> list[str]:
     """Wrapped lines; a `command` in backticks stays on one line (copied from a pipe whole)."""
@@ -339,25 +335,14 @@ def _headline(x: Explanation) -> str:
         return f"measured: no mIoU ({r.status} run)"
     parts = [f"measured {r.miou:.2f}"]
     if x.documented is not None:
-        parts.append(f"documented {x.documented:.2f} (Δ {_fmt(x.delta, True)}{_verdict(x)})")
+        parts.append(f"documented {x.documented:.2f} (Δ {two_decimals(x.delta, True)}{_verdict(x)})")
     elif x.documented_protocols:
         parts.append(f"no documented number for {r.protocol} (documented: {', '.join(x.documented_protocols)})")
     if x.upstream_now is not None and x.upstream_now != x.documented:
-        parts.append(f"upstream now {x.upstream_now:.2f} (Δ {_fmt(x.delta_now, True)})")
+        parts.append(f"upstream now {x.upstream_now:.2f} (Δ {two_decimals(x.delta_now, True)})")
     return "; ".join(parts)
 
 
-def _table(rows: list[list[str]], align: str) -> list[str]:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    out = []
-    for row in rows:
-        cells = [c.rjust(w) if a == "r" else c.ljust(w) for c, w, a in zip(row, widths, align)]
-        out.append(("  " + "  ".join(cells)).rstrip())
-    return out
-
-
-def _clip(name: str, limit: int = 28) -> str:
-    return name if len(name) <= limit else name[: limit - 1] + "…"
 
 
 _RUN_KEYS = ("forward", "precision", "device", "torch", "world size")
@@ -386,25 +371,25 @@ def _class_section(x: Explanation) -> list[str]:
         return []
     with_share = x.classes[0].gt_share is not None
     head = ["class", "IoU"] + (["share of labels"] if with_share else [])
-    rows = [head] + [[_clip(c.name), _fmt(c.iou)] + ([f"{100 * c.gt_share:.2f}%"] if with_share else [])
+    rows = [head] + [[clip(c.name, 28), two_decimals(c.iou)] + ([f"{100 * c.gt_share:.2f}%"] if with_share else [])
                      for c in x.classes]
-    return ["", f"Per-class IoU, worst first ({len(x.classes)} shown)", *_table(rows, "lrr")]
+    return ["", f"Per-class IoU, worst first ({len(x.classes)} shown)", *aligned(rows, "lrr", indent='  ')]
 
 
 def _confusion_section(x: Explanation) -> list[str]:
     if not x.confusions:
         return []
     rows = [["label", "", "predicted", "share of label"]]
-    rows += [[_clip(c.gt, 24), "->", _clip(c.pred, 24), f"{100 * c.share:.1f}%"] for c in x.confusions]
-    return ["", "Top confusions", *_table(rows, "lllr")]
+    rows += [[clip(c.gt, 24), "->", clip(c.pred, 24), f"{100 * c.share:.1f}%"] for c in x.confusions]
+    return ["", "Top confusions", *aligned(rows, "lllr", indent='  ')]
 
 
 def _image_section(x: Explanation) -> list[str]:
     if not x.worst_images:
         return []
     rows = [["image", "mIoU", "wrong pixels"]]
-    rows += [[_clip(i.image_id, 54), _fmt(i.miou), f"{100 * i.wrong:.1f}%"] for i in x.worst_images]
-    return ["", "Worst images by per-image mIoU", *_table(rows, "lrr")]
+    rows += [[clip(i.image_id, 54), two_decimals(i.miou), f"{100 * i.wrong:.1f}%"] for i in x.worst_images]
+    return ["", "Worst images by per-image mIoU", *aligned(rows, "lrr", indent='  ')]
 
 
 def to_json(x: Explanation) -> str:

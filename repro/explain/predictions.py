@@ -33,7 +33,7 @@ def _predictions_folder(result_path: Path, result: EvalResult) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def _checkpoint_problem(result: EvalResult) -> str | None:
+def _recorded_checkpoint_problem(result: EvalResult) -> str | None:
     """None when the recorded checkpoint is there with the recorded sha256, else what is wrong."""
     if not result.checkpoint or not result.checkpoint_sha256:
         return "the run recorded no checkpoint file"
@@ -117,7 +117,7 @@ class PredictionSource:
         if source.folder is not None:
             source.kind = "saved predictions"
             return source
-        problem = _checkpoint_problem(result)
+        problem = _recorded_checkpoint_problem(result)
         if problem is None:
             source.kind = RECOMPUTED
             return source

@@ -17,6 +17,7 @@ from pathlib import Path
 from repro.errors import CheckpointError, FetchError, ReproError
 from repro.fileio import file_sha256
 from repro.paths import cache_home, checkpoint_dir
+from repro.text import short_digest
 
 LOCK_FILE_NAME = "checkpoints.lock.json"
 ZIP_MAGIC, PICKLE_PROTO = b"PK\x03\x04", b"\x80"  # torch.save's two formats (zip, legacy pickle)
@@ -39,7 +40,7 @@ def read_lock_file() -> dict[str, dict]:
     return data
 
 
-def _entry(model_id: str):
+def _manifest_entry(model_id: str):
     from repro.manifest import load_manifest
 
     return load_manifest().get(model_id)
@@ -64,9 +65,6 @@ class CheckpointStatus:
     size: int | None = None
     verified_against: str | None = None  # "manifest" | "lock file": what the digest was checked with
 
-
-def _short(digest: str | None) -> str:
-    return f"{digest[:12]}…" if digest else "?"
 
 
 def _unfetched_state(model_id: str, folder: Path) -> CheckpointStatus:
@@ -112,7 +110,7 @@ def checkpoint_status(entry, *, verify: bool = False, lock: dict | None = None) 
         found.state, found.detail = CKPT_BAD, f"{size} bytes, {record['size']} when verified: {refetch}"
     elif entry.sha256 and record.get("sha256") != entry.sha256:
         found.state = CKPT_BAD
-        found.detail = f"sha256 {_short(record.get('sha256'))} is not the manifest's {_short(entry.sha256)}: {refetch}"
+        found.detail = f"sha256 {short_digest(record.get('sha256'), '?')} is not the manifest's {short_digest(entry.sha256, '?')}: {refetch}"
     elif verify:
         _rehash(found, expected=entry.sha256 or record.get("sha256"), refetch=refetch)
     else:
@@ -125,7 +123,7 @@ def _rehash(found: CheckpointStatus, *, expected: str | None, refetch: str) -> N
     found.sha256 = digest
     if expected and digest != expected:
         found.state = CKPT_BAD
-        found.detail = f"sha256 {_short(digest)} is not the verified {_short(expected)}: {refetch}"
+        found.detail = f"sha256 {short_digest(digest, '?')} is not the verified {short_digest(expected, '?')}: {refetch}"
     else:
         found.state, found.detail = CKPT_VERIFIED, f"verified now (sha256 matches the {found.verified_against})"
 
@@ -139,7 +137,7 @@ def verified_file(entry, *, rehash: bool = False) -> Path | None:
 def checkpoint_path(model_id: str) -> Path | None:
     """The cached, verified checkpoint of a model id or alias, or None when not fetched yet (or
     damaged). Cheap (no re-hash): see `checkpoint_status`."""
-    return verified_file(_entry(model_id))
+    return verified_file(_manifest_entry(model_id))
 
 
 def resolve_checkpoint(model_id: str, checkpoint: str | os.PathLike | None) -> Path:
@@ -154,7 +152,7 @@ def resolve_checkpoint(model_id: str, checkpoint: str | os.PathLike | None) -> P
         _check_container(path)
         return path
     try:
-        found = checkpoint_status(_entry(model_id))
+        found = checkpoint_status(_manifest_entry(model_id))
     except ReproError:  # an unreadable lock file: as if nothing were cached
         found = CheckpointStatus(CKPT_MISSING, "")
     if found.state in USABLE:

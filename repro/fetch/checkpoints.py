@@ -44,7 +44,7 @@ from repro.fetch.download import (
 )
 from repro.fetch.cache import (  # noqa: F401 - the cache's readers, re-exported
     LOCK_FILE_NAME,
-    _entry,
+    _manifest_entry,
     checkpoint_path,
     lock_file_path,
     read_lock_file,
@@ -52,6 +52,7 @@ from repro.fetch.cache import (  # noqa: F401 - the cache's readers, re-exported
     verified_file,
 )
 from repro.paths import checkpoint_dir
+from repro.text import short_digest
 
 # (model id, checkpoint path) -> None, or CheckpointError naming what does not fit: the model's
 # strict key and shape check, passed in by the caller (repro.models sits below repro.fetch).
@@ -146,9 +147,6 @@ def describe_class_count(count: int) -> str:
     return f"{count} classes ({dataset.title}?)" if dataset else f"{count} classes"
 
 
-def _short(digest: str) -> str:
-    return digest[:12] + "…"
-
 
 def _verify(result: DownloadResult, entry, *, force: bool, fits: FitCheck | None = None, imported: bool = False) -> None:
     """Raise UrlFailed when the downloaded/imported file is not the row's checkpoint.
@@ -161,14 +159,14 @@ def _verify(result: DownloadResult, entry, *, force: bool, fits: FitCheck | None
     if entry.sha256:
         if result.sha256 != entry.sha256:
             raise UrlFailed(
-                f"sha256 mismatch: expected {_short(entry.sha256)} (manifest), got {_short(result.sha256)}"
+                f"sha256 mismatch: expected {short_digest(entry.sha256)} (manifest), got {short_digest(result.sha256)}"
             )
     elif not force:
         recorded = read_lock_file().get(entry.id)
         if recorded and recorded.get("sha256") and recorded["sha256"] != result.sha256:
             raise UrlFailed(
-                f"{'it fits the model, but its ' if imported else ''}sha256 {_short(result.sha256)} differs from "
-                f"{_short(recorded['sha256'])} recorded in {LOCK_FILE_NAME} {_recorded_how(recorded)} "
+                f"{'it fits the model, but its ' if imported else ''}sha256 {short_digest(result.sha256)} differs from "
+                f"{short_digest(recorded['sha256'])} recorded in {LOCK_FILE_NAME} {_recorded_how(recorded)} "
                 f"(use --force to accept the new file)"
             )
 
@@ -200,7 +198,7 @@ def _verify_content(path: Path, entry, fits: FitCheck | None) -> None:
 # ----------------------------------------------------------------------------------- API
 
 
-def _record(entry, path: Path, result: DownloadResult, url: str) -> None:
+def _record_download(entry, path: Path, result: DownloadResult, url: str) -> None:
     _write_lock_record(
         entry.id, {"file": path.name, "sha256": result.sha256, "url": url, "size": result.size}
     )
@@ -227,7 +225,7 @@ def _adopt_unrecorded(entry, force: bool) -> Path | None:
             say(f"{entry.id}: discarding cached {candidate.name} ({failure.reason})", always=True)
             candidate.unlink(missing_ok=True)
             continue
-        _record(entry, candidate, result, url)
+        _record_download(entry, candidate, result, url)
         return candidate
     return None
 
@@ -254,7 +252,7 @@ def fetch_checkpoint(
     URLs to download by hand and the `--from` command that imports the file, whole on lines of
     their own, then raises FetchError (one short line: each host and what went wrong).
     """
-    entry = _entry(model_id)
+    entry = _manifest_entry(model_id)
     reporter = make_progress(progress)
     is_url = source is not None and re.match(r"^https?://", str(source)) is not None
     if link and (source is None or is_url):
@@ -296,7 +294,7 @@ def _download(entry, source: str | os.PathLike | None, mirror: str | None, *, fo
     except FetchError:
         _remove_if_empty(folder)
         raise
-    _record(entry, path, result, result.url)
+    _record_download(entry, path, result, result.url)
     _drop_other_files(folder, path)
     if attempts:  # an earlier URL failed: said once, now that another one worked
         say(f"{entry.id}: failed {describe_attempts(attempts)}; downloaded {result.url}", always=True)
@@ -378,7 +376,7 @@ def _import_file(entry, source: Path, *, force: bool, reporter, fits: FitCheck |
         raise
     os.replace(part, dest)
     result.path = dest
-    _record(entry, dest, result, source.resolve().as_uri())
+    _record_download(entry, dest, result, source.resolve().as_uri())
     _drop_other_files(folder, dest)
     say(f"{entry.id}: imported {source} → {dest} (sha256 {result.sha256})")
     return dest
@@ -409,7 +407,7 @@ def _link_file(entry, source: Path, *, force: bool, fits: FitCheck | None = None
         temp.unlink(missing_ok=True)
         temp.symlink_to(source)
         os.replace(temp, dest)  # atomic: the old file or link until the new link is in place
-    _record(entry, dest, result, source.as_uri())
+    _record_download(entry, dest, result, source.as_uri())
     _drop_other_files(folder, dest)
     say(f"{entry.id}: linked {dest} → {source} (sha256 {result.sha256})")
     return dest
@@ -437,8 +435,8 @@ def pin_manifest(out: str | os.PathLike, manifest_path: str | os.PathLike | None
             continue
         if known[model_id] and known[model_id] != digest:
             raise FetchError(
-                f"{model_id}: the lock file's sha256 {_short(digest)} differs from the manifest's "
-                f"{_short(known[model_id])}; re-fetch it before pinning"
+                f"{model_id}: the lock file's sha256 {short_digest(digest)} differs from the manifest's "
+                f"{short_digest(known[model_id])}; re-fetch it before pinning"
             )
         pins[model_id] = digest
         text = _set_sha256(text, model_id, digest)

@@ -216,18 +216,18 @@ def submit(
                                   engine_options.for_run(run.model_id, run.protocol, len(runs)))
         except RuntimeError as err:  # e.g. sbatch refused a partition or account (submitit's FailedJobError)
             if submitted:
-                _record(folder, submitted)  # the jobs already submitted stay on record
+                _record_jobs(folder, submitted)  # the jobs already submitted stay on record
             lines = [line for line in str(err).strip().splitlines() if line.strip()]
             raise ReproError(f"submitting {run.model_id} {run.protocol} failed: "
                              f"{lines[0] if lines else type(err).__name__}") from None
         submitted.append((plan, job))
         say(f"submitted {job.job_id}: {run.model_id} {run.protocol} "
             f"({plan.gpus} GPU, {plan.minutes} min, est. {plan.gpu_seconds / 3600:.1f} GPU-h)")
-    _record(folder, submitted)
+    _record_jobs(folder, submitted)
     return submitted
 
 
-def _record(folder: Path, submitted: list[tuple[JobPlan, Any]]) -> None:
+def _record_jobs(folder: Path, submitted: list[tuple[JobPlan, Any]]) -> None:
     from repro.fileio import atomic_write_text
 
     path = folder / LAUNCH_RECORD

@@ -303,7 +303,7 @@ def inspect_dataset(name: str, split: str, data_root: Any = None, dataset_roots:
     return info
 
 
-def _checkpoint_problem(model_id: str, checkpoint: Any) -> str | None:
+def _missing_checkpoint(model_id: str, checkpoint: Any) -> str | None:
     from repro.fetch import resolve_checkpoint
 
     try:
@@ -367,7 +367,7 @@ def build_plan(
         if key not in datasets:
             datasets[key] = inspect_dataset(entry.dataset, entry.eval_split, data_root, options.dataset_roots)
         if entry.id not in checkpoints:
-            checkpoints[entry.id] = _checkpoint_problem(entry.id, checkpoint)
+            checkpoints[entry.id] = _missing_checkpoint(entry.id, checkpoint)
         row = _plan_row(entry, run.protocol, datasets[key], checkpoints[entry.id], limit, options.allow_subset)
         row.estimate(entry.upstream_config, device, options.precision)
         if results_on_disk:

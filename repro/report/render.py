@@ -24,8 +24,11 @@ from pathlib import Path
 
 from repro.errors import ReproError
 from repro.report.table import (
-    BLANK_DOC, COMPARED, DISPLAY_COLUMNS, ENVIRONMENT_FIELDS, ENVIRONMENT_LABELS, FAILED, FORMATS, NON_COMPARABLE, NOT_RUN, PARTIAL, REPORT_COLUMNS, REPRODUCED, SERVER, UPSTREAM_NOW, Report, environments, hidden_line, notes_of, summary_line, tolerance_of, tolerance_text,
+    BLANK_DOC, COMPARED, DISPLAY_COLUMNS, ENVIRONMENT_FIELDS, ENVIRONMENT_LABELS, FAILED, FORMATS, NON_COMPARABLE,
+    NOT_RUN, PARTIAL, REPORT_COLUMNS, REPRODUCED, SERVER, UPSTREAM_NOW, Report, environments, hidden_line, notes_of,
+    summary_line, tolerance_of, tolerance_text,
 )
+from repro.text import two_decimals
 
 RowLink = Callable[[dict], "str | None"]  # a report row -> the address its Model cell links to
 Table = tuple[list[str], list[list[str]]]  # (headings, rows of cell texts)
@@ -61,23 +64,23 @@ def _missing(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _number(value: float | None, signed: bool = False) -> str:
-    if _missing(value):
-        return ""
-    return f"{value + 0.0:+.2f}" if signed else f"{value:.2f}"
-
 
 def display_rows(rows: Sequence[dict]) -> Table:
     """The human-facing columns of `rows` (DISPLAY_COLUMNS), as the text the tables show."""
     headings = [column.heading for column in DISPLAY_COLUMNS]
     cells = [
-        [_number(row[c.field], signed=c.signed) if c.numeric else _text(row[c.field]) for c in DISPLAY_COLUMNS]
+        [_cell_number(row[c.field], signed=c.signed) if c.numeric else _cell_text(row[c.field]) for c in DISPLAY_COLUMNS]
         for row in rows
     ]
     return headings, cells
 
 
-def _text(value: object) -> str:
+def _cell_number(value: float | None, signed: bool = False) -> str:
+    """A number cell: 2 decimals, empty when missing (None or NaN)."""
+    return "" if _missing(value) else two_decimals(value, signed)
+
+
+def _cell_text(value: object) -> str:
     """A cell as text; missing values (None, NaN) are empty."""
     return "" if _missing(value) else str(value)
 
@@ -96,7 +99,7 @@ def per_class_order(per_class_iou: dict[str, float | None]) -> list[tuple[str, f
 
 
 def _per_class_table(per_class_iou: dict[str, float | None]) -> Table:
-    rows = [[name, "n/a" if _missing(iou) else _number(iou)] for name, iou in per_class_order(per_class_iou)]
+    rows = [[name, "n/a" if _missing(iou) else _cell_number(iou)] for name, iou in per_class_order(per_class_iou)]
     return ["Class", "IoU"], rows
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from repro.results.files import EvalResult
 from repro.text import counted
+from repro.text import short_digest
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ def _checkpoint_differences(result: EvalResult, now: RunConditions, exact: bool)
     if exact or (now.checkpoint_sha256 and had):
         if had == now.checkpoint_sha256:
             return []
-        return [f"checkpoint sha256 {_short(had)}, not {_short(now.checkpoint_sha256)}"]
+        return [f"checkpoint sha256 {short_digest(had)}, not {short_digest(now.checkpoint_sha256)}"]
     if not result.checkpoint:
         return [] if now.checkpoint is None else ["measured without a checkpoint file"]
     if now.checkpoint is not None and not _same_path(result.checkpoint, now.checkpoint):
@@ -115,9 +116,6 @@ def _same_path(a: str | None, b: str | None) -> bool:
         return a == b
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
-
-def _short(digest: str | None) -> str:
-    return f"{digest[:12]}…" if digest else "none"
 
 
 def replacement_refused(path: str | os.PathLike, result: EvalResult, differences: list[str], force: bool) -> str | None:
