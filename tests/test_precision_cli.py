@@ -116,7 +116,8 @@ def test_assume_device_prints_fp32_and_tf32_budgets(home):
     assert "fp32 ~" in line and "tf32 ~" in line
     assert "0.39 (measured)" in result.stdout and "0.20 (assumed)" in result.stdout
     budget_lines = result.stdout[result.stdout.index("budget on"):].splitlines()
-    assert len(budget_lines) == 3 and max(map(len, budget_lines)) <= 80
+    assert len(budget_lines) == 4 and max(map(len, budget_lines)) <= 80
+    assert budget_lines[3].startswith("  memory: up to ") and "/80 GiB (mcibi_deeplabv3_r50_ade20k ms+flip)" in budget_lines[3]
 
 
 def test_assume_device_json_has_the_budget(home):
