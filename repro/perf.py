@@ -1,13 +1,16 @@
 """Performance figures recorded with every result: peak memory, share of the peak (the FLOPs per
-image come from `repro.inference.count_flops`).
+image come from `repro.inference.count_flops`); the devices' peaks and memory sizes the plan uses.
 
 Light at import (no torch): the eval command's plan uses the peak table before any model runs.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import resource
 import sys
+from pathlib import Path
 
 # Dense fp32 peaks (TFLOP/s, no TF32, no sparsity) from the vendors' data sheets. Matched in
 # order against torch.cuda.get_device_name(), so the more specific names come first.
@@ -79,11 +82,51 @@ FP32_SHARE_SOURCE = "measured on an H200"
 TF32_SHARE_SOURCE = "assumed"
 
 
+# Memory (GiB) from the data sheets, for GPUs whose name does not carry it ("NVIDIA H100 80GB HBM3"
+# and "Tesla V100-SXM2-32GB" do: `device_memory_bytes` reads it there first). A program sees a
+# little less (an H100 80GB shows ~79 GiB, an H200 ~139 GiB).
+GPU_MEMORY_GIB: tuple[tuple[str, float], ...] = (
+    ("H100 PCIe", 80.0),
+    ("H100 NVL", 94.0),
+    ("H100", 80.0),
+    ("H200", 141.0),
+    ("H20", 96.0),
+    ("GH200", 96.0),
+    ("B200", 180.0),
+    ("A100", 40.0),  # the 80 GB cards say so in their name
+    ("A800", 80.0),
+    ("A40", 48.0),
+    ("A30", 24.0),
+    ("A10G", 24.0),
+    ("A10", 24.0),
+    ("L40S", 48.0),
+    ("L40", 48.0),
+    ("L4", 24.0),
+    ("V100", 16.0),  # the 32 GB cards say so in their name
+    ("T4", 16.0),
+    ("RTX 6000 Ada", 48.0),
+    ("RTX A6000", 48.0),
+    ("RTX 4090", 24.0),
+    ("RTX 4080", 16.0),
+    ("RTX 3090", 24.0),
+    ("RTX 3080", 10.0),
+    ("TITAN RTX", 24.0),
+    ("RTX 2080 Ti", 11.0),
+)
+GIB = 2**30
+
+
 def _lookup(table: tuple[tuple[str, float], ...], device_name: str) -> float | None:
-    for key, tflops in table:
+    """The figure of the first key that the device's name contains (case-insensitive)."""
+    for key, figure in table:
         if key.lower() in device_name.lower():
-            return tflops * 1e12
+            return figure
     return None
+
+
+def _tflops(table: tuple[tuple[str, float], ...], device_name: str) -> float | None:
+    tflops = _lookup(table, device_name)
+    return None if tflops is None else tflops * 1e12
 
 
 def device_peak_flops(device_name: str | None, precision: str | None = None) -> float | None:
@@ -95,8 +138,28 @@ def device_peak_flops(device_name: str | None, precision: str | None = None) -> 
     if precision in TF32_PRECISIONS:
         if _lookup(FP32_PEAK_TFLOPS, device_name) is None:
             return None
-        return _lookup(TF32_PEAK_TFLOPS, device_name)
-    return _lookup(FP32_PEAK_TFLOPS, device_name)
+        return _tflops(TF32_PEAK_TFLOPS, device_name)
+    return _tflops(FP32_PEAK_TFLOPS, device_name)
+
+
+def device_memory_bytes(device_name: str | None) -> int | None:
+    """The memory of a GPU named like torch.cuda.get_device_name(): the "80GB" of its name, else
+    the data sheet's (`GPU_MEMORY_GIB`); None when unknown."""
+    if not device_name:
+        return None
+    named = re.search(r"(\d+)\s*GB\b", device_name, flags=re.IGNORECASE)
+    if named:
+        return int(named.group(1)) * GIB
+    gib = _lookup(GPU_MEMORY_GIB, device_name)
+    return None if gib is None else int(gib * GIB)
+
+
+def host_memory_bytes() -> int | None:
+    """This machine's physical memory (MemTotal), None when the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):
+        return None
 
 
 def achieved_flops(device_name: str | None, precision: str | None = None) -> float | None:
@@ -129,10 +192,45 @@ def peak_fraction(flops_per_image: float | None, images_per_second: float, devic
     return flops_per_image * images_per_second / devices / peak_flops
 
 
+PROC_STATUS = Path("/proc/self/status")
+PROC_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
 def process_peak_rss_bytes() -> int | None:
-    """Peak resident memory of this process so far (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    """Peak resident memory of this process since it started or since `reset_peak_rss` (Linux's
+    VmHWM; elsewhere ru_maxrss: KiB on Linux, bytes on macOS, never reset)."""
+    high_water = _proc_status_bytes("VmHWM")
+    if high_water is not None:
+        return high_water
     try:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     except (OSError, ValueError):
         return None
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024
+
+
+def reset_peak_rss() -> bool:
+    """Start the peak resident memory afresh from the current one (Linux >= 4.0), so that the peak
+    read after a run is that run's, not the process's (a command that evaluates several rows).
+    False where the system cannot (then the peak is the process's)."""
+    try:
+        PROC_CLEAR_REFS.write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def process_rss_bytes() -> int | None:
+    """Resident memory of this process now (Linux's VmRSS; None elsewhere)."""
+    return _proc_status_bytes("VmRSS")
+
+
+def _proc_status_bytes(field: str) -> int | None:
+    try:
+        lines = PROC_STATUS.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024  # "VmHWM:   123456 kB"
+    return None

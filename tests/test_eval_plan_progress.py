@@ -115,3 +115,43 @@ def test_phases_in_a_pipe_are_one_line_when_evaluating_starts(monkeypatch):
     clock.now += 0.5
     view.phase("evaluating")
     assert buffer.getvalue() == "x: building model 2.0 s, loading checkpoint 0.5 s; evaluating\n"
+
+
+def test_a_long_image_prints_its_passes_in_a_pipe_at_the_line_interval(monkeypatch):
+    """The heartbeat inside an image: nothing until the usual interval passed without a line,
+    then "pass k of n" with the time spent on this image; never on a terminal."""
+    clock = FakeClock()
+    monkeypatch.setattr(progress_module.time, "perf_counter", clock)
+    buffer = io.StringIO()
+    view = EvalProgress("run", True, Console(file=buffer, force_terminal=False, width=80))
+    view.passes(1, 52)  # before the first image is announced: nothing to anchor the line to
+    view.phase("evaluating")
+    view(0, 10)
+    clock.now += 29
+    view.passes(5, 52)
+    assert buffer.getvalue().splitlines()[-1] == "run: 0/10 images"  # under 30 s: no line yet
+    clock.now += 2
+    view.passes(6, 52)
+    clock.now += 10
+    view.passes(7, 52)  # 10 s after the last line: quiet again
+    clock.now += 366 - 41
+    view(1, 10)
+    clock.now += 39
+    view.passes(2, 52)  # the interval grows with the run: a tenth of 405 s
+    clock.now += 2
+    view.passes(3, 52)
+    lines = buffer.getvalue().splitlines()
+    assert lines[2:] == ["run: image 1/10, pass 6 of 52 (0:31 on this image)", "run: 1/10 images, 366.0 s/img, eta 54:54",
+                         "run: image 2/10, pass 3 of 52 (0:41 on this image)"]
+    terminal = io.StringIO()
+    bar = EvalProgress("run", True, Console(file=terminal, force_terminal=True, width=80))
+    with bar:
+        bar(0, 10)
+        clock.now += 400
+        bar.passes(3, 52)
+    assert "pass" not in terminal.getvalue()
+    quiet = EvalProgress("run", False, Console(file=io.StringIO(), force_terminal=False))
+    quiet(0, 10)
+    clock.now += 400
+    quiet.passes(3, 52)
+    assert quiet.console.file.getvalue() == ""

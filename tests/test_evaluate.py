@@ -328,3 +328,50 @@ def test_the_flop_fallback_counting_is_left_out_of_the_timing(lip_root, tmp_path
     assert result.flops_per_image == 1e9 and result.num_images == limit
     assert 0 < result.seconds < 1.0, result.seconds
     assert result.seconds_per_image == pytest.approx(result.seconds / limit)
+
+
+class OutOfMemoryAboveOne(torch.nn.Module):
+    """TinyConvNet that runs out of memory on any forward of more than one input."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.inner = TinyConvNet(num_classes)
+        self.refused = 0
+
+    def forward(self, x):
+        if x.shape[0] > 1:
+            self.refused += 1
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
+        return self.inner(x)
+
+
+def test_an_out_of_memory_halving_is_said_once_and_recorded_in_the_result(lip_root, tmp_path, monkeypatch):
+    """Batches of up to 4 windows (the pixel cap lifted, as on a GPU) meet a model that holds one:
+    the batch is halved to 1 and retried, one line says so, the result's engine record counts it,
+    and the numbers are those of one input per forward."""
+    monkeypatch.setattr("repro.inference.predictor.auto_pixel_cap", lambda device_type, largest: None)
+    model = OutOfMemoryAboveOne(20)
+    lines: list[str] = []
+    result = run_job(lip_job(lip_root, factory=lambda: model), options(tmp_path, max_batch=4), log=lines.append)
+    assert model.refused == 2  # 4 inputs, then 2, then never again
+    said = [line for line in lines if "out of memory" in line]
+    assert len(said) == 1 and "with 4 inputs per forward" in said[0] and said[0].startswith("tiny_lip [ms+flip]: ")
+    assert result.engine["oom_halvings"] == 2
+    assert result.engine["max_batch_after_oom"] == 1 and result.engine["largest_batch"] == 1
+    one_at_a_time = run_job(lip_job(lip_root), options(tmp_path / "one", max_batch=1))
+    assert result.miou == pytest.approx(one_at_a_time.miou, abs=1e-9)
+    assert result.per_class_iou == pytest.approx(one_at_a_time.per_class_iou, abs=1e-9, nan_ok=True)
+
+
+def test_the_engine_reports_forward_passes_within_each_image(lip_root, tmp_path):
+    """The heartbeat of long images: after each forward, (inputs done, the image's inputs); every
+    image ends at its total, which is the protocol's passes for that image."""
+    heard: list[tuple[int, int]] = []
+    run_job(lip_job(lip_root), options(tmp_path, max_batch=1, limit=2),
+            passes=lambda done, total: heard.append((done, total)))
+    ends = [index for index, (done, total) in enumerate(heard) if done == total]
+    assert len(ends) == 2  # two images
+    first = heard[: ends[0] + 1]
+    assert [done for done, _ in first] == list(range(1, first[-1][1] + 1))  # one input per forward
+    assert {total for _, total in heard} == {first[-1][1]}  # same-size images: the same count
+    assert first[-1][1] > 2  # windows x scales x flips of LIP_PROTOCOL

@@ -229,14 +229,15 @@ PROTOCOLS = {
 
 
 @pytest.mark.parametrize("name", list(PROTOCOLS))
-@pytest.mark.parametrize("max_batch", [1, 3, 64])
-def test_predictor_matches_reference_loop(name, max_batch):
+@pytest.mark.parametrize("max_batch, batch_pixels", [(1, "auto"), (4, "auto"), (3, None), (64, None)])
+def test_predictor_matches_reference_loop(name, max_batch, batch_pixels):
     settings = PROTOCOLS[name]
     model = TinyConvNet(5)
     image = torch.randn(3, 27, 38, generator=torch.Generator().manual_seed(5))
     pairs = [(1, 3)]
     expected = reference_predict(model, image, settings, 5, pairs, "cpu", output_size=(31, 45))
-    got = predict(model, image, settings, 5, pairs, "cpu", output_size=(31, 45), max_batch=max_batch)
+    got = predict(model, image, settings, 5, pairs, "cpu", output_size=(31, 45), max_batch=max_batch,
+                  batch_pixels=batch_pixels)
     assert got.shape == (5, 31, 45)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     assert torch.equal(got.argmax(0), expected.argmax(0))
@@ -264,12 +265,17 @@ class _OomAboveTwo(TinyConvNet):
         return super().forward(x)
 
 
-def test_out_of_memory_halves_the_batch_and_keeps_results():
+def test_out_of_memory_halves_the_batch_says_so_once_and_keeps_results():
     settings = PROTOCOLS["slide-ms-flip"]
     image = torch.randn(3, 27, 38, generator=torch.Generator().manual_seed(7))
-    predictor = Predictor(_OomAboveTwo(5), settings, 5, device="cpu", max_batch=8)
+    said: list[str] = []
+    predictor = Predictor(_OomAboveTwo(5), settings, 5, device="cpu", max_batch=8, batch_pixels=None, log=said.append)
     got = predictor(image)
     assert predictor.max_batch == 2 and predictor.oom_retries == 2
+    assert said == ["out of memory with 8 inputs per forward on cpu: now at most 4 (same predictions up to "
+                    "float rounding; halved again if needed)"]
+    assert predictor.batching() == {"batch_pixels": None, "largest_batch": 2, "oom_halvings": 2,
+                                    "max_batch_after_oom": 2}
     expected = reference_predict(TinyConvNet(5), image, settings, 5)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
@@ -277,9 +283,61 @@ def test_out_of_memory_halves_the_batch_and_keeps_results():
 def test_batches_respect_the_bound():
     model = RampModel(3)
     settings = TTASettings(mode="slide", crop_size=(8, 8), stride=(5, 5), flip=True)
-    Predictor(model, settings, 3, device="cpu", max_batch=3)(torch.zeros(3, 18, 18))
+    Predictor(model, settings, 3, device="cpu", max_batch=3, batch_pixels=None)(torch.zeros(3, 18, 18))
     # 3x3 windows x 2 passes = 18 crops, at most 3 per forward
     assert sum(model.calls) == 18 and max(model.calls) == 3
+
+
+def test_on_the_cpu_no_forward_holds_more_pixels_than_the_largest_single_input():
+    """Upstream's loop forwards one input at a time: the default batches only what fits in the
+    pixels of the image's largest input (the scale-0.5 pair), so the peak stays near the loop's."""
+    model = RampModel(3)
+    whole = TTASettings(mode="whole", scales=(0.5, 1.0, 0.75), flip=True)
+    predictor = Predictor(model, whole, 3, device="cpu", max_batch=4)
+    predictor(torch.zeros(3, 20, 20))
+    assert model.calls == [2, 1, 1, 1, 1]  # 10x10 pair (200 px <= 400), 20x20 alone, 15x15 pair (450 > 400)
+    assert predictor.batching()["batch_pixels"] == "largest input" and predictor.largest_batch == 2
+    slide = RampModel(3)
+    Predictor(slide, TTASettings(mode="slide", crop_size=(8, 8), stride=(5, 5), flip=True), 3,
+              device="cpu", max_batch=4)(torch.zeros(3, 18, 18))
+    assert slide.calls == [1] * 18  # windows of one size: one at a time, as upstream
+    fixed = RampModel(3)
+    Predictor(fixed, whole, 3, device="cpu", max_batch=4, batch_pixels=900)(torch.zeros(3, 20, 20))
+    assert fixed.calls == [2, 2, 2]  # a cap of 900 pixels holds two 20x20 inputs
+
+
+def test_a_gpu_batch_is_cut_to_what_its_free_memory_holds(monkeypatch):
+    """Where the architecture's footprint is known, a GPU forwards at most the inputs whose
+    activations fit GPU_FREE_SHARE of its free memory (no GPU here: the device is only named)."""
+    from repro.inference.footprint import FOOTPRINT_SIDES, GPU_FREE_SHARE, MIB, Footprint
+
+    hundred_bytes_a_pixel = Footprint(0.0, tuple(side * side * 100 / MIB for side in FOOTPRINT_SIDES))
+    assert hundred_bytes_a_pixel.activations(1000) == pytest.approx(100_000)
+    predictor = Predictor(RampModel(3), _whole(flip=True), 3, device="cpu", max_batch=4,
+                          footprint=hundred_bytes_a_pixel)
+    assert predictor._fitting(1000) is None  # on a CPU the pixel cap rules
+    predictor.device = torch.device("cuda")
+    monkeypatch.setattr(predictor, "_free_device_bytes", lambda: int(250_000 / GPU_FREE_SHARE))
+    assert predictor._fitting(1000) == 2  # 100 kB per input, 250 kB free for activations
+    assert predictor._image_pixel_cap(1000) is None and predictor.batching()["batch_pixels"] == "free memory"
+
+
+def test_pass_progress_counts_the_inputs_of_each_image():
+    """The heartbeat within an image: after each forward, (inputs done, the image's inputs)."""
+    settings = PROTOCOLS["slide-ms-flip"]
+    calls: list[tuple[int, int]] = []
+    predictor = Predictor(TinyConvNet(5), settings, 5, device="cpu", max_batch=3, batch_pixels=None,
+                          pass_progress=lambda done, total: calls.append((done, total)))
+    image = torch.zeros(3, 27, 38)
+    predictor(image)
+    total = sum(2 * len(slide_windows(*scaled_size(27, 38, s), settings.crop_size, settings.stride))
+                for s in settings.scales)
+    done = [d for d, _ in calls]
+    assert calls[-1] == (total, total) and {t for _, t in calls} == {total}
+    assert all(0 < later - earlier <= 3 for earlier, later in zip([0] + done, done))  # one call per forward
+    first_image = len(calls)
+    predictor(image)
+    assert calls[first_image] == (3, total) and calls[-1] == (total, total)  # each image counts from 0
 
 
 def test_bf16_autocast_runs_close_to_fp32():

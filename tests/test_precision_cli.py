@@ -119,7 +119,8 @@ def test_assume_device_prints_fp32_and_tf32_budgets(home):
     assert "156 TFLOP/s peak x 0.20 (assumed)" in result.stdout
     assert line.startswith("budget on an assumed NVIDIA A100-SXM4-80GB: ")
     budget_lines = result.stdout[result.stdout.index("budget on"):].splitlines()
-    assert len(budget_lines) == 3 and max(map(len, budget_lines)) <= 80
+    assert len(budget_lines) == 4 and max(map(len, budget_lines)) <= 80
+    assert budget_lines[3].startswith("  memory: up to ") and "/80 GiB (mcibi_deeplabv3_r50_ade20k ms+flip)" in budget_lines[3]
 
 
 def test_the_cpu_budget_says_its_speed_was_measured_as_the_readme_does(home):

@@ -398,7 +398,7 @@ def _run_one(run: PlannedRun, label: str, settings: EngineOptions, show: bool):
     try:
         with EvalProgress(label, show, console) as view:
             return evaluate(run.model_id, run.protocol, settings, progress=view,
-                            log=view.say if show else None, phase=view.phase)
+                            log=view.say if show else None, phase=view.phase, passes=view.passes)
     except KeyboardInterrupt:
         _interrupted(label, show, 130)
     except Terminated:
@@ -536,7 +536,7 @@ def eval_command(
     resume: bool = typer.Option(True, "--resume/--no-resume", help="--no-resume: start interrupted runs over, discarding their saved progress (finished results are kept unless --force).", rich_help_panel="Output"),
     force: bool = typer.Option(False, "--force", help="Redo finished evaluations: their result is replaced, a complete one kept beside it, renamed.", rich_help_panel="Output"),
     shard: str = typer.Option(None, "--shard", help="I/N: only the I-th of N interleaved shares of the models.", rich_help_panel="Cluster"),
-    max_batch: int = typer.Option(4, "--max-batch", min=1, help="Crops (or images) per forward pass; lower it if GPU memory is short.", rich_help_panel="Engine"),
+    max_batch: int = typer.Option(4, "--max-batch", min=1, help="At most N crops (or images) per forward pass (on a CPU also no more pixels than the image's largest input); lower it if GPU memory is short.", rich_help_panel="Engine"),
     workers: int = typer.Option(None, "--workers", min=0, help="Threads reading images ahead (default: 1 on 1-2 "
                                 "cores, else up to 4; 0: none).", rich_help_panel="Engine"),
     save_every: int = typer.Option(200, "--save-every", min=1, help="Images between progress saves.", rich_help_panel="Output"),

@@ -82,6 +82,8 @@ class EvalProgress:
         self.started = time.perf_counter()
         self.last_line = 0.0
         self.phases: list[tuple[str, float]] = []  # pipe: (phase, start time, then its duration)
+        self.images: tuple[int, int] | None = None  # (done, total) at the last image
+        self.image_started = 0.0
 
     def __enter__(self) -> EvalProgress:
         if self.interactive:
@@ -123,6 +125,7 @@ class EvalProgress:
         if self.first_done is None:
             self.first_done, self.started = done, now
         counted, elapsed = done - self.first_done, now - self.started
+        self.images, self.image_started = (done, total), now
         per_image = elapsed / counted if counted > 0 else None
         rate = format_rate(counted, elapsed)
         if self.progress is not None:
@@ -132,3 +135,18 @@ class EvalProgress:
             self.last_line = now
             eta = f", eta {format_clock((total - done) * per_image)}" if per_image and done < total else ""
             self.say(f"{self.label}: {done}/{total} images{', ' + rate if rate else ''}{eta}")
+
+    def passes(self, done: int, total: int) -> None:
+        """The heartbeat within one image, `Predictor(pass_progress=...)`: forward inputs done of
+        the image's `total`. In a pipe it prints a line when nothing was printed for the usual
+        interval (`line_interval`: 30 s to 5 min), so that an image of minutes still shows life;
+        on a terminal the bar's counting-down ETA does."""
+        if not self.enabled or self.progress is not None or self.images is None:
+            return
+        now = time.perf_counter()
+        if now - self.last_line < line_interval(now - self.started):
+            return
+        self.last_line = now
+        image, images = self.images[0] + 1, self.images[1]
+        self.say(f"{self.label}: image {image}/{images}, pass {done} of {total} "
+                 f"({format_clock(now - self.image_started)} on this image)")

@@ -30,7 +30,7 @@ _HOMES = {
     "loader": ("PREFETCH_DEPTH",),
     "progress": ("PROGRESS_DIR", "progress_path"),
     "run": ("LogCallback", "evaluate", "run_job"),
-    "loop": ("PhaseCallback", "ProgressCallback"),
+    "loop": ("PassCallback", "PhaseCallback", "ProgressCallback", "Watchers"),
     "signals": ("Interrupts", "Terminated"),
     "sinks": ("SUBMISSION_DIR",),
 }

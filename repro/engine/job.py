@@ -48,6 +48,7 @@ class EvalJob:
     count_unit: str = "images"
     variant: str = "upstream-head"
     default_variant: str = "upstream-head"  # the row's default: its results keep the plain file name
+    upstream_config: str | None = None  # the architecture's memory figures (repro.inference.footprint) on a GPU
 
     @property
     def num_classes(self) -> int:
@@ -110,6 +111,7 @@ def build_job(model_id: str, protocol_name: str, options: EngineOptions = Engine
         server=entry.eval == "server" or not getattr(dataset, "has_labels", True),
         official_count=spec.splits.get(entry.eval_split),
         count_unit=spec.count_unit, variant=variant, default_variant=entry.default_variant,
+        upstream_config=entry.upstream_config,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,22 +18,34 @@ from repro.engine.signals import Interrupts
 from repro.engine.sinks import Sample
 from repro.errors import DatasetError, ReproError
 from repro.inference.flops import FlopObserver, count_flops
+from repro.inference.footprint import footprint_of
 from repro.inference.predictor import Predictor
 from repro.manifest import field_of
 from repro.text import counted
 
 ProgressCallback = Callable[[int, int], None]  # (images done on this rank, images of this rank)
 PhaseCallback = Callable[[str], None]  # "building model", "loading checkpoint", "evaluating"
+PassCallback = Callable[[int, int], None]  # (forward inputs done within the current image, its inputs)
+
+
+@dataclass(frozen=True)
+class Watchers:
+    """Who hears about a run as it goes (each optional): images done, the phase, forward passes
+    within an image (the heartbeat of long images), and one-line notes."""
+
+    progress: ProgressCallback | None = None
+    phase: PhaseCallback | None = None
+    passes: PassCallback | None = None
+    log: Callable[[str], None] | None = None
 
 
 def evaluate_share(job: EvalJob, options: EngineOptions, device: torch.device, share: list[int],
-                   session: Session, progress: ProgressCallback | None, phase: PhaseCallback | None) -> None:
+                   session: Session, watchers: Watchers) -> None:
     """Predict the images of this rank's share not counted yet and hand each to every sink."""
-    state, tell = session.state, progress or (lambda done, total: None)
+    state, tell, phase = session.state, watchers.progress or (lambda done, total: None), watchers.phase
     model = build_model(job, device, phase or (lambda name: None))
-    predictor = Predictor(model, job.protocol, job.num_classes, field_of(job.protocol, "flip_pairs", ()), device,
-                          max_batch=options.max_batch, precision=options.precision,
-                          resize_on_cpu=options.resize_on_cpu)
+    predictor = make_predictor(job, options, device, model, watchers)
+    batched_before = dict(state.batching)
     samples = TransformedSamples(job.dataset, share[state.done:], job.protocol)
     flops = FirstImageFlops(model, predictor, job, options, wanted=state.flops_per_image is None)
     _start(device, session, phase)
@@ -50,6 +63,7 @@ def evaluate_share(job: EvalJob, options: EngineOptions, device: torch.device, s
                     for sink, part in zip(session.sinks, parts):
                         sink.add(part)
                     session.counted()
+                state.batching = combined_batching([batched_before, predictor.batching()])
                 flops.record(state, session, image.shape, sample.size)
                 tell(state.done, len(share))
     except BaseException as err:
@@ -63,6 +77,30 @@ def evaluate_share(job: EvalJob, options: EngineOptions, device: torch.device, s
     del predictor, model
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def make_predictor(job: EvalJob, options: EngineOptions, device: torch.device, model: torch.nn.Module,
+                   watchers: Watchers) -> Predictor:
+    """The Predictor of a run: on a GPU it also keeps each batch within the free memory, from the
+    architecture's memory figures (`repro.inference.footprint`); an out-of-memory halving is said
+    once through the run's log."""
+    footprint = footprint_of(job.upstream_config) if device.type == "cuda" and job.upstream_config else None
+    return Predictor(model, job.protocol, job.num_classes, field_of(job.protocol, "flip_pairs", ()), device,
+                     max_batch=options.max_batch, precision=options.precision, resize_on_cpu=options.resize_on_cpu,
+                     footprint=footprint, log=watchers.log, pass_progress=watchers.passes)
+
+
+def combined_batching(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the inputs were batched over sessions (a resumed run) or ranks (`Predictor.batching`):
+    the most inputs one forward held, out-of-memory halvings summed, the lowest bound they left."""
+    parts = [part for part in parts if part]
+    if not parts:
+        return {}
+    bounds = [part["max_batch_after_oom"] for part in parts if part.get("oom_halvings")]
+    return {"batch_pixels": parts[-1].get("batch_pixels"),
+            "largest_batch": max(int(part.get("largest_batch", 0)) for part in parts),
+            "oom_halvings": sum(int(part.get("oom_halvings", 0)) for part in parts),
+            "max_batch_after_oom": min(bounds) if bounds else None}
 
 
 def _save_after_failure(session: Session, err: BaseException) -> None:

@@ -126,12 +126,14 @@ class State:
     started: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     flops_per_image: float | None = None  # counted once, on the first image evaluated
     peak_memory: int | None = None  # the highest peak of all sessions
+    batching: dict[str, Any] = field(default_factory=dict)  # Predictor.batching over the sessions
     sinks: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {"settings", "state"}
 
     def save(self, path: Path) -> None:
         payload = {"version": STATE_VERSION, "fingerprint": self.fingerprint, "conditions": self.conditions,
                    "done": int(self.done), "seconds": float(self.seconds), "started": self.started,
-                   "flops_per_image": self.flops_per_image, "peak_memory": self.peak_memory, "sinks": self.sinks}
+                   "flops_per_image": self.flops_per_image, "peak_memory": self.peak_memory, "batching": self.batching,
+                   "sinks": self.sinks}
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
@@ -154,6 +156,7 @@ class State:
             return cls(fingerprint=str(payload["fingerprint"]), conditions=dict(payload["conditions"]),
                        done=int(payload["done"]), seconds=float(payload["seconds"]), started=str(payload["started"]),
                        flops_per_image=payload.get("flops_per_image"), peak_memory=payload.get("peak_memory"),
+                       batching=dict(payload.get("batching") or {}),
                        sinks=dict(payload["sinks"])), None
         except (KeyError, TypeError, ValueError) as err:
             return None, f"it is malformed ({type(err).__name__}: {err})"

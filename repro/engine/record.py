@@ -87,14 +87,18 @@ def performance(state: State, device: torch.device, ranks: Ranks, evaluated: int
     }
 
 
-def run_environment(options: EngineOptions, device: torch.device, ranks: Ranks) -> dict[str, Any]:
-    """The result's fields on how and where it was computed (`repro.engine.devices.environment`)."""
+def run_environment(options: EngineOptions, device: torch.device, ranks: Ranks,
+                    batching: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The result's fields on how and where it was computed (`repro.engine.devices.environment`);
+    `batching`: how the inputs shared forwards (`Predictor.batching`, over sessions and ranks),
+    out-of-memory halvings included."""
     machine = environment(device)
     return {
         "precision": options.precision, "device": machine["device"], "torch_version": machine["torch"],
         "cuda_version": machine["cuda"], "cudnn_version": machine["cudnn"], "world_size": ranks.world_size,
         "engine": {"max_batch": options.max_batch, "resize_on_cpu": options.resize_on_cpu,
-                   "channels_last": Predictor.default_channels_last(device, options.resize_on_cpu)},
+                   "channels_last": Predictor.default_channels_last(device, options.resize_on_cpu),
+                   **(batching or {})},
         "repro_version": repro.__version__, "git_commit": git_commit(),
         "selftest": latest_selftest(machine["device"]),
     }

@@ -16,7 +16,7 @@ import torch
 
 from repro.engine.devices import Collective, Ranks, resolve_device, setup_distributed
 from repro.engine.job import EngineOptions, EvalJob, build_job, dataset_fingerprint
-from repro.engine.loop import PhaseCallback, ProgressCallback, evaluate_share
+from repro.engine.loop import PassCallback, PhaseCallback, ProgressCallback, Watchers, combined_batching, evaluate_share
 from repro.engine.progress import Session, State, drop_state, fingerprint_of, progress_path, run_conditions, saved_state
 from repro.engine.record import (
     Extent, conditions, kept_predictions_missing, make_result, not_applied, performance, result_path, run_environment,
@@ -51,7 +51,8 @@ class Run:
 
 
 def run_job(job: EvalJob, options: EngineOptions = EngineOptions(), *, progress: ProgressCallback | None = None,
-            log: LogCallback | None = None, phase: PhaseCallback | None = None) -> EvalResult:
+            log: LogCallback | None = None, phase: PhaseCallback | None = None,
+            passes: PassCallback | None = None) -> EvalResult:
     """Evaluate `job`; returns (and on rank 0 writes) the result and its evidence sidecar.
 
     SIGINT / SIGTERM during the images save the progress and raise KeyboardInterrupt / Terminated.
@@ -69,7 +70,7 @@ def run_job(job: EvalJob, options: EngineOptions = EngineOptions(), *, progress:
         refused = on_disk.refusal(options.force)
         if refused:
             raise ReproError(refused)
-        return _evaluate(run, progress, say, phase)
+        return _evaluate(run, Watchers(progress, phase, passes, say))
 
 
 def _kept(run: Run, kept: EvalResult, say: LogCallback) -> EvalResult:
@@ -107,8 +108,8 @@ def _lock(run: Run, say: LogCallback):
     return run_lock(run.results, run.result_file.stem, wait=run.options.wait_lock, note=say)
 
 
-def _evaluate(run: Run, progress: ProgressCallback | None, say: LogCallback, phase: PhaseCallback | None) -> EvalResult:
-    job, ranks, share = run.job, run.ranks, run.share
+def _evaluate(run: Run, watchers: Watchers) -> EvalResult:
+    job, ranks, share, say = run.job, run.ranks, run.share, watchers.log
     state_file = progress_path(run.results, run.result_file.stem, ranks)
     now = run_conditions(job, run.options, ranks, [job.dataset.ids[i] for i in share], run.device, run.fingerprint)
     collective = Collective(ranks)
@@ -117,7 +118,7 @@ def _evaluate(run: Run, progress: ProgressCallback | None, say: LogCallback, pha
     done_before, resumed = state.done, state.done > 0
     with arithmetic(run.options.precision, run.device):
         if state.done < len(share):
-            evaluate_share(job, run.options, run.device, share, session, progress, phase)
+            evaluate_share(job, run.options, run.device, share, session, watchers)
         session.save()
     result = _merge_and_record(run, session, collective)
     drop_state(state_file)
@@ -191,6 +192,7 @@ def _merge_and_record(run: Run, session: Session, collective: Collective) -> Eva
     evidence; every rank learns whether that worked (a failure keeps every rank's progress)."""
     state = session.state
     counts = collective.gather((state.done, state.seconds))
+    batching = combined_batching(collective.gather(state.batching))
     evaluated, seconds = sum(c[0] for c in counts), max(c[1] for c in counts)  # wall time: slowest rank
     for sink in session.sinks:
         sink.merge(collective)
@@ -203,7 +205,7 @@ def _merge_and_record(run: Run, session: Session, collective: Collective) -> Eva
             for sink in session.sinks:
                 fields.update(sink.finish(finished))
         result = make_result(run.job, run.options, run.extent, timing, fields, run.fingerprint, state.started,
-                             run_environment(run.options, run.device, run.ranks))
+                             run_environment(run.options, run.device, run.ranks, batching))
         if run.ranks.rank == 0:
             publish_result(result, run.result_file, session.sinks[0].evidence().to_bytes())
     except OSError as err:
@@ -250,7 +252,7 @@ def _is_subset(job: EvalJob, options: EngineOptions) -> bool:
 
 def evaluate(model_id: str, protocol_name: str, options: EngineOptions | None = None, *,
              progress: ProgressCallback | None = None, log: LogCallback | None = None,
-             phase: PhaseCallback | None = None) -> EvalResult:
+             phase: PhaseCallback | None = None, passes: PassCallback | None = None) -> EvalResult:
     """Evaluate one manifest row under one protocol ('single', 'flip' or 'ms+flip').
 
     Writes `<results folder>/<result file>` and its evidence sidecar (`options.results_folder`)
@@ -261,4 +263,5 @@ def evaluate(model_id: str, protocol_name: str, options: EngineOptions | None = 
     then partial. `options.variant`: "training-era" or "upstream-head" (None = the row's default).
     """
     options = options or EngineOptions()
-    return run_job(build_job(model_id, protocol_name, options), options, progress=progress, log=log, phase=phase)
+    return run_job(build_job(model_id, protocol_name, options), options, progress=progress, log=log, phase=phase,
+                   passes=passes)

@@ -108,3 +108,59 @@ class TTASettings:
     @property
     def num_outputs(self) -> int:
         return len(self.scales) * (2 if self.flip else 1)
+
+
+class ScaleInputs(NamedTuple):
+    """The inputs the network sees for one scale of one image: `count` tensors of one size (the
+    windows of the plain and the flipped pass, or the two whole passes; all windows of a grid have
+    the same size, `slide_windows` snapping the last one back inside the image)."""
+
+    count: int
+    height: int
+    width: int
+
+    @property
+    def pixels(self) -> int:
+        """Pixels of one input."""
+        return self.height * self.width
+
+
+def scale_inputs(height: int, width: int, settings: TTASettings) -> list[ScaleInputs]:
+    """Per scale, in protocol order, the network inputs of one transformed image of height x width."""
+    flips = 2 if settings.flip else 1
+    inputs = []
+    for scale in settings.scales:
+        h, w = scaled_size(height, width, scale)
+        if settings.mode == "slide":
+            windows = slide_windows(h, w, settings.crop_size, settings.stride)
+            first = windows[0]
+            inputs.append(ScaleInputs(len(windows) * flips, first.y2 - first.y1, first.x2 - first.x1))
+        else:
+            inputs.append(ScaleInputs(flips, h, w))
+    return inputs
+
+
+def largest_input_pixels(inputs: Sequence[ScaleInputs]) -> int:
+    """Pixels of the largest single network input: what upstream's loop, one input at a time,
+    sends through the network at most in one forward."""
+    return max(item.pixels for item in inputs)
+
+
+def batch_size(input_pixels: int, max_batch: int, pixel_cap: int | None, fits: int | None = None) -> int:
+    """Inputs of `input_pixels` each per forward: at most `max_batch`, their pixels together at most
+    `pixel_cap` (None: no cap), at most `fits` (the inputs the free memory holds; None: unknown),
+    never fewer than one. A network's activations grow with the pixels it holds at once, so the
+    cap bounds the peak memory whatever the crop count."""
+    size = max(1, max_batch)
+    if pixel_cap is not None:
+        size = min(size, pixel_cap // max(1, input_pixels))
+    if fits is not None:
+        size = min(size, fits)
+    return max(1, size)
+
+
+def auto_pixel_cap(device_type: str, largest: int) -> int | None:
+    """The pixel cap of `Predictor(batch_pixels="auto")`: on the CPU the image's `largest` single
+    input, so that no forward holds more than upstream's one-input loop does at its largest
+    (batching buys no speed there); elsewhere none (a GPU batches as far as its memory holds)."""
+    return largest if device_type == "cpu" else None

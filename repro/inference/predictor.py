@@ -18,8 +18,9 @@ The order of operations follows upstream's test loop (`auginference` + `test.py`
    outputs are summed in list order `[s0, s0 flipped, s1, ...]` and divided by their number.
 
 What differs from upstream, on purpose and only up to float rounding: windows (and the flipped
-pass) run through the model in batches (`max_batch` inputs per forward, halved automatically on
-CUDA out-of-memory), the final per-output resize and running sum happen on the compute device
+pass) run through the model in batches (at most `max_batch` inputs per forward, their pixels
+capped so that the memory stays near upstream's: see `Predictor`; halved automatically on
+out-of-memory), the final per-output resize and running sum happen on the compute device
 unless `resize_on_cpu=True` (upstream does them on the CPU), and on the CPU the network runs in
 the channels_last (NHWC) layout unless `resize_on_cpu=True` or `channels_last=False`. Flips,
 channel swaps and window placement are exact permutations/additions in the same order, so they
@@ -29,16 +30,22 @@ are bit-identical.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from repro.inference.geometry import TTASettings, Window, slide_windows
+from repro.inference.footprint import GPU_FREE_SHARE, Footprint
+from repro.inference.geometry import (
+    TTASettings, Window, auto_pixel_cap, batch_size, largest_input_pixels, scale_inputs, slide_windows,
+)
 from repro.numerics import AUTOCAST, Precision  # tf32 variants run fp32 here; the engine sets TF32
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+AUTO = "auto"  # batch_pixels: chosen per device (see Predictor)
+PassCallback = Callable[[int, int], None]  # (forward inputs done within this image, its inputs)
+LogCallback = Callable[[str], None]
 
 
 def window_counts(height: int, width: int, windows: Sequence[Window]) -> torch.Tensor:
@@ -77,8 +84,19 @@ def _is_oom(err: BaseException) -> bool:
 class Predictor:
     """Runs one model under one protocol on transformed images; keeps the adaptive batch size.
 
-    `max_batch` bounds how many crops (or whole images: the plain and flipped pass) go through the
-    model in one forward; on CUDA out-of-memory it is halved (down to 1) and the batch retried.
+    How many inputs (windows, or the plain and flipped whole image) go through the model in one
+    forward: at most `max_batch`, and at most `batch_pixels` pixels together. The network's
+    activations, the bulk of the peak memory, grow with those pixels. `batch_pixels`:
+    * "auto" (the default): on the CPU, the pixels of the image's largest single input, so that no
+      forward holds more than upstream's one-input-at-a-time loop does at its largest (small
+      scales and small windows still share a forward; batching buys no speed on a CPU); on a GPU,
+      no cap: `max_batch` inputs keep the GPU busy as before, and with the architecture's
+      `footprint` (`repro.inference.footprint.footprint_of`) the batch is also cut to what
+      `GPU_FREE_SHARE` of the free memory holds (never below one input);
+    * a number of pixels; None: no cap (`max_batch` alone).
+    On out-of-memory the batch is halved (down to 1) and retried; `log` says so once, and
+    `batching()` gives what the result should record. `pass_progress(done, total)` is called after
+    each forward with the inputs done within the current image (a heartbeat for long images).
     """
 
     def __init__(
@@ -93,6 +111,10 @@ class Predictor:
         precision: Precision | str = Precision.FP32,
         resize_on_cpu: bool = False,
         channels_last: bool | None = None,
+        batch_pixels: int | str | None = AUTO,
+        footprint: Footprint | None = None,
+        log: LogCallback | None = None,
+        pass_progress: PassCallback | None = None,
     ):
         self.model = model
         self.settings = TTASettings.from_protocol(protocol)
@@ -106,9 +128,18 @@ class Predictor:
             device = next(model.parameters()).device
         self.device = torch.device(device)
         self.max_batch = max(1, int(max_batch))
+        if batch_pixels is not None and batch_pixels != AUTO and int(batch_pixels) <= 0:
+            raise ValueError(f"batch_pixels must be positive, 'auto' or None, not {batch_pixels!r}")
+        self.batch_pixels = batch_pixels
+        self.footprint = footprint
+        self.log = log
+        self.pass_progress = pass_progress
         self.precision = Precision(precision)  # a name that is not a precision: ValueError
         self.resize_on_cpu = resize_on_cpu
         self.oom_retries = 0  # how often the batch had to be halved (for the record)
+        self.largest_batch = 0  # the most inputs one forward held (for the record)
+        self._pixel_cap: int | None = None  # of the current image
+        self._passes = [0, 0]  # inputs done within the current image, its inputs
         # oneDNN's convolutions run ~10% faster on NHWC tensors on the CPU (rounding differs as
         # with batching); the model's weights are converted in place. Default: on the CPU, except
         # with resize_on_cpu, the mode that follows upstream's operations exactly (NCHW).
@@ -150,8 +181,10 @@ class Predictor:
         A chunk is consumed only after its forward completed, so an OOM retry never double-counts.
         """
         start = 0
+        pixels = inputs[0].shape[-2] * inputs[0].shape[-1]
+        per_forward = batch_size(pixels, self.max_batch, self._pixel_cap, self._fitting(pixels))
         while start < len(inputs):
-            size = min(self.max_batch, len(inputs) - start)
+            size = min(per_forward, self.max_batch, len(inputs) - start)
             try:
                 logits = self._forward(torch.cat(inputs[start : start + size], dim=0))
             except RuntimeError as err:
@@ -160,11 +193,56 @@ class Predictor:
                 del err
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
-                self.max_batch = max(1, size // 2)
-                self.oom_retries += 1
+                self._halve(size)
                 continue
             consume(start, logits)
             start += size
+            self.largest_batch = max(self.largest_batch, size)
+            self._passes[0] += size
+            if self.pass_progress is not None:
+                self.pass_progress(*self._passes)
+
+    def _halve(self, size: int) -> None:
+        """Out of memory with `size` inputs: at most half as many from now on (said once)."""
+        self.max_batch = max(1, size // 2)
+        self.oom_retries += 1
+        if self.oom_retries == 1 and self.log is not None:
+            self.log(f"out of memory with {size} inputs per forward on {self.device}: now at most "
+                     f"{self.max_batch} (same predictions up to float rounding; halved again if needed)")
+
+    def batching(self) -> dict[str, object]:
+        """What a result should record of how the inputs were batched (`EvalResult.engine`):
+        the pixel cap's rule, the most inputs one forward held, how often out-of-memory halved the
+        batch and the bound it left."""
+        if self.batch_pixels != AUTO:
+            rule = self.batch_pixels
+        elif self.device.type == "cpu":
+            rule = "largest input"
+        else:
+            rule = "free memory" if self._sizes_by_free_memory() else None
+        return {"batch_pixels": rule, "largest_batch": self.largest_batch, "oom_halvings": self.oom_retries,
+                "max_batch_after_oom": self.max_batch}
+
+    def _sizes_by_free_memory(self) -> bool:
+        return self.batch_pixels == AUTO and self.device.type == "cuda" and self.footprint is not None
+
+    def _image_pixel_cap(self, largest: int) -> int | None:
+        """The most pixels one forward may hold for an image whose largest input has `largest`."""
+        if self.batch_pixels == AUTO:
+            return auto_pixel_cap(self.device.type, largest)
+        return None if self.batch_pixels is None else int(self.batch_pixels)
+
+    def _fitting(self, pixels: int) -> int | None:
+        """Inputs of `pixels` whose activations fit the GPU's free memory (None: not sized so)."""
+        if not self._sizes_by_free_memory():
+            return None
+        return int(GPU_FREE_SHARE * self._free_device_bytes() // max(1.0, self.footprint.activations(pixels)))
+
+    def _free_device_bytes(self) -> int:
+        """Memory a batch may still take on the GPU: free on the device plus what the allocator
+        keeps cached but unused."""
+        free, _ = torch.cuda.mem_get_info(self.device)
+        return free + torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device)
 
     def _whole(self, passes: list[torch.Tensor]) -> list[torch.Tensor]:
         outputs: list[torch.Tensor | None] = [None] * len(passes)
@@ -230,6 +308,9 @@ class Predictor:
         # the multi-scale resize is CPU-side (on "meta" when only counting FLOPs)
         image = image.to(device="meta" if self.device.type == "meta" else "cpu", dtype=torch.float32)
         out_h, out_w = (int(v) for v in (output_size or image.shape[-2:]))
+        inputs = scale_inputs(int(image.shape[-2]), int(image.shape[-1]), self.settings)
+        self._pixel_cap = self._image_pixel_cap(largest_input_pixels(inputs))
+        self._passes = [0, sum(item.count for item in inputs)]
         total: torch.Tensor | None = None
         for scale in self.settings.scales:
             for output in self.scale_outputs(image, scale):
@@ -253,6 +334,7 @@ def predict(
     max_batch: int = 4,
     precision: str = "fp32",
     resize_on_cpu: bool = False,
+    batch_pixels: int | str | None = AUTO,
 ) -> torch.Tensor:
     """Scores (C, H, W) for one test-transformed image under `protocol` (see `Predictor`)."""
     predictor = Predictor(
@@ -264,5 +346,6 @@ def predict(
         max_batch=max_batch,
         precision=precision,
         resize_on_cpu=resize_on_cpu,
+        batch_pixels=batch_pixels,
     )
     return predictor(image, output_size)

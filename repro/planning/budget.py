@@ -2,7 +2,8 @@
 
 The plan's FLOPs (repro.planning.plan: the per-config FLOP table scaled by each protocol's pixels, times
 the images) over the device's achieved speed (repro.perf: peak x achieved share), in fp32 and in
-TF32. These are ESTIMATES: the fp32 share was measured on an H200 (issue 12), the TF32 share is
+TF32; each run's estimated peak memory (repro.inference.footprint) against the device's memory.
+These are ESTIMATES: the fp32 share was measured on an H200 (issue 12), the TF32 share is
 assumed until a GPU run measures it (benchmarks/gpu_check.sh), the CPU speed was measured for
 R-50 on a 2-core machine (repro.planning.plan). Light at import (no torch).
 """
@@ -15,7 +16,9 @@ from typing import Any
 
 from repro.errors import ReproError
 from repro.perf import FP32_ACHIEVED_SHARE, TF32_ACHIEVED_SHARE, achieved_share, device_peak_flops
-from repro.planning.plan import CPU_GFLOPS_PER_THREAD, CPU_SPEED_SOURCE, DeviceInfo, Plan, format_duration
+from repro.planning.plan import (
+    CPU_GFLOPS_PER_THREAD, CPU_SPEED_SOURCE, DeviceInfo, Plan, PlanRow, format_duration, format_memory,
+)
 from repro.text import counted
 
 # --assume-device NAME -> the name torch.cuda.get_device_name() gives such a GPU (None: a CPU)
@@ -36,7 +39,7 @@ def assumed_device(name: str) -> DeviceInfo:
     if key not in ASSUMED_DEVICES:
         raise ReproError(f"unknown --assume-device '{name}'; use one of {', '.join(ASSUMED_DEVICES)}", exit_code=2)
     gpu = ASSUMED_DEVICES[key]
-    if gpu is None:
+    if gpu is None:  # this machine's CPU (and memory)
         return DeviceInfo("cpu", "cpu", os.cpu_count() or 1)
     return DeviceInfo("cuda", gpu)
 
@@ -49,10 +52,13 @@ class Budget:
     runs: int
     flops: float | None  # summed over the runs and their images (None: a row's FLOPs are unknown)
     seconds: dict[str, float | None]
+    peak_memory: int | None = None  # the largest estimated peak of a run (bytes)
+    device_memory: int | None = None  # the device's memory (bytes; None: unknown)
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "runs": self.runs, "flops": self.flops, "seconds": dict(self.seconds),
-                "fp32_share": FP32_ACHIEVED_SHARE, "tf32_share": TF32_ACHIEVED_SHARE}
+                "fp32_share": FP32_ACHIEVED_SHARE, "tf32_share": TF32_ACHIEVED_SHARE,
+                "peak_memory": self.peak_memory, "device_memory": self.device_memory}
 
 
 def plan_flops(plan: Plan) -> float | None:
@@ -77,7 +83,15 @@ def plan_budget(plan: Plan, device: DeviceInfo | None = None) -> Budget:
     device = device or plan.device
     flops = plan_flops(plan)
     runs = sum(1 for row in plan.rows if row.protocol is not None and not row.result_on_disk)
-    return Budget(device.label, runs, flops, {p: device_seconds(flops, device, p) for p in BUDGET_PRECISIONS})
+    top = largest_peak(plan)
+    return Budget(device.label, runs, flops, {p: device_seconds(flops, device, p) for p in BUDGET_PRECISIONS},
+                  top.peak_memory if top else None, device.memory)
+
+
+def largest_peak(plan: Plan) -> PlanRow | None:
+    """The run of the plan with the largest estimated peak memory (None: none is known)."""
+    known = [row for row in plan.rows if row.protocol is not None and row.peak_memory is not None]
+    return max(known, key=lambda row: row.peak_memory) if known else None
 
 
 def _speed_text(device: DeviceInfo, precision: str) -> str:
@@ -100,4 +114,8 @@ def budget_lines(plan: Plan) -> list[str]:
     for name in BUDGET_PRECISIONS:
         speed = _speed_text(device, name)
         lines.append(f"  {name}: " + (speed if speed.startswith("n/a") else f"the FLOP table at {speed}"))
+    top = largest_peak(plan)
+    if top is not None:
+        lines.append(f"  memory: up to {format_memory(top.peak_memory, device.memory)} "
+                     f"({top.model_id} {top.protocol}), estimated")
     return lines

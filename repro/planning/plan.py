@@ -25,7 +25,7 @@ from repro.datasets.base import SplitSize
 from repro.datasets.registry import get_spec
 from repro.datasets.roots import missing_dataset_message, open_dataset, resolve_dataset_root
 from repro.errors import ReproError
-from repro.perf import achieved_flops
+from repro.perf import achieved_flops, device_memory_bytes, host_memory_bytes
 from repro.text import counted
 
 if TYPE_CHECKING:
@@ -110,6 +110,12 @@ class DeviceInfo:
     def label(self) -> str:
         return f"{self.name}" if self.kind == "cuda" else f"cpu ({self.threads} threads)"
 
+    @property
+    def memory(self) -> int | None:
+        """Bytes of memory a run may take: the GPU's (repro.perf's table), or this machine's RAM
+        for a CPU (None when unknown)."""
+        return device_memory_bytes(self.name) if self.kind == "cuda" else host_memory_bytes()
+
     def flops_per_second(self, precision: str = "fp32") -> float:
         """The assumed sustained speed (see the module docstring); tf32 / tf32-all: the TF32
         tensor cores' (repro.perf), the fp32 speed where that peak is unknown."""
@@ -184,28 +190,18 @@ class PassCount:
 
 def passes_per_image(protocol: Any, image_size: Sequence[int], fixed_size: bool = False) -> PassCount:
     """Forward passes (scales x flips x windows) and pixels of one image of `image_size` (h, w),
-    with the augmentations as inference reads them (`TTASettings`)."""
-    from repro.inference.geometry import TTASettings, resize_output_size, scaled_size, slide_windows
+    with the augmentations as inference reads them (`TTASettings`, `scale_inputs`)."""
+    from repro.inference.geometry import TTASettings, resize_output_size, scale_inputs
     from repro.manifest import field_of
 
     resize = field_of(protocol, "resize")
     output_size, keep_ratio = field_of(resize, "output_size"), bool(field_of(resize, "keep_ratio"))
     height, width = resize_output_size(int(image_size[0]), int(image_size[1]), output_size, keep_ratio)
     tta = TTASettings.from_protocol(protocol)
-    flips = 2 if tta.flip else 1
-    slide = tta.mode == "slide"
-    passes = pixels = 0
-    for scale in tta.scales:
-        h, w = scaled_size(height, width, scale)
-        if slide:
-            windows = slide_windows(h, w, tta.crop_size, tta.stride)
-            passes += len(windows) * flips
-            pixels += sum((win.y2 - win.y1) * (win.x2 - win.x1) for win in windows) * flips
-        else:
-            passes += flips
-            pixels += h * w * flips
+    inputs = scale_inputs(height, width, tta)
     square = not keep_ratio and int(output_size[0]) == int(output_size[1])
-    return PassCount(passes, pixels, exact=not slide or fixed_size or square)
+    return PassCount(sum(item.count for item in inputs), sum(item.count * item.pixels for item in inputs),
+                     exact=tta.mode != "slide" or fixed_size or square)
 
 
 def estimated_flops_per_image(upstream_config: str, pixels: int) -> float | None:
@@ -240,6 +236,7 @@ class PlanRow:
     passes: PassCount | None = None
     flops_per_image: float | None = None
     seconds: float | None = None
+    peak_memory: int | None = None  # bytes, estimated (repro.inference.footprint): host RSS on a CPU, device memory on a GPU
     blocked: list[str] = field(default_factory=list)
     has_protocols: tuple[str, ...] = ()
     result_on_disk: bool = False  # a result of this very evaluation (cheap level): kept unless --force
@@ -258,6 +255,17 @@ class PlanRow:
         self.flops_per_image = estimated_flops_per_image(upstream_config, self.passes.pixels)
         if self.flops_per_image is not None and self.images is not None:
             self.seconds = self.flops_per_image * self.images / device.flops_per_second(precision)
+
+    def estimate_memory(self, entry: Any, image_size: tuple[int, int], device: DeviceInfo, max_batch: int) -> None:
+        """Fill peak_memory: one image of `image_size` under the row's protocol, batched as the
+        engine batches on `device` (None: the architecture is not in the memory table)."""
+        from repro.inference.footprint import estimate_peak, footprint_of
+
+        footprint = footprint_of(entry.upstream_config)
+        if footprint is None or self.protocol is None:
+            return
+        self.peak_memory = estimate_peak(footprint, entry.protocols[self.protocol], image_size, entry.num_classes,
+                                         device.kind, max_batch=max_batch, device_memory=device.memory).total
 
 
 @dataclass
@@ -370,6 +378,8 @@ def build_plan(
             checkpoints[entry.id] = _missing_checkpoint(entry.id, checkpoint)
         row = _plan_row(entry, run.protocol, datasets[key], checkpoints[entry.id], limit, options.allow_subset)
         row.estimate(entry.upstream_config, device, options.precision)
+        row.estimate_memory(entry, datasets[key].image_size or get_spec(entry.dataset).typical_image_size, device,
+                            options.max_batch)
         if results_on_disk:
             _mark_result_on_disk(row, options, datasets[key], options.force)
         rows.append(row)
@@ -426,7 +436,7 @@ def render_plan(plan: Plan) -> list[str]:
             current = row.model_id
             needs = f"  [not fetched: {' + '.join(sorted(row.missing))}]" if row.missing else ""
             lines.append(f"{row.model_id}{needs}")
-        lines.append(_row_line(row))
+        lines.append(_row_line(row, plan.device.memory))
     return lines + _footer(plan)
 
 
@@ -441,7 +451,7 @@ def _dataset_line(info: DatasetInfo) -> str:
     return f"{head} {counted(info.images, 'image')}{videos}{subset} at {info.root}"
 
 
-def _row_line(row: PlanRow) -> str:
+def _row_line(row: PlanRow, memory: int | None) -> str:
     images = "?" if row.images is None else str(row.images)
     count = None if row.passes is None else row.passes.passes
     passes = "?" if row.passes is None else ("" if row.passes.exact else "~") + str(count)
@@ -456,7 +466,17 @@ def _row_line(row: PlanRow) -> str:
         status = "not fetched"
     else:
         status = row.blocked[0]
-    return f"  {row.protocol:<8} {images:>6} img x {passes:>5} {unit} {format_duration(row.seconds):>10}  {status}"
+    peak = "mem " + format_memory(row.peak_memory, memory)
+    return f"  {row.protocol:<8} {images:>6} img x {passes:>5} {unit} {format_duration(row.seconds):>8} {peak:>15}  {status}"
+
+
+def format_memory(peak: int | None, memory: int | None = None) -> str:
+    """An estimated peak: '4.7 GiB', '4.7/80 GiB' against the device's memory, '?' when unknown."""
+    if peak is None:
+        return "?"
+    if memory is None:
+        return f"{peak / 2**30:.1f} GiB"
+    return f"{peak / 2**30:.1f}/{memory / 2**30:.0f} GiB"
 
 
 def _footer(plan: Plan) -> list[str]:
@@ -467,6 +487,12 @@ def _footer(plan: Plan) -> list[str]:
              f" for the ready ones, {format_duration(plan.seconds(every=True))} for all"]
     if lacking:
         lines.append(f"{counted(lacking, 'row')} {'has' if lacking == 1 else 'have'} no '{plan.protocol}' protocol; `--protocol documented` measures what each row documents")
+    over = [row for row in runs if row.peak_memory is not None and plan.device.memory is not None
+            and row.peak_memory > plan.device.memory]
+    if over:
+        names = ", ".join(f"{row.model_id} {row.protocol}" for row in over[:3]) + (", ..." if len(over) > 3 else "")
+        lines.append(f"{len(over)} run(s) need more than the {plan.device.memory / 2**30:.0f} GiB of "
+                     f"{plan.device.label} (estimated peak): {names}")
     command = plan.fetch_command()
     if command:
         waiting = sum(1 for row in runs if row.missing)
