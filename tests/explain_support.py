@@ -21,6 +21,7 @@ Run as a script it builds the README example: `python tests/explain_support.py O
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -159,8 +160,11 @@ def planted_run(results: str | Path, name: str, folder: Path, fault: str | None 
             Image.fromarray(_raw(name, prediction)).save(saved)
     evidence = builder.build()
     result = _result(name, folder, protocol, data, evidence, precision, device)
-    if predictions:
+    if predictions:  # with the owner record a run writes (whose PNGs they are)
+        from repro.engine.predictions import OWNER_FILE, result_identity
+
         result.predictions_dir = str(pred_dir)
+        (pred_dir / OWNER_FILE).write_text(json.dumps(result_identity(result)))
     path = results / filename_of(result)
     result.evidence = evidence_path(path).name
     result.evidence_sha256 = evidence.save(results / result.evidence)
@@ -217,7 +221,8 @@ ENGINE_PROTOCOL = {"upstream_block": "test", "resize": {"output_size": [48, 80],
                    "flip_pairs": [], "probs_before_resize": False}
 
 
-def engine_run(name: str, folder: Path, out: Path, *, save_predictions: Path | None = None) -> Path:
+def engine_run(name: str, folder: Path, out: Path, *, save_predictions: Path | None = None,
+               force: bool = False) -> Path:
     """A real `repro.engine` run of the colour-reading network over a scene dataset; returns the
     result file (with its evidence sidecar, and the prediction PNGs with `save_predictions`)."""
     from repro.engine import EngineOptions, EvalJob, run_job
@@ -229,7 +234,7 @@ def engine_run(name: str, folder: Path, out: Path, *, save_predictions: Path | N
         dataset_name=name, split="val", data_root=str(folder), class_names=DATASETS[name].class_names,
         build_model=lambda: ColourModel(name, protocol, DATASETS[name].num_classes), checkpoint_sha256="e" * 64,
     )
-    options = EngineOptions(device="cpu", results=out, workers=0, save_predictions=save_predictions)
+    options = EngineOptions(device="cpu", results=out, workers=0, save_predictions=save_predictions, force=force)
     return Path(out) / filename_of(run_job(job, options))
 
 

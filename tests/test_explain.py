@@ -426,6 +426,27 @@ def test_engine_runs_with_saved_predictions_explained_and_diffed(tmp_path):
     assert d.images[0].image_id == bad_id and d.images[0].delta > 50
 
 
+def test_predictions_another_run_wrote_over_are_not_pictured_as_this_results(tmp_path):
+    """A later run (another dataset copy) wrote its PNGs into the folder a result names: the
+    folder's owner record no longer matches, so the pictures are recomputed and the note says why."""
+    from explain_support import engine_run
+
+    from repro.explain.predictions import PredictionSource
+
+    broken = make_scene_dataset("ade20k", tmp_path / "broken", n=4)
+    corrupt_label("ade20k", broken, 1)
+    intact = make_scene_dataset("ade20k", tmp_path / "intact", n=4)
+    first = engine_run("ade20k", broken, tmp_path / "a", save_predictions=tmp_path / "pred")
+    result = explain_result(first).result
+    assert PredictionSource.for_result(first, result).kind == "saved predictions"
+    engine_run("ade20k", intact, tmp_path / "b", save_predictions=tmp_path / "pred", force=True)
+    source = PredictionSource.for_result(first, result)
+    assert source.folder is None and source.kind != "saved predictions"
+    assert f"the saved predictions in {tmp_path / 'pred'} are not this result's" in (source.not_saved or "")
+    # the run's network was given as is (no checkpoint file to run again): no pictures, and why
+    assert source.problem.startswith(f"no image pictures: {source.not_saved} and the run recorded no checkpoint")
+
+
 def test_saved_predictions_are_found_under_the_names_of_their_label_files(tmp_path):
     """Cityscapes predictions are saved as <city>/<name>_gtFine_labelIds.png, beside nothing but
     the ground truth's own names: the pictures and `repro diff` find them there."""

@@ -24,13 +24,25 @@ from repro.text import counted
 RECOMPUTED = "recomputed in fp32 on the CPU"  # the picture titles' word for the source
 
 
-def _predictions_folder(result_path: Path, result: EvalResult) -> Path | None:
+def _predictions_folder(result_path: Path, result: EvalResult) -> tuple[Path | None, str | None]:
+    """(the run's saved predictions folder, None), or (None, why its PNGs are not this result's:
+    the folder's owner record names another run, as when a later run wrote over it)."""
+    from repro.engine.predictions import folder_owner, result_identity
+
     if not result.predictions_dir:
-        return None
+        return None, None
     folder = Path(result.predictions_dir).expanduser()
     if not folder.is_absolute():
         folder = result_path.parent / folder
-    return folder if folder.is_dir() else None
+    if not folder.is_dir():
+        return None, None
+    owner = folder_owner(folder)
+    if owner != result_identity(result):
+        whose = "no owner record" if owner is None else f"the PNGs of {owner.get('model_id')} [{owner.get('protocol')}]"
+        same_row = owner is not None and (owner.get("model_id"), owner.get("protocol")) == (result.model_id, result.protocol)
+        return None, (f"the saved predictions in {folder} are not this result's ({whose}"
+                      f"{', another run' if same_row else ''})")
+    return folder, None
 
 
 def _recorded_checkpoint_problem(result: EvalResult) -> str | None:
@@ -99,6 +111,7 @@ class PredictionSource:
     folder: Path | None = None  # saved predictions
     kind: str = ""  # "saved predictions" | RECOMPUTED
     problem: str | None = None
+    not_saved: str | None = None  # why the run's saved predictions folder is not used
     evidence: Evidence | None = None  # the run's counts, for the recomputed predictions' agreement
     agreement: Agreement = field(default_factory=Agreement)
     _predictor: object | None = None
@@ -113,7 +126,7 @@ class PredictionSource:
         except ReproError as err:
             source.problem = f"no image pictures: the dataset cannot be read ({err})"
             return source
-        source.folder = _predictions_folder(result_path, result)
+        source.folder, source.not_saved = _predictions_folder(result_path, result)
         if source.folder is not None:
             source.kind = "saved predictions"
             return source
@@ -121,8 +134,9 @@ class PredictionSource:
         if problem is None:
             source.kind = RECOMPUTED
             return source
+        saved = source.not_saved or "the run saved no predictions"
         source.problem = (
-            f"no image pictures: the run saved no predictions and {problem}; "
+            f"no image pictures: {saved} and {problem}; "
             f"`repro eval {result.model_id} --protocol {result.protocol} --save-predictions DIR --force` records them"
         )
         return source
@@ -154,7 +168,8 @@ class PredictionSource:
         if self.kind != RECOMPUTED:
             return None
         r = self.result
-        return (f"the predictions pictured were {RECOMPUTED} (upstream-exact resize), not in the run's "
+        why = f"{self.not_saved}; " if self.not_saved else ""
+        return (f"{why}the predictions pictured were {RECOMPUTED} (upstream-exact resize), not in the run's "
                 f"arithmetic ({r.precision} on {r.device}); against the run's per-image counts: "
                 f"{self.agreement.text()}")
 
