@@ -13,7 +13,7 @@ the dataset's folder path: results copied from another machine stay valid.) When
 (model, protocol), `choose_result` picks the current one and the others are listed.
 
     statuses = model_statuses(["mcibi_deeplabv3_r50_ade20k"])   # all models without ids
-    print(render_table(statuses)) / render_json(statuses)
+    print(render_table(statuses)) / status_json(statuses)
 """
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ def _select(manifest: Manifest, ids: Sequence[str] | None) -> list[ModelEntry]:
 # ---------------------------------------------------------------------------------- rendering
 
 
-def render_json(report: StatusReport) -> str:
+def status_json(report: StatusReport) -> str:
     return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 

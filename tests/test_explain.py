@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from repro.cli import app
 from evidence_support import EvidenceBuilder
-from repro.explain.explanation import explain_result, render_text
+from repro.explain.explanation import explain_result, explanation_text
 from repro.explain.checks import run_checks
 
 ADE = "mcibi_deeplabv3_r50_ade20k"
@@ -38,7 +38,7 @@ def test_clean_run_fires_no_check(ade, tmp_path):
     path = planted_run(tmp_path, "ade20k", ade)
     explanation = explain_result(path)
     assert explanation.findings == []
-    assert "none of the checks fired" in render_text(explanation)
+    assert "none of the checks fired" in explanation_text(explanation)
 
 
 def test_labels_reduced_twice_are_named(ade, tmp_path):

@@ -303,7 +303,7 @@ def test_long_ids_get_their_own_line_and_wide_output_is_one_line_per_model(home)
 
 def test_json_round_trip(scene):
     report = status.model_statuses(manifest=load_manifest(MANIFEST))
-    data = json.loads(status.render_json(report))
+    data = json.loads(status.status_json(report))
     assert data["results_dir"] == str(scene / "home" / "results")
     models = {m["model_id"]: m for m in data["models"]}
     assert models["mcibi_r50_ade"]["checkpoint"]["state"] == "cached"

@@ -45,4 +45,4 @@ def diff(
     if path_a.resolve() == path_b.resolve():
         raise ReproError(f"A and B are the same file ({path_a}); give two files, or --results twice", exit_code=2)
     result = api.diff_results(path_a, path_b, top=top)
-    typer.echo(api.to_json(result) if fmt is TableOrJson.json else api.render_text(result, output_width()), nl=False)
+    typer.echo(api.diff_json(result) if fmt is TableOrJson.json else api.diff_text(result, output_width()), nl=False)

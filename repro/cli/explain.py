@@ -42,9 +42,9 @@ def explain(
     path = api.find_result(target, protocol, results, manifest)
     explanation = api.explain_result(path, manifest=manifest, top=top)
     if fmt is TableOrJson.json:
-        typer.echo(api.to_json(explanation), nl=False)
+        typer.echo(api.explanation_json(explanation), nl=False)
     else:
-        typer.echo(api.render_text(explanation, width=_width()), nl=False)
+        typer.echo(api.explanation_text(explanation, width=_width()), nl=False)
     if output is not None:
         from repro.explain.html import write_explain_folder
 

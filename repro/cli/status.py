@@ -42,6 +42,6 @@ def status(
         dataset_roots=roots, verify=verify,
     )
     if fmt is TableOrJson.json:
-        typer.echo(status_api.render_json(report), nl=False)
+        typer.echo(status_api.status_json(report), nl=False)
     else:
         typer.echo(status_api.render_table(report, width=output_width()), nl=False)

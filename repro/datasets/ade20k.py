@@ -68,14 +68,13 @@ CLASS_NAMES = (
 )
 
 
-def _bad_value_hint(values) -> str:
-    return (
-        "ADEChallengeData2016 labels hold 0..150 only; values above 150 suggest the full ADE20K "
-        "dataset (not SceneParsing) or colour-coded masks: use ADEChallengeData2016.zip or upstream's ADE20k.tar.gz"
-    )
+BAD_VALUE_TEXT = (
+    "ADEChallengeData2016 labels hold 0..150 only; values above 150 suggest the full ADE20K "
+    "dataset (not SceneParsing) or colour-coded masks: use ADEChallengeData2016.zip or upstream's ADE20k.tar.gz"
+)
 
 
-RULE = LabelRule(reader="cv2", num_classes=150, table=reduce_zero_table(150), bad_value_hint=_bad_value_hint)
+RULE = LabelRule(reader="cv2", num_classes=150, table=reduce_zero_table(150), bad_value_text=BAD_VALUE_TEXT)
 
 # upstream's split name -> folder name under images/ and annotations/
 _SPLIT_FOLDERS = {"train": "training", "val": "validation", "test": "testing"}

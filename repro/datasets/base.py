@@ -174,7 +174,9 @@ class LabelRule:
     table: Mapping[int, int] | None = None
     palette_as_indices: bool = False
     mat_key: str = "S"
-    # Extra sentence for bad-value errors, given the sorted bad raw values (dataset-specific hint).
+    # What to do about values the dataset does not define: a sentence (`bad_value_text`), or one
+    # chosen from the sorted bad raw values (`bad_value_hint`, where the values tell the mix-up).
+    bad_value_text: str = "re-extract the labels from the original archive"
     bad_value_hint: Callable[[Sequence[int]], str] | None = None
 
     def class_values(self) -> np.ndarray:
@@ -341,9 +343,7 @@ def map_label(raw: np.ndarray, rule: LabelRule, path: Path | str = "<array>", da
         if bad.any():
             bad_values = sorted(int(v) for v in np.unique(raw[bad]))
             shown = ", ".join(str(v) for v in bad_values[:12]) + (", ..." if len(bad_values) > 12 else "")
-            hint = rule.bad_value_hint(bad_values) if rule.bad_value_hint else (
-                "re-extract the labels from the original archive"
-            )
+            hint = rule.bad_value_hint(bad_values) if rule.bad_value_hint else rule.bad_value_text
             raise LabelError(
                 f"label {path} has values {{{shown}}} that {dataset or 'this dataset'} does not define "
                 f"(upstream would stop at its invalid-label assertion); {hint}",

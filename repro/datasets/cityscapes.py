@@ -54,7 +54,7 @@ _LABELID_COLOURS = (
 TRAINID_COLOURS = tuple(_LABELID_COLOURS[label_id] for label_id in TRAINID_TO_LABELID)  # for --paint
 
 
-def _bad_value_hint(values) -> str:
+def _trainid_or_labelid_hint(values) -> str:
     if 255 in values:  # trainId images mark ignore with 255; labelIds never use it
         return (
             "this looks like a trainId image (255 = ignore); the gtFine folder must hold the "
@@ -63,7 +63,7 @@ def _bad_value_hint(values) -> str:
     return "Cityscapes labelIds run from 0 to 33: use the *_gtFine_labelIds.png files of gtFine_trainvaltest.zip"
 
 
-RULE = LabelRule(reader="cv2", num_classes=19, table=LABELID_TO_TRAINID, bad_value_hint=_bad_value_hint)
+RULE = LabelRule(reader="cv2", num_classes=19, table=LABELID_TO_TRAINID, bad_value_hint=_trainid_or_labelid_hint)
 
 
 def _missing_label_hint(label_path: Path) -> str | None:

@@ -44,8 +44,9 @@ CLASS_NAMES = (
 )
 
 
-def _bad_value_hint(values) -> str:
-    return "COCO-Stuff-10k labels hold 0..182 and 255: use the .mat files of cocostuff-10k-v1.1.zip"
+BAD_VALUE_TEXT = (
+    "COCO-Stuff-10k labels hold 0..182 and 255: use the .mat files of cocostuff-10k-v1.1.zip"
+)
 
 
 RULE = LabelRule(
@@ -53,7 +54,7 @@ RULE = LabelRule(
     num_classes=182,
     table=reduce_zero_table(182, extra_ignored=(255,)),
     mat_key="S",
-    bad_value_hint=_bad_value_hint,
+    bad_value_text=BAD_VALUE_TEXT,
 )
 
 

@@ -19,16 +19,15 @@ CLASS_NAMES = (
 )
 
 
-def _bad_value_hint(values) -> str:
-    return (
-        "PASCAL-Context-59 labels hold 0..59 (0 = background) and 255; larger values suggest the "
-        "full 459-class labels: convert trainval_merged.json to the 59-class masks (mmsegmentation's "
-        "pascal_context converter) or use upstream's PascalContext archive"
-    )
+BAD_VALUE_TEXT = (
+    "PASCAL-Context-59 labels hold 0..59 (0 = background) and 255; larger values suggest the "
+    "full 459-class labels: convert trainval_merged.json to the 59-class masks (mmsegmentation's "
+    "pascal_context converter) or use upstream's PascalContext archive"
+)
 
 
 RULE = LabelRule(
-    reader="cv2", num_classes=59, table=reduce_zero_table(59, extra_ignored=(255,)), bad_value_hint=_bad_value_hint
+    reader="cv2", num_classes=59, table=reduce_zero_table(59, extra_ignored=(255,)), bad_value_text=BAD_VALUE_TEXT
 )
 
 

@@ -24,18 +24,17 @@ CLASS_NAMES = (
 )
 
 
-def _bad_value_hint(values) -> str:
-    return (
-        "VOC labels hold class indices 0..20 and 255 (boundary); other values usually mean palette "
-        "masks converted to grayscale brightness: use the palette PNGs of VOCtrainval_11-May-2012.tar "
-        "or upstream's VOCdevkit archive"
-    )
+BAD_VALUE_TEXT = (
+    "VOC labels hold class indices 0..20 and 255 (boundary); other values usually mean palette "
+    "masks converted to grayscale brightness: use the palette PNGs of VOCtrainval_11-May-2012.tar "
+    "or upstream's VOCdevkit archive"
+)
 
 
 # Official SegmentationClass PNGs are palette images whose indices are the classes; upstream's
 # packaged archive holds single-channel index PNGs with the same values.
 RULE = LabelRule(
-    reader="cv2", num_classes=21, table={255: IGNORE}, palette_as_indices=True, bad_value_hint=_bad_value_hint
+    reader="cv2", num_classes=21, table={255: IGNORE}, palette_as_indices=True, bad_value_text=BAD_VALUE_TEXT
 )
 
 

@@ -39,15 +39,16 @@ CLASS_NAMES = (
 )
 
 
-def _bad_value_hint(values) -> str:
-    return "VSPW masks hold 0..124 and 253..255: use the mask PNGs of VSPW_480p"
+BAD_VALUE_TEXT = (
+    "VSPW masks hold 0..124 and 253..255: use the mask PNGs of VSPW_480p"
+)
 
 
 RULE = LabelRule(
     reader="pil",
     num_classes=124,
     table=reduce_zero_table(124, extra_ignored=(253, 254, 255)),
-    bad_value_hint=_bad_value_hint,
+    bad_value_text=BAD_VALUE_TEXT,
 )
 
 

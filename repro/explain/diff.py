@@ -225,7 +225,7 @@ def _class_change(c: ClassDelta) -> str:
     return "A only" if c.b is None else "B only"
 
 
-def render_text(d: Diff, width: int = 80) -> str:
+def diff_text(d: Diff, width: int = 80) -> str:
     ra, rb = d.a.result, d.b.result
     lines = [f"{ra.model_id} [{ra.protocol}]", f"  A: {d.a.path}", f"  B: {d.b.path}"]
     lines.append(f"  mIoU A {two_decimals(ra.miou)}, B {two_decimals(rb.miou)}, Δ (B - A) {two_decimals(d.delta_miou, True)}")
@@ -250,7 +250,7 @@ def render_text(d: Diff, width: int = 80) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_json(d: Diff) -> str:
+def diff_json(d: Diff) -> str:
     """The diff for scripts (numbers in percent, Δ = B - A)."""
     def side(s: Side) -> dict:
         return {"path": str(s.path), "miou": s.result.miou, "evidence": s.evidence is not None, "missing": s.missing}

@@ -4,7 +4,7 @@
 the newest), `explain_result` reads it and its evidence (repro.results.evidence) into an `Explanation`
 (Δ against the documented and upstream's current number, the conditions, per-class IoU worst
 first, the top confusions, the worst images, and the cause checks of repro.explain.checks), and
-`render_text` prints it for a terminal or a pipe at 80 columns. Pictures: repro.explain.draw.
+`explanation_text` prints it for a terminal or a pipe at 80 columns. Pictures: repro.explain.draw.
 A result written before evidence existed is explained as far as its JSON allows.
 """
 
@@ -348,7 +348,7 @@ def _headline(x: Explanation) -> str:
 _RUN_KEYS = ("forward", "precision", "device", "torch", "world size")
 
 
-def render_text(x: Explanation, width: int = 80) -> str:
+def explanation_text(x: Explanation, width: int = 80) -> str:
     """The explanation for people: plain text, no colour, lines within `width` where words allow."""
     lines = [x.title, *wrap(_headline(x), width)]
     lines += wrap("run: " + ", ".join(f"{k} {v}" for k, v in x.conditions if k in _RUN_KEYS), width)
@@ -392,7 +392,7 @@ def _image_section(x: Explanation) -> list[str]:
     return ["", "Worst images by per-image mIoU", *aligned(rows, "lrr", indent='  ')]
 
 
-def to_json(x: Explanation) -> str:
+def explanation_json(x: Explanation) -> str:
     """The explanation for scripts (numbers in percent, shares as fractions)."""
     r = x.result
     data = {
