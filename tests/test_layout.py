@@ -17,7 +17,7 @@ PACKAGE = Path(repro.__file__).parent
 
 # Lowest first: a module may import from its own layer and the layers before it, never after.
 LAYERS = [
-    ("repro", "repro.errors", "repro.fileio", "repro.numerics", "repro.perf", "repro.paths", "repro.text"),
+    ("repro", "repro.errors", "repro.fileio", "repro.numerics", "repro.perf", "repro.paths", "repro.text", "repro.lazy"),
     ("repro.datasets",),
     ("repro.manifest",),
     ("repro.fetch",),

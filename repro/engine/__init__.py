@@ -20,8 +20,7 @@ The package loads lazily: `repro.engine.options` (and the CLI importing it) stay
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from repro.lazy import lazy_exports
 
 _HOMES = {
     "devices": ("Collective", "Ranks", "device_label", "resolve_device", "setup_distributed"),
@@ -34,12 +33,4 @@ _HOMES = {
     "signals": ("Interrupts", "Terminated"),
     "sinks": ("SUBMISSION_DIR",),
 }
-_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'repro.engine' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"repro.engine.{module}"), name)
+__getattr__, __all__ = lazy_exports(__name__, _HOMES)

@@ -16,43 +16,15 @@ Public API:
 
 from __future__ import annotations
 
+from repro.lazy import lazy_exports
+
 # Loaded on first use (PEP 562): `repro status` and the plan read the cache through here
 # without importing the HTTP client and the archive readers.
-_WHERE = {
-    "JoinedParts": "archives", "UnsafeArchiveError": "archives", "extract_archive": "archives", "extract_to": "archives",
-    "checkpoint_class_count": "checkpoints", "fetch_checkpoint": "checkpoints",
-    "pin_manifest": "checkpoints",
-    "LOCK_FILE_NAME": "cache", "checkpoint_path": "cache", "lock_file_path": "cache", "read_lock_file": "cache",
-    "resolve_checkpoint": "cache",
-    "fetch_dataset": "datasets", "manual_steps": "datasets",
-    "mirror_url": "download",
+_HOMES = {
+    "archives": ("JoinedParts", "UnsafeArchiveError", "extract_archive", "extract_to"),
+    "checkpoints": ("checkpoint_class_count", "fetch_checkpoint", "pin_manifest"),
+    "cache": ("LOCK_FILE_NAME", "checkpoint_path", "lock_file_path", "read_lock_file", "resolve_checkpoint"),
+    "datasets": ("fetch_dataset", "manual_steps"),
+    "download": ("mirror_url",),
 }
-
-
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module 'repro.fetch' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"repro.fetch.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-__all__ = [
-    "JoinedParts",
-    "LOCK_FILE_NAME",
-    "UnsafeArchiveError",
-    "checkpoint_class_count",
-    "checkpoint_path",
-    "extract_archive",
-    "extract_to",
-    "fetch_checkpoint",
-    "fetch_dataset",
-    "lock_file_path",
-    "manual_steps",
-    "mirror_url",
-    "pin_manifest",
-    "read_lock_file",
-    "resolve_checkpoint",
-]
+__getattr__, __all__ = lazy_exports(__name__, _HOMES)

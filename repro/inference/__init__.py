@@ -19,8 +19,7 @@ stays free of torch: `from repro.inference import Predictor` loads `predictor` o
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from repro.lazy import lazy_exports
 
 _HOMES = {
     "geometry": ("ScaleInputs", "TTASettings", "Window", "batch_size", "resize_output_size", "scale_inputs",
@@ -31,12 +30,4 @@ _HOMES = {
     "reference": ("reference_predict",),
     "transforms": ("test_transform",),
 }
-_MODULE_OF = {name: module for module, names in _HOMES.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module 'repro.inference' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"repro.inference.{module}"), name)
+__getattr__, __all__ = lazy_exports(__name__, _HOMES)
