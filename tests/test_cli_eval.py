@@ -225,8 +225,16 @@ def test_eval_cli_end_to_end(tmp_path, monkeypatch):
     before = smoke.stat().st_mtime_ns
     again = runner.invoke(app, args)
     assert again.exit_code == 0, again.output
-    assert again.stderr.splitlines() == [f"kept: {smoke.resolve()}"] and again.stdout == ""
+    assert again.stderr.splitlines() == [f"kept: {smoke.resolve()} (use --force to redo)"] and again.stdout == ""
     assert smoke.stat().st_mtime_ns == before
+    # options that do not change the number are named, not applied (the engine's own rule)
+    predictions = tmp_path / "preds"
+    other = runner.invoke(app, [*args, "--max-batch", "1", "--save-predictions", str(predictions)])
+    assert other.exit_code == 0, other.output
+    assert other.stderr.splitlines() == [
+        f"kept: {smoke.resolve()}; not applied: --save-predictions {predictions.resolve()}, --max-batch 1 "
+        "(--force redoes the run with them, or give another --results)"]
+    assert smoke.stat().st_mtime_ns == before and not predictions.exists()
 
 
 def test_hash_ahead_starts_the_checkpoint_digest_the_engine_then_uses(tmp_path, monkeypatch):

@@ -73,6 +73,21 @@ def test_a_run_never_replaces_a_result_of_other_conditions(whole):
     assert single["other_files"] == [str(results / f"{MODEL}__single__limit1.json")]
 
 
+def test_a_rerun_whose_saved_predictions_are_out_of_step_is_evaluated_again(whole):
+    """The command keeps a finished run only as the engine would: with a PNG of its predictions
+    folder gone, the same command evaluates again and the folder is whole once more."""
+    results, predictions = whole["out"], whole["out"].parent / "preds"
+    first = runner.invoke(app, _eval(whole, "--results", str(results), "--save-predictions", str(predictions)))
+    assert first.exit_code == 0, first.output
+    pngs = sorted(predictions.rglob("*.png"))
+    assert len(pngs) == 3
+    pngs[1].unlink()
+    again = runner.invoke(app, _eval(whole, "--results", str(results), "--save-predictions", str(predictions)))
+    assert again.exit_code == 0, again.output
+    assert "out of step (1 PNG missing, overwritten or left over); evaluating again" in again.stderr
+    assert "kept:" not in again.stderr and sorted(predictions.rglob("*.png")) == pngs
+
+
 def test_a_rerun_is_kept_and_no_resume_does_not_redo_it_but_force_does(whole):
     results = whole["out"]
     assert runner.invoke(app, _eval(whole, "--results", str(results))).exit_code == 0
@@ -80,7 +95,7 @@ def test_a_rerun_is_kept_and_no_resume_does_not_redo_it_but_force_does(whole):
     for extra in ((), ("--no-resume",)):
         again = runner.invoke(app, _eval(whole, "--results", str(results), *extra))
         assert again.exit_code == 0, again.output
-        assert again.stderr.splitlines() == [f"kept: {path}"] and again.stdout == ""
+        assert again.stderr.splitlines() == [f"kept: {path} (use --force to redo)"] and again.stdout == ""
     plan = runner.invoke(app, _eval(whole, "--results", str(results), "--dry-run"))
     assert "result on disk (kept unless --force)" in plan.stdout
     redo = runner.invoke(app, _eval(whole, "--results", str(results), "--force"))

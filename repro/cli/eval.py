@@ -242,6 +242,8 @@ def _each_precision(request: _Request, settings: EngineOptions, precisions: list
 
 def _run_request(request: _Request, settings: EngineOptions) -> None:
     """Plan, print the plan, then run what is ready here (or hand it to a launcher) and sum up."""
+    from repro.engine.kept import kept_line, not_applied
+
     show = _is_rank_zero()
     with _sigterm_raises():
         plan = _make_plan(request.manifest, request.runs, request.lacking, request.protocol, settings,
@@ -258,8 +260,8 @@ def _run_request(request: _Request, settings: EngineOptions) -> None:
             raise typer.Exit(1 if failed else 0)
         _hash_ahead(ready[0].model_id, request.checkpoint)  # while torch imports (the plan needs none)
         kept = _kept_runs(plan, ready, settings, request.manifest)
-        for path, _ in kept.values() if show else ():
-            _say(f"kept: {path}")
+        for path, result in kept.values() if show else ():
+            _say(kept_line(path, not_applied(result, settings)))
         todo = [run for run in ready if run not in kept]
         if show and _worth_a_plan(plan, request.runs):
             _warn_if_slow(plan, todo)
@@ -355,7 +357,9 @@ def _ready_runs(plan, runs: list[PlannedRun]) -> list[PlannedRun]:
 
 def _kept_runs(plan, ready: list[PlannedRun], settings: EngineOptions, manifest: Manifest) -> dict[PlannedRun, tuple]:
     """The ready runs whose result is already on disk, exactly (the checkpoint's sha256, as the
-    engine would check): they are kept, not run (--force redoes them)."""
+    engine would check) and whose saved predictions, if this run asks for them, are in step: they
+    are kept, not run (--force redoes them). The rule is the engine's (repro.engine.kept)."""
+    from repro.engine.kept import kept_predictions_missing
     from repro.planning.plan import finished_result
 
     on_disk = {(row.model_id, row.protocol) for row in plan.ready if row.result_on_disk}
@@ -365,8 +369,8 @@ def _kept_runs(plan, ready: list[PlannedRun], settings: EngineOptions, manifest:
             entry = manifest.get(run.model_id)
             data = plan.datasets.get((entry.dataset, entry.eval_split))
             path, result, differences = finished_result(run.model_id, run.protocol, settings, data, exact=True)
-            if result is not None and not differences:
-                kept[run] = (path, result)
+            if result is not None and not differences and not kept_predictions_missing(result, settings, path):
+                kept[run] = (path, result)  # else the engine redoes it, saying why
     return kept
 
 

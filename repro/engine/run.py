@@ -16,10 +16,11 @@ import torch
 
 from repro.engine.devices import Collective, Ranks, resolve_device, setup_distributed
 from repro.engine.job import EngineOptions, EvalJob, build_job, dataset_fingerprint
+from repro.engine.kept import kept_line, kept_predictions_missing, not_applied
 from repro.engine.loop import PassCallback, PhaseCallback, ProgressCallback, Watchers, combined_batching, evaluate_share
 from repro.engine.progress import Session, State, drop_state, fingerprint_of, progress_path, run_conditions, saved_state
 from repro.engine.record import (
-    Extent, conditions, kept_predictions_missing, make_result, not_applied, performance, result_path, run_environment,
+    Extent, conditions, make_result, performance, result_path, run_environment,
 )
 from repro.engine.sinks import Finished, MetricSink, SubmissionSink
 from repro.errors import DatasetError, ReproError
@@ -75,9 +76,7 @@ def run_job(job: EvalJob, options: EngineOptions = EngineOptions(), *, progress:
 
 def _kept(run: Run, kept: EvalResult, say: LogCallback) -> EvalResult:
     """The finished result, with the options this run was not computed with named."""
-    ignored = not_applied(kept, run.options, run.device)
-    say(f"kept: {run.result_file}" + (f"; not applied: {', '.join(ignored)} (--force redoes the run with "
-                                       "them, or give another --results)" if ignored else " (use --force to redo)"))
+    say(kept_line(run.result_file, not_applied(kept, run.options)))
     return kept
 
 
