@@ -26,7 +26,8 @@ RECOMPUTED = "recomputed in fp32 on the CPU"  # the picture titles' word for the
 
 def _predictions_folder(result_path: Path, result: EvalResult) -> tuple[Path | None, str | None]:
     """(the run's saved predictions folder, None), or (None, why its PNGs are not this result's:
-    the folder's owner record names another run, as when a later run wrote over it)."""
+    the folder's owner record names another run, as when a later run wrote over it). A folder
+    without an owner record was written by an older repro and is taken as the result names it."""
     from repro.engine.predictions import folder_owner, result_identity
 
     if not result.predictions_dir:
@@ -36,12 +37,11 @@ def _predictions_folder(result_path: Path, result: EvalResult) -> tuple[Path | N
         folder = result_path.parent / folder
     if not folder.is_dir():
         return None, None
-    owner = folder_owner(folder)
-    if owner != result_identity(result):
-        whose = "no owner record" if owner is None else f"the PNGs of {owner.get('model_id')} [{owner.get('protocol')}]"
-        same_row = owner is not None and (owner.get("model_id"), owner.get("protocol")) == (result.model_id, result.protocol)
-        return None, (f"the saved predictions in {folder} are not this result's ({whose}"
-                      f"{', another run' if same_row else ''})")
+    owner = folder_owner(folder)  # None: written before repro kept owner records; taken as it is
+    if owner is not None and owner != result_identity(result):
+        same_row = (owner.get("model_id"), owner.get("protocol")) == (result.model_id, result.protocol)
+        return None, (f"the saved predictions in {folder} are not this result's (the PNGs of "
+                      f"{owner.get('model_id')} [{owner.get('protocol')}]{', another run' if same_row else ''})")
     return folder, None
 
 
