@@ -467,7 +467,7 @@ def _row_line(row: PlanRow, memory: int | None) -> str:
     else:
         status = row.blocked[0]
     peak = "mem " + format_memory(row.peak_memory, memory)
-    return f"  {row.protocol:<8} {images:>6} img x {passes:>5} {unit} {format_duration(row.seconds):>8} {peak:>15}  {status}"
+    return f"  {row.protocol:<8} {images:>6} img x {passes:>5} {unit} {format_duration(row.seconds):>8}  {peak:>15}  {status}"
 
 
 def format_memory(peak: int | None, memory: int | None = None) -> str:
