@@ -64,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--orig-width", type=int, default=None)
     parser.add_argument("--images", type=int, default=3, help="timed images per protocol (after one warm-up)")
     parser.add_argument("--max-batch", type=int, default=4, help="engine: crops/images per forward")
+    parser.add_argument("--batch-pixels", default="auto", choices=["auto", "none"],
+                        help="engine: auto (on a CPU no forward holds more pixels than the image's largest "
+                        "input; the engine's default) or none (max-batch inputs whatever their size)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"], help="engine precision (the reference is always fp32)")
     parser.add_argument("--skip-reference", action="store_true", help="time the engine only")
     parser.add_argument("--json", type=Path, default=None, help="also write the measurements here")
@@ -93,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         # a copy: the Predictor may convert its model to channels_last in place (CPU), and the
         # reference loop must run upstream's NCHW layout
         predictor = Predictor(copy.deepcopy(model), protocol, entry.num_classes, pairs, device,
-                              max_batch=args.max_batch, precision=args.precision)
+                              max_batch=args.max_batch, precision=args.precision,
+                              batch_pixels=None if args.batch_pixels == "none" else args.batch_pixels)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         engine_s, engine_out = _time(lambda x: predictor(x, out_size), images, device)
