@@ -254,3 +254,21 @@ def test_hash_ahead_starts_the_checkpoint_digest_the_engine_then_uses(tmp_path, 
     assert len(download._digests) == 1  # the engine waits for that hash instead of another
     _hash_ahead("mcibi_deeplabv3_r50_ade20k", None)  # not fetched: nothing to hash, no error
     assert len(download._digests) == 1
+
+
+def test_ctrl_c_in_a_run_says_how_many_images_are_saved(small_setup, monkeypatch):
+    """Ctrl-C during a run: exit 130 and one line with the images counted (and so saved) by then."""
+    import repro.engine
+
+    def interrupted(model_id, protocol, options, *, progress, **hooks):
+        progress(0, 2)
+        progress(1, 2)  # the first image counted, then Ctrl-C during the second
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(repro.engine, "evaluate", interrupted)
+    args = ["eval", MODEL, "--checkpoint", str(small_setup["checkpoint"]), "--data-root", str(small_setup["data"]),
+            "--limit", "2", "--device", "cpu", "--results", str(small_setup["out"])]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 130, result.output
+    assert result.stderr.splitlines()[-1].endswith(
+        "interrupted after 1 of 2 images; progress saved, run the same command to resume")

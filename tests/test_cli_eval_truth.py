@@ -123,9 +123,9 @@ def test_sigterm_saves_progress_and_the_same_command_resumes(setup, tmp_path):
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 143, err
-    assert "interrupted; progress saved, run the same command to resume" in err
     saved = int(torch.load(state_file, weights_only=True)["done"])
     assert seen <= saved < 12
+    assert f"interrupted after {saved} of 12 images; progress saved, run the same command to resume" in err
 
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

@@ -399,19 +399,22 @@ def _run_one(run: PlannedRun, label: str, settings: EngineOptions, show: bool):
     """Evaluate one run; KeyboardInterrupt / Terminated end the command (progress is saved)."""
     from repro.engine import Terminated, evaluate
 
+    view = EvalProgress(label, show, console)
     try:
-        with EvalProgress(label, show, console) as view:
+        with view:
             return evaluate(run.model_id, run.protocol, settings, progress=view,
                             log=view.say if show else None, phase=view.phase, passes=view.passes)
     except KeyboardInterrupt:
-        _interrupted(label, show, 130)
+        _interrupted(label, show, 130, view.images)
     except Terminated:
-        _interrupted(label, show, 143)
+        _interrupted(label, show, 143, view.images)
 
 
-def _interrupted(label: str, show: bool, code: int) -> None:
+def _interrupted(label: str, show: bool, code: int, images: tuple[int, int] | None) -> None:
+    """`images`: (counted, of) at the last image this rank counted (None: none was reached)."""
     if show:
-        _say(f"{label}: interrupted; progress saved, run the same command to resume")
+        after = f" after {images[0]} of {images[1]} images" if images else ""
+        _say(f"{label}: interrupted{after}; progress saved, run the same command to resume")
     raise typer.Exit(code)
 
 
