@@ -88,6 +88,20 @@ def test_a_rerun_whose_saved_predictions_are_out_of_step_is_evaluated_again(whol
     assert "kept:" not in again.stderr and sorted(predictions.rglob("*.png")) == pngs
 
 
+def test_a_run_the_engine_keeps_is_said_once(whole, monkeypatch):
+    """A finished run the command did not keep itself (another process finished it meanwhile,
+    say) is kept by the engine: one "kept" line, the engine's, with its reason."""
+    import repro.cli.eval as cli_eval
+
+    results = whole["out"]
+    assert runner.invoke(app, _eval(whole, "--results", str(results))).exit_code == 0
+    monkeypatch.setattr(cli_eval, "_kept_runs", lambda *args: {})
+    again = runner.invoke(app, _eval(whole, "--results", str(results)))
+    assert again.exit_code == 0, again.output
+    kept = [line for line in again.stderr.splitlines() if "kept:" in line]
+    assert kept == [f"{MODEL} [single]: kept: {(results / f'{MODEL}__single.json').resolve()} (use --force to redo)"]
+
+
 def test_a_rerun_is_kept_and_no_resume_does_not_redo_it_but_force_does(whole):
     results = whole["out"]
     assert runner.invoke(app, _eval(whole, "--results", str(results))).exit_code == 0

@@ -419,15 +419,14 @@ def _interrupted(label: str, show: bool, code: int, images: tuple[int, int] | No
 
 
 def _report_run(label: str, result, results: Path, started: float) -> None:
-    """The outcome of one run and the full path of its result file ("kept" when the engine found
-    this very evaluation finished: nothing was written)."""
+    """The outcome of one run and the full path of its result file (nothing when the engine found
+    this very evaluation finished: its log said "kept: ..." with the options not applied)."""
     from repro.manifest import load_manifest
     from repro.results.files import filename_of
 
-    path = results / filename_of(result, load_manifest().get(result.model_id).default_variant)
     if result.finished.timestamp() < started:
-        _say(f"kept: {path}")
         return
+    path = results / filename_of(result, load_manifest().get(result.model_id).default_variant)
 
     if result.status == "server":
         what = (f"no labels for {result.dataset}/{result.split}; wrote the test-server submission "
