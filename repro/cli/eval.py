@@ -413,7 +413,7 @@ def _run_one(run: PlannedRun, label: str, settings: EngineOptions, show: bool):
 def _interrupted(label: str, show: bool, code: int, images: tuple[int, int] | None) -> None:
     """`images`: (counted, of) at the last image this rank counted (None: none was reached)."""
     if show:
-        after = f" after {images[0]} of {images[1]} images" if images else ""
+        after = f" after {images[0]} of {counted(images[1], 'image')}" if images else ""
         _say(f"{label}: interrupted{after}; progress saved, run the same command to resume")
     raise typer.Exit(code)
 
