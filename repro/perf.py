@@ -211,8 +211,8 @@ def process_peak_rss_bytes() -> int | None:
 
 def reset_peak_rss() -> bool:
     """Start the peak resident memory afresh from the current one (Linux >= 4.0), so that the peak
-    read after a run is that run's, not the process's (a command that evaluates several rows).
-    False where the system cannot (then the peak is the process's)."""
+    read afterwards is that of what ran since (benchmarks/memory.py). False where the system
+    cannot (then the peak is the process's)."""
     try:
         PROC_CLEAR_REFS.write_text("5")
     except OSError:

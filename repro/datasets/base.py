@@ -116,6 +116,10 @@ class SplitSize:
         """'3 of the official 10000 images'."""
         return f"{self.found} of the official {self.official} {self.unit}"
 
+    def refusal(self, dataset: str) -> str:
+        """Why a run of a subset folder does not start (the plan's and the engine's line)."""
+        return f"{dataset} has {self.describe()}: pass --allow-subset to evaluate it anyway (partial, never compared)"
+
 
 def split_size(found: Any, official: int | None, unit: str = "images") -> SplitSize:
     """The size of `found` in the unit of the official count: its videos (`found.videos`, video ->

@@ -25,7 +25,7 @@ import torch
 from repro.engine.devices import Collective
 from repro.engine.job import EvalJob
 from repro.engine.options import EngineOptions
-from repro.engine.sinks import Finished, Sample
+from repro.engine.sinks import Finished, Sample, saved_ids
 from repro.errors import ReproError
 from repro.fileio import atomic_path, atomic_write_text
 from repro.text import counted
@@ -131,15 +131,16 @@ class PredictionSink:
     def state(self) -> dict[str, Any]:
         return {"ids": list(self.ids)}
 
+    def _files(self, ids: list[str]) -> list[Path]:
+        """The PNGs of these images: label, and painted with --paint."""
+        return [self.path_for(i) for i in ids] + ([self.path_for(i, True) for i in ids] if self.painted else [])
+
     def restore(self, state: dict[str, Any]) -> None:
-        ids = state["ids"]
-        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-            raise ValueError("saved image ids are not a list of names")
-        wanted = [self.path_for(i) for i in ids] + ([self.path_for(i, True) for i in ids] if self.painted else [])
-        missing = [path for path in wanted if not path.is_file()]
+        ids = saved_ids(state)
+        missing = [path for path in self._files(ids) if not path.is_file()]
         if missing:
             raise ValueError(f"{counted(len(missing), 'saved prediction PNG')} of counted images gone, e.g. {missing[0]}")
-        self.ids = list(ids)
+        self.ids = ids
 
     def merge(self, collective: Collective) -> None:
         """Every rank's PNGs are on disk, and rank 0 knows them all (to prune the rest)."""
@@ -147,8 +148,7 @@ class PredictionSink:
 
     def finish(self, finished: Finished) -> dict[str, Any]:
         if self.owned:
-            wanted = {self.path_for(i) for i in self.ids} | ({self.path_for(i, True) for i in self.ids}
-                                                              if self.painted else set())
+            wanted = set(self._files(self.ids))
             for path in self.folder.rglob("*.png"):
                 if path not in wanted:
                     path.unlink(missing_ok=True)  # an earlier run's, not this run's

@@ -190,9 +190,9 @@ def _merge_and_record(run: Run, session: Session, collective: Collective) -> Eva
     """Every sink merges the ranks' parts; rank 0 finishes them and publishes the result with its
     evidence; every rank learns whether that worked (a failure keeps every rank's progress)."""
     state = session.state
-    counts = collective.gather((state.done, state.seconds))
-    batching = combined_batching(collective.gather(state.batching))
+    counts = collective.gather((state.done, state.seconds, state.batching))
     evaluated, seconds = sum(c[0] for c in counts), max(c[1] for c in counts)  # wall time: slowest rank
+    batching = combined_batching([c[2] for c in counts])
     for sink in session.sinks:
         sink.merge(collective)
     timing = {"num_images": evaluated, "seconds": seconds,
@@ -241,11 +241,7 @@ def _is_subset(job: EvalJob, options: EngineOptions) -> bool:
     if not size.subset:
         return False
     if not options.allow_subset and options.limit is None:
-        raise DatasetError(
-            f"{job.dataset_name} {job.split} under {job.data_root} has {size.describe()}; fetch the whole split "
-            f"(`repro fetch --dataset {job.dataset_name}`) or pass --allow-subset (the result is then partial, "
-            "never compared)"
-        )
+        raise DatasetError(size.refusal(job.dataset_name))
     return True
 
 

@@ -68,7 +68,8 @@ class Sink(Protocol):
     def finish(self, finished: Finished) -> dict[str, Any]: ...
 
 
-def _saved_ids(state: dict[str, Any]) -> list[str]:
+def saved_ids(state: dict[str, Any]) -> list[str]:
+    """The image ids of a sink's saved state (ValueError when they are not a list of names)."""
     ids = state["ids"]
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ValueError("saved image ids are not a list of names")
@@ -127,7 +128,7 @@ class MetricSink:
         return state
 
     def restore(self, state: dict[str, Any]) -> None:
-        ids, rows, ignored = _saved_ids(state), state["rows"], state["ignored"]
+        ids, rows, ignored = saved_ids(state), state["rows"], state["ignored"]
         kinds = len(self.FIELDS) if self.labelled else 1
         if tuple(rows.shape) != (len(ids), kinds, self.num_classes):
             raise ValueError(f"saved per-image counts of shape {tuple(rows.shape)} for {len(ids)} images")
@@ -207,8 +208,8 @@ class SubmissionSink:
         return {"ids": list(self.ids)}
 
     def restore(self, state: dict[str, Any]) -> None:
-        ids = _saved_ids(state)
-        missing = [i for i in ids if not self.writer.path_for(i).is_file()]
+        ids = saved_ids(state)
+        missing = [i for i in ids if not self.writer.has(i)]
         if missing:
             raise ValueError(f"{counted(len(missing), 'submission PNG')} of counted images gone, e.g. {missing[0]}")
         self.ids = ids

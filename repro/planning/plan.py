@@ -408,9 +408,7 @@ def _plan_row(entry: Any, protocol_name: str, data: DatasetInfo, checkpoint_prob
     elif data.problem:
         row.blocked.append(data.problem)
     elif data.subset and not allow_subset and limit is None:
-        row.blocked.append(
-            f"{data.name} has {data.size().describe()}: pass --allow-subset to evaluate it anyway (partial, never compared)"
-        )
+        row.blocked.append(data.size().refusal(data.name))
     images = data.images if data.images is not None else spec.expected_images(data.split)
     row.images = min(images, limit) if images is not None and limit else images
     size = data.image_size or spec.typical_image_size

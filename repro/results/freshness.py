@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repro.results.files import EvalResult
-from repro.text import counted
-from repro.text import short_digest
+from repro.text import counted, short_digest
 
 
 @dataclass(frozen=True)
@@ -115,7 +114,6 @@ def _same_path(a: str | None, b: str | None) -> bool:
     if a is None or b is None:
         return a == b
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-
 
 
 def replacement_refused(path: str | os.PathLike, result: EvalResult, differences: list[str], force: bool) -> str | None:
