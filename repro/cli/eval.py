@@ -446,6 +446,7 @@ def _partial_text(result) -> str:
 
 def _perf_text(result) -> str:
     from repro.cli.summary import peak_share_text, speed_text
+    from repro.planning.plan import format_memory
 
     parts = [speed_text(result) or "no timed images"]
     if result.flops_per_image:
@@ -454,7 +455,7 @@ def _perf_text(result) -> str:
         parts.append(peak_share_text(result))
     if result.peak_memory_bytes:
         kind = "GPU peak" if result.peak_memory_kind == "cuda-allocated" else "process peak RSS"
-        parts.append(f"{kind} {result.peak_memory_bytes / 2**30:.1f} GiB")
+        parts.append(f"{kind} {format_memory(result.peak_memory_bytes)}")
     return ", ".join(parts)
 
 

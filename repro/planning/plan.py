@@ -489,7 +489,8 @@ def _footer(plan: Plan) -> list[str]:
             and row.peak_memory > plan.device.memory]
     if over:
         names = ", ".join(f"{row.model_id} {row.protocol}" for row in over[:3]) + (", ..." if len(over) > 3 else "")
-        lines.append(f"{len(over)} run(s) need more than the {plan.device.memory / 2**30:.0f} GiB of "
+        lines.append(f"{counted(len(over), 'run')} {'needs' if len(over) == 1 else 'need'} more than the "
+                     f"{plan.device.memory / 2**30:.0f} GiB of "
                      f"{plan.device.label} (estimated peak): {names}")
     command = plan.fetch_command()
     if command:
